@@ -1,0 +1,55 @@
+"""Checks that are awkward as notebook cells: the command-line entry points end to end, and that the exported
+library is in sync with the notebooks (the notebooks are the source)."""
+import json, os, subprocess, sys, shutil
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, cwd=ROOT, **kw):
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600, **kw)
+
+
+def test_import_and_version():
+    import flatness_nb
+    from flatness_nb.flatness import relative_flatness
+    from flatness_nb.hessian import layer_hessian_trace
+    assert flatness_nb.__version__ and callable(relative_flatness) and callable(layer_hessian_trace)
+
+
+def test_demo_end_to_end(tmp_path):
+    out = tmp_path / 'demo.json'
+    r = run('-m', 'flatness_nb.demo', '--steps', '150', '--out', str(out))
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(out.read_text())
+    assert 'relative_flatness' in rep['layers'][0] and 'κφ_Tr exact' in r.stdout
+    for l in rep['layers']:  # the report's exact value and its Hutchinson estimate agree
+        assert abs(l['hutchinson'] - l['relative_flatness']) < 4 * l['hutchinson_se']
+
+
+def test_benchmark_command_small(tmp_path):
+    out = tmp_path / 'bench.json'
+    r = run('-m', 'flatness_nb.benchmark', '--n', '60', '--batch-size', '30', '--no-memory', '--out', str(out))
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(out.read_text())
+    assert set(rep['layers']) == {'fc1', 'fc2', 'fc3'}
+    assert all(l['ours_over_tfb'] > 0 and l['speedup'] > 0 for l in rep['layers'].values())
+
+
+def test_benchmark_memory_child_streams():
+    from flatness_nb.benchmark import peak_memory_mb
+    assert peak_memory_mb(40, batch_size=20) > 0
+
+
+@pytest.mark.skipif(shutil.which('git') is None or not (ROOT / '.git').exists(), reason='needs a git checkout')
+def test_library_in_sync_with_notebooks(tmp_path):
+    """nbdev_export on a copy of the repo must not change flatness_nb/: nobody edited the .py files by hand."""
+    dst = tmp_path / 'repo'
+    shutil.copytree(ROOT, dst, ignore=shutil.ignore_patterns('.venv', '.git', '_proc', '_docs', '__pycache__'))
+    exe = shutil.which('nbdev_export', path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get('PATH', '')]))
+    assert exe, 'nbdev_export not found'
+    r = subprocess.run([exe], cwd=dst, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    for f in sorted((ROOT / 'flatness_nb').glob('*.py')):
+        assert (dst / 'flatness_nb' / f.name).read_text() == f.read_text(), f'{f.name} differs from its notebook'
