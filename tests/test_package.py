@@ -18,14 +18,27 @@ def test_import_and_version():
     assert flatness_nb.__version__ and callable(relative_flatness) and callable(layer_hessian_trace)
 
 
-def test_demo_end_to_end(tmp_path):
-    out = tmp_path / 'demo.json'
-    r = run('-m', 'flatness_nb.demo', '--steps', '150', '--out', str(out))
+def console(*args):
+    exe = shutil.which('flatness-nb', path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get('PATH', '')]))
+    assert exe, 'the flatness-nb console script is not installed'
+    return subprocess.run([exe, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_cli_demo_end_to_end(tmp_path):
+    """`flatness-nb demo` as a user runs it: trains, measures, writes the report folder."""
+    out = tmp_path / 'demo'
+    r = console('demo', '--steps', '150', '--out', str(out))
     assert r.returncode == 0, r.stderr
-    rep = json.loads(out.read_text())
-    assert 'relative_flatness' in rep['layers'][0] and 'κφ_Tr exact' in r.stdout
+    rep = json.loads((out / 'report.json').read_text())
+    assert 'κφ_Tr exact' in r.stdout and (out / 'demo.csv').exists() and (out / 'demo.png').stat().st_size > 1000
     for l in rep['layers']:  # the report's exact value and its Hutchinson estimate agree
         assert abs(l['hutchinson'] - l['relative_flatness']) < 4 * l['hutchinson_se']
+
+
+def test_cli_bad_input_is_one_line():
+    r = console('measure', 'no_such_model.pt', 'digits')
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "flatness-nb measure: error: model file 'no_such_model.pt' does not exist"]
 
 
 def test_benchmark_command_small(tmp_path):
