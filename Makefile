@@ -24,5 +24,9 @@ test-slow: install
 bench: install
 	$(PY) -m flatness_nb.benchmark --n 2000 --out bench.json
 
+# Quarto site if quarto exists, else executed notebooks -> HTML with local MathJax (Debian's libjs-mathjax)
+docs: install
+	$(PY) tools/build_docs.py
+
 export:
 	nbdev_export && nbdev_clean
