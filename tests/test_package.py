@@ -27,7 +27,7 @@ def console(*args):
 def test_cli_demo_end_to_end(tmp_path):
     """`flatness-nb demo` as a user runs it: trains, measures, writes the report folder."""
     out = tmp_path / 'demo'
-    r = console('demo', '--steps', '150', '--out', str(out))
+    r = console('demo', '--steps', '150', '--quick', '--out', str(out))   # the full demo runs in nbs/12_demo
     assert r.returncode == 0, r.stderr
     rep = json.loads((out / 'report.json').read_text())
     assert 'κφ_Tr exact' in r.stdout and (out / 'demo.csv').exists() and (out / 'demo.png').stat().st_size > 1000
