@@ -25,3 +25,22 @@ def test_init_from_env_outside_torchrun():
     r = subprocess.run([sys.executable, '-c', 'from flatness_nb.distributed import init_from_env; init_from_env()'],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode != 0 and 'launch with torchrun' in r.stderr
+
+
+def test_cli_measure_distributed_equals_single(tmp_path):
+    """`flatness-nb measure --distributed` under torchrun (2 processes) writes the same numbers as one process."""
+    import json, torch, torch.nn as nn
+    torch.manual_seed(0)
+    torch.save(nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)).double(), tmp_path / 'net.pt')
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    common = ['measure', str(tmp_path / 'net.pt'), 'digits', '--quiet']
+    r1 = subprocess.run([sys.executable, '-m', 'flatness_nb.cli', *common, '--out', str(tmp_path / 'one')],
+                        capture_output=True, text=True, timeout=300, env=env)
+    r2 = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '-m',
+                         'flatness_nb.cli', *common, '--distributed', '--out', str(tmp_path / 'two')],
+                        capture_output=True, text=True, timeout=300, env=env)
+    assert r1.returncode == 0 and r2.returncode == 0, r1.stderr[-1000:] + r2.stderr[-1000:]
+    one, two = (json.loads((tmp_path / d / 'measures.json').read_text()) for d in ('one', 'two'))
+    for a, b in zip(one, two):
+        for k, v in a.items():
+            if isinstance(v, float): assert abs(v - b[k]) <= 1e-10 * abs(v), (k, v, b[k])
