@@ -270,6 +270,9 @@ def main(argv=None):
         if a.debug: raise
         msg = ' '.join(str(e).split())
         print(f"flatness-nb {a.cmd}: error: {msg}", file=sys.stderr)
+        if getattr(a, 'distributed', False):
+            from flatness_nb.distributed import finish
+            finish(2)   # every rank prints its own error before torchrun stops the launch
         sys.exit(2)
 
 # %% ../nbs/09_cli.ipynb #5cf53a2d

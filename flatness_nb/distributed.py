@@ -168,10 +168,16 @@ def time_sharded(n: int = 2000, # samples
     return time.perf_counter() - t
 
 def finish(code: int = 0, # exit code of this rank
+           timeout: float = 60, # seconds to wait for the other ranks
           ):
-    "End a torchrun worker: wait for the other ranks (on success), flush, and exit without C++ teardown."
-    if code == 0 and dist.is_initialized(): dist.barrier()
+    "End a torchrun worker: flush, wait (bounded) for the other ranks, and exit without C++ teardown."
     sys.stdout.flush(); sys.stderr.flush()
+    if dist.is_initialized():
+        # Failing ranks wait too: torchrun kills the survivors as soon as one rank exits, so a rank that leaves early
+        # could cut off the others' own error messages. A rank that died never arrives, hence the timeout.
+        try: dist.barrier(async_op=True).wait(timeout=datetime.timedelta(seconds=timeout))
+        except RuntimeError:
+            if code == 0: code = 1
     os._exit(code)   # gloo's threads can abort in their destructors when ranks tear down at different times
 
 def main(argv=None):

@@ -46,6 +46,19 @@ def test_cli_measure_distributed_equals_single(tmp_path):
             if isinstance(v, float): assert abs(v - b[k]) <= 1e-10 * abs(v), (k, v, b[k])
 
 
+def test_cli_measure_distributed_bad_layer_every_rank_reports(tmp_path):
+    """A bad layer name under torchrun: every rank prints the one-line error and the launch fails (no hang, no traceback from our code)."""
+    import torch, torch.nn as nn
+    torch.save(nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)).double(), tmp_path / 'net.pt')
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '-m',
+                        'flatness_nb.cli', 'measure', str(tmp_path / 'net.pt'), 'digits', '--quiet', '--layer', 'fc9',
+                        '--distributed'], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert r.returncode != 0
+    assert r.stderr.count("flatness-nb measure: error:") == 2 and "fc9" in r.stderr, r.stderr[-2000:]
+    assert 'flatness_nb/' not in r.stderr, r.stderr[-2000:]   # torchrun's own traceback is fine; none from our code
+
+
 def test_unreduced_measures_refuse_sharded_data(tmp_path):
     """Measures whose loops are not plain sums refuse to run on sharded data instead of returning a shard-local value."""
     code = f"""
