@@ -29,4 +29,4 @@ docs: install
 	$(PY) tools/build_docs.py
 
 export:
-	nbdev_export && nbdev_clean
+	nbdev_export && nbdev_clean && $(PY) tools/readme.py

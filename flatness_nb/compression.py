@@ -10,8 +10,9 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, jacrev, jacfwd, jvp, vjp, functional_call
-from .core import (check_single_process, UnsupportedLayerError, LayerSplit, check_eval, check_loss, get_layer, iter_batches,
-                              linear_layers, model_device_dtype, per_sample_losses)
+from .core import (UnsupportedLayerError, LayerSplit, check_eval, check_loss, empirical_risk, get_layer,
+                              iter_batches, linear_layers, model_device_dtype, per_sample_losses, perturbed_risks,
+                              reduce_max, reduce_sums)
 from .hessian import Estimate, layer_curvature, network_hessian_trace, z_jacobian
 
 # %% auto #0
@@ -212,7 +213,6 @@ def compression_measures(model: nn.Module, # the network, in eval mode
                          batch_size: int = 256, # batch size used to split (X, y) tensors
                         ) -> Compression:
     "MLS, NMLS, LVR, NVR and mean participation ratio, streamed over `data` with vmapped Jacobians."
-    check_single_process('compression_measures')
     check_eval(model)
     dev, dt = model_device_dtype(model)
     tot = dict(mls=0.0, nmls=0.0, lvr=0.0, nvr=0.0, pr=0.0, rank=0.0); n = 0
@@ -230,7 +230,8 @@ def compression_measures(model: nn.Module, # the network, in eval mode
                 tot['nmls'] += sn[:, 0].sum().item()
                 tot['nvr'] += _logvol_s(sn, rank, rtol)[0].sum().item()
             n += len(x)
-    return Compression(**{k: v / n for k, v in tot.items()}, n=n)
+    *vals, n = reduce_sums(*tot.values(), n)
+    return Compression(**{k: v / n for k, v in zip(tot, vals)}, n=n)
 
 # %% ../nbs/06_compression.ipynb #f99f1e8f
 def param_grad_sqnorms(model: nn.Module, # the network, in eval mode
@@ -261,7 +262,6 @@ def sharpness_split(model: nn.Module, # the network, in eval mode
                     **kw, # stopping rule of the Hutchinson part (non-nn.Linear parameters)
                    ) -> SharpnessSplit:
     "Sharpness Tr(H) of the LVR paper's loss and its Gauss–Newton and residual terms, each computed independently."
-    check_single_process('sharpness_split')
     check_eval(model)
     dev, dt = model_device_dtype(model)
     batches, gn, loss, n = [], 0.0, 0.0, 0
@@ -272,6 +272,7 @@ def sharpness_split(model: nn.Module, # the network, in eval mode
         batches.append((x, y, (out - y).detach()))
         gn += sum(v.sum() for v in param_grad_sqnorms(model, x).values()).item()
         loss += half_sse(out, y).item(); n += len(x)
+    gn, loss, n = reduce_sums(gn, loss, n)
     tr = network_hessian_trace(model, [(x, y) for x, y, _ in batches], half_sse, batch_size=batch_size, **kw)
     res = network_hessian_trace(model, [(x, r) for x, _, r in batches], _inner, batch_size=batch_size, **kw)
     return SharpnessSplit(tr, gn / n, res, loss / n)
@@ -312,13 +313,16 @@ def _lin_check(model):
     if not ll: raise ValueError("model has no nn.Linear layers")
     return list(ll)
 
+def _log(v):
+    "Natural log with log 0 = −inf."
+    return math.log(v) if v > 0 else -math.inf
+
 def lvr_bounds(model: nn.Module, # a network of nn.Linear layers (any activations), in eval mode
                data, # (X, y) tensors or an iterable of (x, y) batches; y one-hot, shaped like the output
                rank: int | None = None, # fixed rank r for Eq. 8–10 (default min(k, dim) per Jacobian)
                batch_size: int = 256, # batch size used to split (X, y) tensors
               ) -> LVRBounds:
     "Left- and right-hand sides of Eq. 5, 6, 8, 9, 10, 11 (chain A ≤ B ≤ C ≤ D) and 12, streamed over `data`."
-    check_single_process('lvr_bounds')
     check_eval(model)
     names = _lin_check(model)
     first = names[0]
@@ -346,7 +350,8 @@ def lvr_bounds(model: nn.Module, # a network of nn.Linear layers (any activation
             s['logx2'] += x2.log().sum().item(); xmin2 = min(xmin2, x2.min().item())
             lv, _ = log_volumes(J, r)
             s['lv'] += lv.sum().item()
-            eq8 = max(eq8, (lv - r / 2 * torch.log(JF2 / r)).max().item())
+            # J(x) = 0 (a sample on which the net is locally constant): log-volume −inf, and Eq. 8 holds there
+            eq8 = max(eq8, torch.where(JF2 > 0, lv - r / 2 * torch.log(JF2 / r), -math.inf).max().item())
             for nm in names:
                 a2 = acts[nm].pow(2).sum(1); gl = g[nm + '.weight']
                 s['nmls'] += torch.linalg.matrix_norm(Jl[nm], ord=2).sum().item()
@@ -354,13 +359,21 @@ def lvr_bounds(model: nn.Module, # a network of nn.Linear layers (any activation
                 s['Wa'] += (Wn[nm] ** 2 / a2).sum().item()
                 per[nm]['lv'] += log_volumes(Jl[nm], rl[nm])[0].sum().item()
                 per[nm]['loga2'] += a2.log().sum().item()
-                eq5 = max(eq5, (Jl[nm].pow(2).sum((1, 2)).sqrt() * a2.sqrt() / (Wn[nm] * gl.sqrt())).max().item())
+                num, den = Jl[nm].pow(2).sum((1, 2)).sqrt() * a2.sqrt(), Wn[nm] * gl.sqrt()
+                # den = 0 means a = 0 or ∂f/∂z = 0, and either makes num = 0: the sample satisfies Eq. 5 as 0 ≤ 0
+                eq5 = max(eq5, torch.where(den > 0, num / den, 0.0).max().item())
             n += len(x)
+    keys, pk = list(s), [(nm, q) for nm in names for q in ('lv', 'loga2')]
+    *v, n = reduce_sums(*(s[k] for k in keys), *(per[nm][q] for nm, q in pk), n)
+    s = dict(zip(keys, v[:len(keys)]))
+    for (nm, q), t in zip(pk, v[len(keys):]): per[nm][q] = t
+    eq5, eq8, neg_xmin2 = reduce_max(eq5, eq8, -xmin2); xmin2 = -neg_xmin2   # a minimum is −max(−x)
     sp = sharpness_split(model, data, batch_size)
     T, G, W1 = sp.trace.value, s['G'] / n, Wn[first]
-    GM2 = math.exp(s['logx2'] / n)
-    eq9 = lambda S: r / 2 * math.log(W1 ** 2 * S / (r * GM2))
-    eq10 = lambda S: sum(rl[nm] / 2 * math.log(Wn[nm] ** 2 * S / (rl[nm] * math.exp(per[nm]['loga2'] / n))) for nm in names)
+    # logs of geometric means are kept as logs: one sample with a zero activation vector (every ReLU of a layer off) makes
+    # the mean log −inf and the bound +inf (vacuous, but true), where exp() would underflow to 0 and divide by zero
+    eq9 = lambda S: r / 2 * (_log(W1 ** 2 * S / r) - s['logx2'] / n)
+    eq10 = lambda S: sum(rl[nm] / 2 * (_log(Wn[nm] ** 2 * S / rl[nm]) - per[nm]['loga2'] / n) for nm in names)
     c = W1 * math.sqrt(s['xinv2'] / n)
     return LVRBounds(split=sp,
         eq5=Bound(eq5, 1.0, 1.0),
@@ -401,22 +414,14 @@ def adaptive_sharpness_mc(model: nn.Module, # the network, in eval mode
                           batch_size: int = 512, # batch size used to split (X, y) tensors
                          ) -> Estimate:
     "E_{δ∼N(0, ρ² diag(w²))} E_emp(w + δ) − E_emp(w) by Monte Carlo with antithetic pairs, with its standard error."
-    check_single_process('adaptive_sharpness_mc')
     check_eval(model)
     dev, dt = model_device_dtype(model)
-    p0 = {n: p.detach() for n, p in model.named_parameters()}
     gen = torch.Generator(device=dev).manual_seed(seed)
-    eps = {n: rho * p * torch.randn((draws, *p.shape), generator=gen, dtype=dt, device=dev) for n, p in p0.items()}
-    L = lambda p, x, y: per_sample_losses(loss_fn, functional_call(model, p, (x,)), y).sum()
-    shift = lambda s: vmap(lambda e: {n: p0[n] + s * e[n] for n in p0})(eps)
-    acc, n = torch.zeros(draws, dtype=dt, device=dev), 0
-    with torch.no_grad():
-        for k, (x, y) in enumerate(iter_batches(data, batch_size, dev, dt)):
-            if k == 0: check_loss(loss_fn, model(x), y)
-            lp = vmap(L, in_dims=(0, None, None))(shift(1.0), x, y)
-            lm = vmap(L, in_dims=(0, None, None))(shift(-1.0), x, y)
-            acc += (lp + lm) / 2 - L(p0, x, y); n += len(x)
-    v = acc / n
+    eps = {n: rho * p.detach() * torch.randn((draws, *p.shape), generator=gen, dtype=dt, device=dev)
+           for n, p in model.named_parameters()}
+    plus = perturbed_risks(model, data, loss_fn, eps, batch_size)
+    minus = perturbed_risks(model, data, loss_fn, {n: -e for n, e in eps.items()}, batch_size)
+    v = (plus + minus) / 2 - empirical_risk(model, data, loss_fn, batch_size)
     return Estimate(v.mean().item(), (v.std() / math.sqrt(draws)).item(), draws)
 
 # %% ../nbs/06_compression.ipynb #365eda94
@@ -425,13 +430,13 @@ def iimls(model: nn.Module, # the network, in eval mode
           batch_size: int = 512, # batch size used to split (X, y) tensors
          ) -> float:
     "Input-invariant MLS (1/n) Σ ‖J(x_i) x_i‖² / D, one batched JVP per batch."
-    check_single_process('iimls')
     check_eval(model)
     dev, dt = model_device_dtype(model)
     tot, n = 0.0, 0
     for x, _ in iter_batches(data, batch_size, dev, dt):
         Jx = jvp(model, (x,), (x,))[1].reshape(len(x), -1)
         tot += Jx.pow(2).sum().item() / x[0].numel(); n += len(x)
+    tot, n = reduce_sums(tot, n)
     return tot / n
 
 def iimls_bound(model: nn.Module, # a network whose first linear layer is an nn.Linear acting on the input
@@ -440,7 +445,6 @@ def iimls_bound(model: nn.Module, # a network whose first linear layer is an nn.
                 batch_size: int = 512, # batch size used to split (X, y) tensors
                ) -> Bound:
     "IIMLS ≤ (|W|/D) Σ_{j∈W} w_j² G_jj (rhs_gn, always) and with H_jj in place of G_jj (rhs, at interpolation)."
-    check_single_process('iimls_bound')
     first = _lin_check(model)[0]
     sp = LayerSplit(model, first)
     W = sp.weight.detach(); d, D = W.shape
@@ -453,6 +457,7 @@ def iimls_bound(model: nn.Module, # a network whose first linear layer is an nn.
                 raise ValueError(f"the first linear layer {first!r} does not act on the input itself")
             Jz = z_jacobian(sp, x, z)
             Gd += Jz.pow(2).sum(1).T @ phi ** 2; n += len(x)
+    Gd, n = reduce_sums(Gd, n)
     Hd = layer_curvature(model, first, data, loss_fn, columns=False, batch_size=batch_size).diagonal
     c = d   # the constant |W| / D, with |W| = d·D first-layer weights
     return Bound(iimls(model, data, batch_size), c * (W ** 2 * Gd / n).sum().item(), c * (W ** 2 * Hd).sum().item())
@@ -465,13 +470,13 @@ def normalized_mls(model: nn.Module, # the network, in eval mode
                    batch_size: int = 512, # batch size used to split (X, y) tensors
                   ) -> float:
     "(1/n) Σ ‖x_i‖ ‖J(x_i)‖₂ with ‖J‖₂ by power iteration on JᵀJ (JVP/VJP, no dense Jacobian)."
-    check_single_process('normalized_mls')
     check_eval(model)
     dev, dt = model_device_dtype(model)
     tot, n = 0.0, 0
     for x, _ in iter_batches(data, batch_size, dev, dt):
         s = jacobian_spectral_norms(model, x, iters, tol)
         tot += (x.reshape(len(x), -1).norm(dim=1) * s).sum().item(); n += len(x)
+    tot, n = reduce_sums(tot, n)
     return tot / n
 
 # %% ../nbs/06_compression.ipynb #87b5bab3

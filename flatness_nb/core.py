@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
-from torch.func import vmap
+from torch.func import functional_call, vmap
 
 # %% auto #0
 __all__ = ['LINEAR_TYPES', 'UnsupportedLayerError', 'linear_layers', 'get_layer', 'check_eval', 'model_device_dtype',
-           'iter_batches', 'count_samples', 'LayerSplit', 'reduce_sums', 'check_single_process', 'sample_loss',
-           'per_sample_losses', 'check_loss', 'empirical_risk']
+           'iter_batches', 'count_samples', 'LayerSplit', 'reduce_sums', 'reduce_max', 'check_single_process',
+           'sample_loss', 'per_sample_losses', 'check_loss', 'empirical_risk', 'perturbed_risks']
 
 # %% ../nbs/00_core.ipynb #95c11794
 LINEAR_TYPES = (nn.Linear, nn.Conv2d)
@@ -160,13 +160,17 @@ _REDUCERS: list = []
 
 def reduce_sums(*sums):
     "Combine partial sums (tensors or numbers) over all workers taking part; the identity in a single process."
-    return _REDUCERS[-1](sums) if _REDUCERS else sums
+    return _REDUCERS[-1](sums, 'sum') if _REDUCERS else sums
+
+def reduce_max(*maxima):
+    "Combine partial maxima (tensors elementwise, or numbers) over all workers taking part; the identity in a single process."
+    return _REDUCERS[-1](maxima, 'max') if _REDUCERS else maxima
 
 def check_single_process(name: str, # the measure's name, for the message
                         ):
     "Refuse to run a measure whose loops do not reduce across processes while data are sharded (no silent shard-local value)."
-    if _REDUCERS: raise NotImplementedError(f"{name} does not combine partial results across processes (it uses minima, "
-                                            "maxima or per-sample statistics); call it on the full data in one process")
+    if _REDUCERS: raise NotImplementedError(f"{name} does not combine partial results across processes (it is not built from "
+                                            "sums and maxima over samples); call it on the full data in one process")
 
 # %% ../nbs/00_core.ipynb #95ea8ffa
 def sample_loss(loss_fn: Callable, # a standard PyTorch loss on (output batch, label batch)
@@ -214,3 +218,27 @@ def empirical_risk(model: nn.Module, # the network, in eval mode
             tot += per_sample_losses(loss_fn, out, y).sum().item(); n += len(x)
     tot, n = reduce_sums(tot, n)
     return tot / n
+
+def perturbed_risks(model: nn.Module, # the network, in eval mode
+                    data, # (X, y) tensors or an iterable of (x, y) batches
+                    loss_fn: Callable, # a standard PyTorch loss
+                    deltas: dict[str, Tensor], # parameter perturbations by name, each with a leading draw dimension
+                    batch_size: int = 512, # batch size used to split (X, y) tensors
+                   ) -> Tensor:
+    "E_emp(w + δ_k) for each draw k (vectorised over draws with vmap, streamed over the data)."
+    check_eval(model)
+    p0 = {k: p.detach() for k, p in model.named_parameters()}
+    bad = [k for k in deltas if k not in p0]
+    if bad: raise ValueError(f"deltas name unknown parameters {bad}; the model has: {list(p0)}")
+    shapes = {k: tuple(d.shape[1:]) for k, d in deltas.items() if d.shape[1:] != p0[k].shape}
+    if shapes: raise ValueError(f"deltas {shapes} do not have the parameter's shape after the leading draw dimension")
+    dev, dt = model_device_dtype(model)
+    L = lambda p, x, y: per_sample_losses(loss_fn, functional_call(model, p, (x,)), y).sum()
+    draws = next(iter(deltas.values())).shape[0]
+    acc, n = torch.zeros(draws, dtype=dt, device=dev), 0
+    with torch.no_grad():
+        for k, (x, y) in enumerate(iter_batches(data, batch_size, dev, dt)):
+            if k == 0: check_loss(loss_fn, model(x), y)
+            acc += vmap(lambda d: L({q: p0[q] + d[q] if q in d else p0[q] for q in p0}, x, y))(deltas); n += len(x)
+    acc, n = reduce_sums(acc, n)
+    return acc / n

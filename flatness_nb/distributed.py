@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_distributed.ipynb #8d636321
 from __future__ import annotations
-import argparse, contextlib, datetime, json, os, subprocess, sys, time
+import argparse, contextlib, dataclasses, datetime, json, math, os, subprocess, sys, time
 import torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
 from .core import _REDUCERS
@@ -31,13 +31,13 @@ def _raise_if_failed(bad):
     if bad: raise DistributedError(f"rank(s) {bad} failed (see their own error messages); stopping this rank too")
 
 def _make_reducer(group):
-    "Reducer that sums partial sums (tensors or numbers) over `group`, after checking no rank has failed."
-    def reduce(sums):
+    "Reducer that sums (op='sum') or maximises (op='max') partials (tensors or numbers) over `group`, after checking no rank has failed."
+    def reduce(sums, op='sum'):
         _raise_if_failed(_exchange_flags(False, group))
         dev = _comm_device(group)
         parts = [torch.as_tensor(s).to(dev, torch.float64).flatten() for s in sums]
         buf = torch.cat(parts)
-        dist.all_reduce(buf, group=group)
+        dist.all_reduce(buf, op={'sum': dist.ReduceOp.SUM, 'max': dist.ReduceOp.MAX}[op], group=group)
         out, i = [], 0
         for s, p in zip(sums, parts):
             v = buf[i:i + p.numel()]; i += p.numel()
@@ -128,6 +128,43 @@ def _all_measures(model, data):
             out.update({f'{nm}.kappa': c.relative_flatness, f'{nm}.trace': c.trace, f'{nm}.wdiag': c.weighted_diagonal,
                         f'{nm}.rho_sum': c.rho.sum().item(), f'{nm}.bias_trace': c.bias_hessian.trace().item(),
                         f'{nm}.spread': feature_spread(model, nm, data).sum().item()})
+    out.update(_more_measures(model, data))
+    return out
+
+def _floats(obj, prefix):
+    "Every float inside a (nested) dataclass or tuple, by dotted name."
+    if dataclasses.is_dataclass(obj):
+        return {k: v for f in dataclasses.fields(obj) for k, v in _floats(getattr(obj, f.name), f'{prefix}.{f.name}').items()}
+    if isinstance(obj, (tuple, list)):
+        return {k: v for i, o in enumerate(obj) for k, v in _floats(o, f'{prefix}.{i}').items()}
+    return {prefix: float(obj)} if isinstance(obj, (int, float)) else {}
+
+def _one_hot(data, k):
+    "The same data with one-hot float targets (for the squared-error measures of `compression`)."
+    oh = lambda t: F.one_hot(t, k).to(torch.get_default_dtype())
+    if isinstance(data, tuple): return data[0], oh(data[1])
+    return [(x, oh(t)) for x, t in data]
+
+def _more_measures(model, data):
+    "The measures of `measures`, `robustness` and `compression` that reduce across processes."
+    from flatness_nb.core import linear_layers
+    from flatness_nb.measures import fisher_rao_norm, pac_bayes_flatness
+    from flatness_nb.robustness import feature_robustness_mc, haar_orthogonal
+    from flatness_nb.compression import (adaptive_sharpness_mc, compression_measures, iimls, lvr_bounds, normalized_mls,
+                                         sharpness_split)
+    last = list(linear_layers(model))[-1]
+    out = {'fisher_rao': fisher_rao_norm(model, data),
+           'pac_bayes_sigma': pac_bayes_flatness(model, data, draws=8, iters=12).sigma,
+           'iimls': iimls(model, data), 'nmls_normalized': normalized_mls(model, data, iters=200)}
+    out.update(_floats(feature_robustness_mc(model, last, data, F.cross_entropy, haar_orthogonal, n=8, delta=0.1),
+                       'robustness'))
+    # a difference of risks: at the default ρ = 0.01 it is ~1e-5 of the risks, so summation order alone moves it ~1e-11
+    out.update(_floats(adaptive_sharpness_mc(model, data, F.cross_entropy, rho=0.1, draws=8), 'adaptive_mc'))
+    out.update(_floats(compression_measures(model, data), 'compression'))
+    Y = _one_hot(data, 3)
+    if all(isinstance(m, nn.Linear) for m in linear_layers(model).values()):
+        out.update(_floats(lvr_bounds(model, Y), 'lvr'))   # includes sharpness_split; maxima and a minimum inside
+    else: out.update(_floats(sharpness_split(model, Y, min_probes=32, max_probes=32, probes_per_pass=16), 'split'))
     return out
 
 def self_check(fail_rank: int | None = None, # put a NaN into this rank's shard (to show the failure path)
@@ -144,9 +181,15 @@ def self_check(fail_rank: int | None = None, # put a NaN into this rank's shard 
                 local = (local[0].clone().fill_(float('nan')), local[1]) if isinstance(local, tuple) else \
                         [(x.clone().fill_(float('nan')), t) for x, t in local]
             multi = _all_measures(model, local)
-        for k in single:
-            worst = max(worst, abs(multi[k] - single[k]) / max(abs(single[k]), 1e-300))
+        if multi.keys() != single.keys(): raise RuntimeError(f"measures differ: {set(multi) ^ set(single)}")
+        worst = max([worst] + [_rel_diff(multi[k], single[k]) for k in single])
     return worst
+
+def _rel_diff(a: float, b: float) -> float:
+    "Relative difference of a from b; 0 for equal values (inf and NaN included), inf when only one is NaN or inf."
+    if a == b or (math.isnan(a) and math.isnan(b)): return 0.0
+    d = abs(a - b) / max(abs(b), 1e-300)
+    return math.inf if math.isnan(d) else d
 
 def time_sharded(n: int = 2000, # samples
                  batch_size: int = 250, # batch size

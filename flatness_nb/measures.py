@@ -11,13 +11,12 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad, jvp, vmap
 from .core import (check_eval, check_loss, empirical_risk, iter_batches, linear_layers, model_device_dtype,
-                              per_sample_losses, reduce_sums, sample_loss)
+                              per_sample_losses, perturbed_risks, reduce_sums, sample_loss)
 from .hessian import Estimate, network_hessian_trace, lambda_max
 from .flatness import network_measures
 
 # %% auto #0
-__all__ = ['fisher_rao_norm', 'fisher_rao_euler', 'perturbed_risks', 'PacBayes', 'pac_bayes_flatness', 'weight_norms',
-           'measure_all']
+__all__ = ['fisher_rao_norm', 'fisher_rao_euler', 'PacBayes', 'pac_bayes_flatness', 'weight_norms', 'measure_all']
 
 # %% ../nbs/07_measures.ipynb #af45a9ef
 def _params(model):
@@ -62,23 +61,6 @@ def fisher_rao_euler(model: nn.Module, # a bias-free network of linear layers wi
     return depth ** 2 * tot / n
 
 # %% ../nbs/07_measures.ipynb #1a9e2627
-def perturbed_risks(model: nn.Module, # the network, in eval mode
-                    data, # (X, y) tensors or an iterable of (x, y) batches
-                    loss_fn: Callable, # a standard PyTorch loss
-                    deltas: dict[str, Tensor], # parameter perturbations by name, each with a leading draw dimension
-                    batch_size: int = 512, # batch size used to split (X, y) tensors
-                   ) -> Tensor:
-    "E_emp(w + δ_k) for each draw k (vectorised over draws with vmap, streamed over the data)."
-    p0 = _params(model); dev, dt = model_device_dtype(model)
-    L = lambda p, x, y: per_sample_losses(loss_fn, functional_call(model, p, (x,)), y).sum()
-    draws = next(iter(deltas.values())).shape[0]
-    acc, n = torch.zeros(draws, dtype=dt, device=dev), 0
-    with torch.no_grad():
-        for x, y in iter_batches(data, batch_size, dev, dt):
-            acc += vmap(lambda d: L({k: p0[k] + d[k] if k in d else p0[k] for k in p0}, x, y))(deltas); n += len(x)
-    acc, n = reduce_sums(acc, n)
-    return acc / n
-
 @dataclass
 class PacBayes:
     "Result of the PAC-Bayes flatness search."

@@ -12,7 +12,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad
 from scipy import special as _sps
-from .core import (check_single_process, LayerSplit, UnsupportedLayerError, check_eval, check_loss, iter_batches,
+from .core import (check_single_process, reduce_sums, LayerSplit, UnsupportedLayerError, check_eval, check_loss, iter_batches,
                               model_device_dtype, per_sample_losses)
 from .hessian import Estimate
 
@@ -113,7 +113,6 @@ def feature_robustness_matrices(model: nn.Module, # the network, in eval mode
                                 batch_size: int = 512, # batch size used to split (X, y) tensors
                                ) -> Tensor:
     "E_F(f, S, A_k) for every matrix of a stack: a (p,) tensor, streamed over `data` once."
-    check_single_process('feature_robustness_matrices')
     if not (isinstance(chunk, int) and chunk >= 1): raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
     sp = LayerSplit(model, layer)
     dev, dt = model_device_dtype(model)
@@ -128,6 +127,7 @@ def feature_robustness_matrices(model: nn.Module, # the network, in eval mode
                 L = _feature_losses(sp, x, y, loss_fn, A[s:s + chunk], label_fn)
                 tot[s:s + chunk] += (L - l0).sum(1)
             n += len(x)
+    tot, n = reduce_sums(tot, n)
     return tot / n
 
 def feature_robustness(model: nn.Module, # the network, in eval mode
@@ -140,7 +140,6 @@ def feature_robustness(model: nn.Module, # the network, in eval mode
                        batch_size: int = 512, # batch size used to split (X, y) tensors
                       ) -> float:
     "E_F(f, S, δA): mean loss change when the layer's features move to (I + δA)φ (Eq. 4)."
-    check_single_process('feature_robustness')
     delta = _check_delta(delta)
     A = check_matrices(A, feature_dim(LayerSplit(model, layer).layer))
     if len(A) != 1: raise ValueError(f"feature_robustness takes one matrix, got a stack of {len(A)}; use feature_robustness_matrices")
@@ -160,7 +159,6 @@ def feature_robustness_mc(model: nn.Module, # the network, in eval mode
                           batch_size: int = 512, # batch size used to split (X, y) tensors
                          ) -> Estimate:
     "E_F(f, S, 𝒜) = E_{A∼𝒜} E_F(f, S, δA) by Monte Carlo, with its standard error."
-    check_single_process('feature_robustness_mc')
     delta = _check_delta(delta)
     if not (isinstance(n, int) and n >= 2): raise ValueError(f"n must be an integer ≥ 2 (for a standard error), got {n!r}")
     sp = LayerSplit(model, layer); m = feature_dim(sp.layer)

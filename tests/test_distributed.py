@@ -60,18 +60,20 @@ def test_cli_measure_distributed_bad_layer_every_rank_reports(tmp_path):
 
 
 def test_unreduced_measures_refuse_sharded_data(tmp_path):
-    """Measures whose loops are not plain sums refuse to run on sharded data instead of returning a shard-local value."""
+    """Measures that are not built from sums and maxima over samples refuse sharded data instead of returning a
+    shard-local value; sum-built ones (compression included) run."""
     code = f"""
-import torch, torch.nn as nn, torch.distributed as dist
+import torch, torch.nn as nn, torch.nn.functional as F, torch.distributed as dist
 dist.init_process_group('gloo', init_method='file://{tmp_path}/store', rank=0, world_size=1)
 from flatness_nb.distributed import sharded_sums
 from flatness_nb.compression import compression_measures
+from flatness_nb.robustness import max_feature_robustness
 from flatness_nb.hessian import layer_hessian_trace
 m = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).eval(); X, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
-with sharded_sums(): layer_hessian_trace(m, '0', (X, y))      # a reduced measure runs
+with sharded_sums(): layer_hessian_trace(m, '0', (X, y)); compression_measures(m, (X, y))   # reduced measures run
 try:
-    with sharded_sums(): compression_measures(m, (X, y))
+    with sharded_sums(): max_feature_robustness(m, '2', (X, y), F.cross_entropy, 0.1)
 except NotImplementedError as e: print('refused:', e)
 """
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and 'refused: compression_measures does not combine' in r.stdout, r.stderr[-2000:]
+    assert r.returncode == 0 and 'refused: max_feature_robustness does not combine' in r.stdout, r.stderr[-2000:]

@@ -67,3 +67,9 @@ def test_library_in_sync_with_notebooks(tmp_path):
     for f in sorted((ROOT / 'flatness_nb').glob('*.py')):
         if f.name == '_modidx.py': continue  # nbdev's symbol index, rebuilt on export; not a source of behaviour
         assert (dst / 'flatness_nb' / f.name).read_text() == f.read_text(), f'{f.name} differs from its notebook'
+
+
+def test_readme_in_step_with_index():
+    """README.md is the markdown of nbs/index.ipynb (written by tools/readme.py, since nbdev_readme needs Quarto)."""
+    r = run(str(ROOT / 'tools' / 'readme.py'), '--check')
+    assert r.returncode == 0, r.stdout + r.stderr
