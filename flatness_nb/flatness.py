@@ -152,7 +152,7 @@ def max_output_change(m1: nn.Module, m2: nn.Module, # two networks that should c
 def feature_spread(model: nn.Module, # the network, in eval mode
                    layer: str | nn.Module, # the layer whose input features are measured
                    data, # (X, y) tensors or an iterable of (x, y) batches
-                   stat: str = 'std', # 'std' (standard deviation) or 'var' (variance), over samples
+                   stat: str = 'std', # 'std' (standard deviation) or 'var' (variance), over samples (and tokens)
                    batch_size: int = 512, # batch size used to split (X, y) tensors
                   ) -> Tensor:
     "Per-feature spread of φ(x) over the data (streamed: sums of φ and φ²)."
@@ -161,8 +161,10 @@ def feature_spread(model: nn.Module, # the network, in eval mode
     s1 = s2 = 0; n = 0
     with torch.no_grad():
         for x, _ in iter_batches(data, batch_size, dev, dt):
-            phi = sp.capture(x)[0].reshape(len(x), -1)
-            s1 = s1 + phi.sum(0); s2 = s2 + (phi ** 2).sum(0); n += len(x)
+            phi = sp.capture(x)[0]
+            # an nn.Linear sees its features on the last axis; any axes between (tokens) are more observations of them
+            phi = phi.reshape(-1, phi.shape[-1]) if isinstance(sp.layer, nn.Linear) else phi.reshape(len(phi), -1)
+            s1 = s1 + phi.sum(0); s2 = s2 + (phi ** 2).sum(0); n += len(phi)
     s1, s2, n = reduce_sums(s1, s2, n)
     var = (s2 / n - (s1 / n) ** 2).clamp_min(0) * n / max(n - 1, 1)
     return var.sqrt() if stat == 'std' else var

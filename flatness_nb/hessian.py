@@ -89,14 +89,12 @@ def hz_batch(sp: LayerSplit, # model split at an nn.Linear layer
              loss_fn: Callable, # a standard PyTorch loss
              route: str, # 'last', 'gauss_newton' or 'full' (resolve 'auto' with `detect_route` first)
             ) -> tuple[Tensor, Tensor]:
-    "Features φ (B, m) and exact per-sample loss Hessians in z, H^z (B, d, d), for one batch."
+    "Features φ, (B, m) or (B, T, m) for token inputs, and exact per-sample H^z, (B, d, d) or (B, T·d, T·d), for one batch."
     if not isinstance(sp.layer, nn.Linear):
         raise UnsupportedLayerError(f"layer {sp.name!r} is a {type(sp.layer).__name__}: the exact per-sample route is "
                                     "implemented for nn.Linear; use method='hutchinson' for convolutions")
     phi, z, out = sp.capture(x)
-    if phi.dim() != 2:
-        raise UnsupportedLayerError(f"layer {sp.name!r} receives inputs of shape {tuple(phi.shape)}; the exact route "
-                                    "needs (batch, features) inputs; use method='hutchinson'")
+    if phi.dim() > 2: phi = phi.reshape(len(phi), -1, phi.shape[-1])   # every leading axis after the batch is a token axis
     if route == 'last':
         if out is not z: raise ValueError(f"route='last' needs layer {sp.name!r} to produce the model output; use 'auto'")
         return phi, output_loss_hessian(loss_fn, out, y)
@@ -108,6 +106,23 @@ def hz_batch(sp: LayerSplit, # model split at an nn.Linear layer
     raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
 
 # %% ../nbs/01_hessian.ipynb #6ce6df57
+def _token_sums(phi: Tensor, # token features, (B, T, m)
+                Hz: Tensor, # per-sample H^z over all tokens' outputs, (B, T·d, T·d)
+                W: Tensor, # the weight, (d, m)
+                columns: bool, # also return the column terms ρ(j)
+               ) -> tuple:
+    "Batch sums of the block traces, bias Hessian, diagonal and ρ for a layer applied to every token."
+    B, T, m = phi.shape; d = W.shape[0]
+    H5 = Hz.reshape(B, T, d, T, d)                      # [b, t, s, u, s']
+    blocks = torch.einsum('btsuv,btu->sv', H5, phi @ phi.mT)        # Σ_{t,u} H^z[(t,s),(u,s')] ⟨φ_t, φ_u⟩
+    Hd = torch.diagonal(H5, dim1=2, dim2=4)             # [b, t, u, s] = H^z[(t,s),(u,s)]
+    diag = torch.einsum('btus,btuj->sj', Hd, phi[:, :, None, :] * phi[:, None, :, :])
+    rho = None
+    if columns:                                          # ρ(j) = Σ_b v_bjᵀ H^z_b v_bj with v_bj = φ_b[:, j] ⊗ w[:, j]
+        V = torch.einsum('btj,sj->bjts', phi, W).reshape(B, m, T * d)
+        rho = (V * (V @ Hz)).sum((0, 2))
+    return blocks, H5.sum((0, 1, 3)), diag, rho
+
 @dataclass
 class LayerCurvature:
     "Exact curvature summaries of one linear layer's Hessian (see the table above)."
@@ -140,6 +155,7 @@ def layer_curvature(model: nn.Module, # the network, in eval mode
                     route: str = 'auto', # 'auto', 'last', 'gauss_newton' or 'full'
                     columns: bool = True, # also compute the column terms ρ(j)
                     batch_size: int = 512, # batch size used to split (X, y) tensors
+                    max_hz_elements: int = 2 ** 24, # token inputs: samples per H^z chunk are capped so B·(T·d)² stays below this
                    ) -> LayerCurvature:
     "Exact curvature of E_emp with respect to one linear layer, streamed over `data`."
     if route not in ROUTES: raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
@@ -156,11 +172,17 @@ def layer_curvature(model: nn.Module, # the network, in eval mode
                 _, _, out = sp.capture(x)
                 check_loss(loss_fn, out, y)
                 if route == 'auto': route = detect_route(sp, x)
-            phi, Hz = hz_batch(sp, x, y, loss_fn, route)
-            T += torch.einsum('b,bst->st', (phi ** 2).sum(1), Hz)
-            Hb += Hz.sum(0)
-            D += torch.diagonal(Hz, dim1=1, dim2=2).T @ phi ** 2
-            if columns: rho += ((phi ** 2) * ((Hz @ W) * W).sum(1)).sum(0)
+                per = sp.capture(x[:1])[1].numel()          # T·d: the size of one sample's z
+                chunk = len(x) if per == d else max(1, max_hz_elements // per ** 2)
+            for xs, ys in zip(x.split(chunk), y.split(chunk)):
+                phi, Hz = hz_batch(sp, xs, ys, loss_fn, route)
+                if phi.dim() == 3: sums = _token_sums(phi, Hz, W, columns)
+                else:
+                    sums = (torch.einsum('b,bst->st', (phi ** 2).sum(1), Hz), Hz.sum(0),
+                            torch.diagonal(Hz, dim1=1, dim2=2).T @ phi ** 2,
+                            ((phi ** 2) * ((Hz @ W) * W).sum(1)).sum(0) if columns else None)
+                T += sums[0]; Hb += sums[1]; D += sums[2]
+                if columns: rho += sums[3]
             n += len(x)
     if columns: T, Hb, D, rho, n = reduce_sums(T, Hb, D, rho, n)
     else: T, Hb, D, n = reduce_sums(T, Hb, D, n)
