@@ -121,11 +121,11 @@ def measure_layers(model, data, loss_fn, layers=None, method='exact', lanczos_it
     from flatness_nb.flatness import layer_measures, relative_flatness
     from tqdm.auto import tqdm
     names = list(layers) if layers else [n for n, m in linear_layers(model).items() if isinstance(m, nn.Linear)]
-    if not names: raise CLIError("the model has no nn.Linear layer; name a convolution with --layer and --method hutchinson")
+    if not names: raise CLIError("the model has no nn.Linear layer; name a convolution with --layer")
     rows = []
     for nm in tqdm(names, desc='layers', disable=not progress):
         mod = dict(model.named_modules()).get(nm)
-        if method == 'hutchinson' or isinstance(mod, nn.Conv2d):
+        if method == 'hutchinson':
             e = relative_flatness(model, nm, data, loss_fn, method='hutchinson', seed=seed, batch_size=batch_size)
             rows.append(dict(layer=nm, method='hutchinson', relative_flatness=e.value, stderr=e.stderr, probes=e.n))
         else:

@@ -386,23 +386,23 @@ def lvr_bounds(model: nn.Module, # a network of nn.Linear layers (any activation
         eq12_mid=s['mid'] / n, rank=r, n=n)
 
 # %% ../nbs/06_compression.ipynb #7262ecec
-def adaptive_sharpness(model: nn.Module, # a network whose parameters all belong to nn.Linear layers, in eval mode
+def adaptive_sharpness(model: nn.Module, # a network whose parameters all belong to nn.Linear / nn.Conv2d layers, in eval mode
                        data, # (X, y) tensors or an iterable of (x, y) batches
                        loss_fn: Callable = half_sse, # a standard PyTorch loss; E_emp is the mean per-sample loss
                        rho: float = 1.0, # relative size of the perturbation
                        batch_size: int = 512, # batch size used to split (X, y) tensors
                       ) -> float:
-    "Exact second-order adaptive sharpness (ρ²/2) Σ_j w_j² H_jj over all nn.Linear weights and biases."
+    "Exact second-order adaptive sharpness (ρ²/2) Σ_j w_j² H_jj over all linear and convolutional weights and biases."
     covered, tot = set(), 0.0
     for name, mod in linear_layers(model).items():
-        if not isinstance(mod, nn.Linear): continue
-        c = layer_curvature(model, name, data, loss_fn, columns=False, batch_size=batch_size)
+        try: c = layer_curvature(model, name, data, loss_fn, columns=False, batch_size=batch_size)
+        except UnsupportedLayerError: continue        # e.g. a grouped convolution: reported below
         tot += c.weighted_diagonal; covered.add(name + '.weight')
         if mod.bias is not None:
             tot += (mod.bias.detach() ** 2 * torch.diagonal(c.bias_hessian)).sum().item(); covered.add(name + '.bias')
     rest = [n for n, p in model.named_parameters() if n not in covered]
-    if rest: raise UnsupportedLayerError(f"parameters {rest} are not nn.Linear weights or biases, so their Hessian diagonal "
-                                         "has no exact route here; use adaptive_sharpness_mc")
+    if rest: raise UnsupportedLayerError(f"parameters {rest} are not weights or biases of nn.Linear or nn.Conv2d (groups=1) "
+                                         "layers, so their Hessian diagonal has no exact route here; use adaptive_sharpness_mc")
     return rho ** 2 / 2 * tot
 
 def adaptive_sharpness_mc(model: nn.Module, # the network, in eval mode

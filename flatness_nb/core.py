@@ -13,8 +13,9 @@ from torch.func import functional_call, vmap
 
 # %% auto #0
 __all__ = ['LINEAR_TYPES', 'UnsupportedLayerError', 'linear_layers', 'get_layer', 'check_eval', 'model_device_dtype',
-           'iter_batches', 'count_samples', 'LayerSplit', 'reduce_sums', 'reduce_max', 'check_single_process',
-           'sample_loss', 'per_sample_losses', 'check_loss', 'empirical_risk', 'perturbed_risks']
+           'iter_batches', 'count_samples', 'LayerSplit', 'unfold_patches', 'reduce_sums', 'reduce_max',
+           'check_single_process', 'sample_loss', 'per_sample_losses', 'check_loss', 'empirical_risk',
+           'perturbed_risks']
 
 # %% ../nbs/00_core.ipynb #95c11794
 LINEAR_TYPES = (nn.Linear, nn.Conv2d)
@@ -154,6 +155,19 @@ class LayerSplit:
         def g(z):
             return self._run(x, lambda inp, out: z)
         return g
+
+# %% ../nbs/00_core.ipynb #f441df43
+def unfold_patches(layer: nn.Conv2d, # the convolution (groups=1)
+                   inp: Tensor, # its input, (B, c_in, H, W)
+                  ) -> Tensor:
+    "The patches φ_{i,p} a convolution sees, (B, m, L), in the order of `weight.reshape(c_out, -1)`."
+    if not isinstance(layer, nn.Conv2d): raise TypeError(f"expected an nn.Conv2d, got {type(layer).__name__}")
+    if layer.groups != 1:
+        raise UnsupportedLayerError(f"grouped convolution (groups={layer.groups}): each group's weight sees only its own "
+                                    "channels, so there is no single patch space; only groups=1 is supported")
+    pad = layer._reversed_padding_repeated_twice
+    x = F.pad(inp, pad, mode='constant' if layer.padding_mode == 'zeros' else layer.padding_mode) if any(pad) else inp
+    return F.unfold(x, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)
 
 # %% ../nbs/00_core.ipynb #cb9ba59b
 _REDUCERS: list = []

@@ -123,11 +123,10 @@ def _all_measures(model, data):
     for nm, mod in linear_layers(model).items():
         h = hutchinson_relative_flatness(model, nm, data, max_probes=32, min_probes=32, probes_per_pass=16)
         out[f'{nm}.kappa_hutchinson'] = h.value
-        if isinstance(mod, nn.Linear):
-            c = layer_curvature(model, nm, data)
-            out.update({f'{nm}.kappa': c.relative_flatness, f'{nm}.trace': c.trace, f'{nm}.wdiag': c.weighted_diagonal,
-                        f'{nm}.rho_sum': c.rho.sum().item(), f'{nm}.bias_trace': c.bias_hessian.trace().item(),
-                        f'{nm}.spread': feature_spread(model, nm, data).sum().item()})
+        c = layer_curvature(model, nm, data)       # exact for every layer here, the convolution included
+        out.update({f'{nm}.kappa': c.relative_flatness, f'{nm}.trace': c.trace, f'{nm}.wdiag': c.weighted_diagonal,
+                    f'{nm}.rho_sum': c.rho.sum().item(), f'{nm}.bias_trace': c.bias_hessian.trace().item(),
+                    f'{nm}.spread': feature_spread(model, nm, data).sum().item()})
     out.update(_more_measures(model, data))
     return out
 

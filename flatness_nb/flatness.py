@@ -22,7 +22,7 @@ def relative_flatness(model: nn.Module, # the network, in eval mode
                       layer: str | nn.Module, # a linear layer of `model`: module object or dotted name
                       data, # (X, y) tensors or an iterable of (x, y) batches
                       loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss; E_emp is the mean per-sample loss
-                      method: str = 'exact', # 'exact' (nn.Linear) or 'hutchinson' (any linear layer; returns an Estimate)
+                      method: str = 'exact', # 'exact' (nn.Linear, nn.Conv2d) or 'hutchinson' (returns an Estimate)
                       route: str = 'auto', # exact route: 'auto', 'last', 'gauss_newton' or 'full'
                       batch_size: int = 512, # batch size used to split (X, y) tensors
                       **kw, # Hutchinson options: dist, seed, probes_per_pass, min_probes, max_probes, rtol
@@ -35,7 +35,7 @@ def relative_flatness(model: nn.Module, # the network, in eval mode
 
 # %% ../nbs/02_relative_flatness.ipynb #8ffc1063
 def layer_measures(model: nn.Module, # the network, in eval mode
-                   layer: str | nn.Module, # an nn.Linear of `model`
+                   layer: str | nn.Module, # an nn.Linear or nn.Conv2d of `model`
                    data, # (X, y) tensors or an iterable of (x, y) batches
                    loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
                    lanczos_iters: int = 60, # Lanczos steps for λ_max (each one pass over the data)

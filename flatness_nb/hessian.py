@@ -11,13 +11,14 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, functional_call
 from .core import (LayerSplit, UnsupportedLayerError, check_eval, check_loss, get_layer, iter_batches,
-                              linear_layers, model_device_dtype, per_sample_losses, reduce_sums, sample_loss)
+                              linear_layers, model_device_dtype, per_sample_losses, reduce_sums, sample_loss,
+                              unfold_patches)
 
 # %% auto #0
-__all__ = ['ROUTES', 'output_loss_hessian', 'z_jacobian', 'detect_route', 'hz_batch', 'LayerCurvature', 'layer_curvature',
-           'layer_hessian_trace', 'dense_hessian', 'oracle_summaries', 'Estimate', 'hvp', 'hutchinson',
-           'hutchinson_relative_flatness', 'hutchinson_trace', 'network_hessian_trace', 'lanczos_max', 'lambda_max',
-           'layer_lambda_max']
+__all__ = ['ROUTES', 'output_loss_hessian', 'z_jacobian', 'detect_route', 'check_exact_layer', 'token_view', 'hz_batch',
+           'LayerCurvature', 'layer_curvature', 'layer_hessian_trace', 'dense_hessian', 'oracle_summaries', 'Estimate',
+           'hvp', 'hutchinson', 'hutchinson_relative_flatness', 'hutchinson_trace', 'network_hessian_trace',
+           'lanczos_max', 'lambda_max', 'layer_lambda_max']
 
 # %% ../nbs/01_hessian.ipynb #1f6ccccf
 def _loss_kind(loss_fn, y):
@@ -83,27 +84,46 @@ def detect_route(sp: LayerSplit, # model split at the layer
 
 ROUTES = ('auto', 'last', 'gauss_newton', 'full')
 
-def hz_batch(sp: LayerSplit, # model split at an nn.Linear layer
+def check_exact_layer(sp: LayerSplit, # model split at the layer
+                     ):
+    "Raise UnsupportedLayerError unless the layer has an exact route: nn.Linear, or nn.Conv2d with groups=1."
+    lay = sp.layer
+    if isinstance(lay, nn.Conv2d) and lay.groups != 1:
+        raise UnsupportedLayerError(f"layer {sp.name!r} is a grouped convolution (groups={lay.groups}); use method='hutchinson'")
+    if not isinstance(lay, (nn.Linear, nn.Conv2d)):
+        raise UnsupportedLayerError(f"layer {sp.name!r} is a {type(lay).__name__}; exact routes cover nn.Linear and "
+                                    "nn.Conv2d; use method='hutchinson'")
+
+def token_view(sp: LayerSplit, # model split at an exact-route layer
+               phi: Tensor, # the layer's input on a batch
+               z: Tensor, # the layer's output on the batch
+              ) -> tuple[Tensor, Tensor | None]:
+    "Features as (B, T, m) tokens (a convolution's patches), and the permutation putting flattened z in token-major order."
+    if isinstance(sp.layer, nn.Linear): return phi.reshape(len(phi), -1, phi.shape[-1]), None
+    d, T = z.shape[1], z[0, 0].numel()                  # channels, output positions
+    perm = torch.arange(d * T, device=z.device).reshape(d, T).T.flatten()    # token-major t·d+s ↦ channel-major s·T+t
+    return unfold_patches(sp.layer, phi).mT, perm
+
+def hz_batch(sp: LayerSplit, # model split at an nn.Linear or nn.Conv2d layer
              x: Tensor, # batch of inputs
              y: Tensor, # batch of labels
              loss_fn: Callable, # a standard PyTorch loss
              route: str, # 'last', 'gauss_newton' or 'full' (resolve 'auto' with `detect_route` first)
             ) -> tuple[Tensor, Tensor]:
-    "Features φ, (B, m) or (B, T, m) for token inputs, and exact per-sample H^z, (B, d, d) or (B, T·d, T·d), for one batch."
-    if not isinstance(sp.layer, nn.Linear):
-        raise UnsupportedLayerError(f"layer {sp.name!r} is a {type(sp.layer).__name__}: the exact per-sample route is "
-                                    "implemented for nn.Linear; use method='hutchinson' for convolutions")
+    "Features φ, (B, m) or (B, T, m) for token/patch inputs, and exact per-sample H^z, (B, d, d) or (B, T·d, T·d) token-major."
+    check_exact_layer(sp)
+    if route not in ROUTES[1:]: raise ValueError(f"route must be one of {ROUTES[1:]}, got {route!r}")
     phi, z, out = sp.capture(x)
-    if phi.dim() > 2: phi = phi.reshape(len(phi), -1, phi.shape[-1])   # every leading axis after the batch is a token axis
+    perm = None
+    if phi.dim() > 2 or isinstance(sp.layer, nn.Conv2d): phi, perm = token_view(sp, phi, z)
     if route == 'last':
         if out is not z: raise ValueError(f"route='last' needs layer {sp.name!r} to produce the model output; use 'auto'")
-        return phi, output_loss_hessian(loss_fn, out, y)
-    if route == 'gauss_newton':
+        Hz = output_loss_hessian(loss_fn, out, y)
+    elif route == 'gauss_newton':
         J = z_jacobian(sp, x, z)
-        Hl = output_loss_hessian(loss_fn, out, y)
-        return phi, J.transpose(1, 2) @ Hl @ J
-    if route == 'full': return phi, _hz_full(sp, x, y, z, loss_fn)
-    raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
+        Hz = J.transpose(1, 2) @ output_loss_hessian(loss_fn, out, y) @ J
+    else: Hz = _hz_full(sp, x, y, z, loss_fn)
+    return phi, (Hz if perm is None else Hz[:, perm][:, :, perm])
 
 # %% ../nbs/01_hessian.ipynb #6ce6df57
 def _token_sums(phi: Tensor, # token features, (B, T, m)
@@ -122,6 +142,29 @@ def _token_sums(phi: Tensor, # token features, (B, T, m)
         V = torch.einsum('btj,sj->bjts', phi, W).reshape(B, m, T * d)
         rho = (V * (V @ Hz)).sum((0, 2))
     return blocks, H5.sum((0, 1, 3)), diag, rho
+
+def _flat_sums(phi, Hz, W, columns):
+    "Batch sums of the block traces, bias Hessian, diagonal and ρ for (B, m) features and H^z (B, d, d)."
+    rho = ((phi ** 2) * ((Hz @ W) * W).sum(1)).sum(0) if columns else None
+    return (torch.einsum('b,bst->st', (phi ** 2).sum(1), Hz), Hz.sum(0), torch.diagonal(Hz, dim1=1, dim2=2).T @ phi ** 2,
+            rho)
+
+def _gn_token_sums(sp, x, y, loss_fn, W, columns):
+    "Gauss–Newton batch sums for a token/patch layer from per-sample output gradients ∇_W f_c, without forming H^z."
+    phi, z, out = sp.capture(x)
+    phi, perm = token_view(sp, phi, z)
+    J = z_jacobian(sp, x, z)                            # (B, k, T·d), k backward passes for the batch
+    if perm is not None: J = J[:, :, perm]
+    B, k = J.shape[:2]; T, m = phi.shape[1:]; d = W.shape[0]
+    J = J.reshape(B, k, T, d)
+    Hl = output_loss_hessian(loss_fn, out, y)           # (B, k, k)
+    P = torch.einsum('bcts,btj->bcsj', J, phi)          # ∇_W f_c of every sample, (B, k, d, m)
+    HP = torch.einsum('bce,besj->bcsj', Hl, P)
+    q = J.sum(2)                                        # ∇_b f_c, (B, k, d)
+    blocks = torch.einsum('bcsj,bcvj->sv', P, HP)
+    Hb = torch.einsum('bcs,bce,bev->sv', q, Hl, q)
+    rho = ((P * W).sum(2) * (HP * W).sum(2)).sum((0, 1)) if columns else None
+    return blocks, Hb, (P * HP).sum((0, 1)), rho
 
 @dataclass
 class LayerCurvature:
@@ -160,6 +203,7 @@ def layer_curvature(model: nn.Module, # the network, in eval mode
     "Exact curvature of E_emp with respect to one linear layer, streamed over `data`."
     if route not in ROUTES: raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
     sp = LayerSplit(model, layer)
+    check_exact_layer(sp)
     dev, dt = model_device_dtype(model)
     W = sp.weight.detach()
     d, m = W.shape
@@ -173,14 +217,14 @@ def layer_curvature(model: nn.Module, # the network, in eval mode
                 check_loss(loss_fn, out, y)
                 if route == 'auto': route = detect_route(sp, x)
                 per = sp.capture(x[:1])[1].numel()          # T·d: the size of one sample's z
-                chunk = len(x) if per == d else max(1, max_hz_elements // per ** 2)
+                token = per != d or isinstance(sp.layer, nn.Conv2d)
+                gn_direct = token and route == 'gauss_newton'   # sums from ∇_W f_c: no (T·d)² matrix at all
+                chunk = len(x) if not token or gn_direct else max(1, max_hz_elements // per ** 2)
             for xs, ys in zip(x.split(chunk), y.split(chunk)):
-                phi, Hz = hz_batch(sp, xs, ys, loss_fn, route)
-                if phi.dim() == 3: sums = _token_sums(phi, Hz, W, columns)
+                if gn_direct: sums = _gn_token_sums(sp, xs, ys, loss_fn, W, columns)
                 else:
-                    sums = (torch.einsum('b,bst->st', (phi ** 2).sum(1), Hz), Hz.sum(0),
-                            torch.diagonal(Hz, dim1=1, dim2=2).T @ phi ** 2,
-                            ((phi ** 2) * ((Hz @ W) * W).sum(1)).sum(0) if columns else None)
+                    phi, Hz = hz_batch(sp, xs, ys, loss_fn, route)
+                    sums = (_token_sums if phi.dim() == 3 else _flat_sums)(phi, Hz, W, columns)
                 T += sums[0]; Hb += sums[1]; D += sums[2]
                 if columns: rho += sums[3]
             n += len(x)
@@ -354,14 +398,21 @@ def network_hessian_trace(model: nn.Module, # the network, in eval mode
                           loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
                           seed: int = 0, # seed of the Hutchinson probes for parameters without an exact route
                           batch_size: int = 512, # batch size used to split (X, y) tensors
+                          max_exact_hvps: int = 1024, # token/patch layers on the full route cost T·d HVPs: above, Hutchinson
                           **kw, # stopping rule of the Hutchinson part
                          ) -> Estimate:
-    "Tr(H) over all parameters: exact for nn.Linear weights and biases, Hutchinson for the rest (with its stderr)."
+    "Tr(H) over all parameters: exact for linear and convolutional weights and biases where affordable, Hutchinson for the rest."
     exact, covered = 0.0, set()
+    dev, dt = model_device_dtype(model)
+    x0 = next(iter(iter_batches(data, batch_size, dev, dt)))[0]
     for name, mod in linear_layers(model).items():
-        if not isinstance(mod, nn.Linear): continue
-        try: c = layer_curvature(model, name, data, loss_fn, columns=False, batch_size=batch_size)
+        sp = LayerSplit(model, name)
+        try: check_exact_layer(sp)
         except UnsupportedLayerError: continue
+        route = detect_route(sp, x0)
+        with torch.no_grad(): per = sp.capture(x0[:1])[1].numel()
+        if route == 'full' and per != sp.weight.shape[0] and per > max_exact_hvps: continue
+        c = layer_curvature(model, name, data, loss_fn, route, columns=False, batch_size=batch_size)
         exact += c.trace; covered.add(name + '.weight')
         if mod.bias is not None: exact += c.bias_hessian.trace().item(); covered.add(name + '.bias')
     rest = [n for n, p in model.named_parameters() if p.requires_grad and n not in covered]

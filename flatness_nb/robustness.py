@@ -12,16 +12,15 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad
 from scipy import special as _sps
-from .core import (check_single_process, reduce_sums, LayerSplit, UnsupportedLayerError, check_eval, check_loss, iter_batches,
+from .core import (check_single_process, reduce_sums, unfold_patches, LayerSplit, UnsupportedLayerError, check_eval, check_loss, iter_batches,
                               model_device_dtype, per_sample_losses)
 from .hessian import Estimate
 
 # %% auto #0
-__all__ = ['feature_dim', 'check_matrices', 'unfold_patches', 'perturbed_features', 'perturbed_forward',
-           'feature_robustness_matrices', 'feature_robustness', 'feature_robustness_mc', 'haar_orthogonal',
-           'coordinate_projections', 'random_coordinate_projection', 'random_projection', 'prop2_radii',
-           'prop2_matrices', 'truncated_normal_ball', 'Minimum', 'train_to_minimum', 'project_operator_ball',
-           'max_feature_robustness']
+__all__ = ['feature_dim', 'check_matrices', 'perturbed_features', 'perturbed_forward', 'feature_robustness_matrices',
+           'feature_robustness', 'feature_robustness_mc', 'haar_orthogonal', 'coordinate_projections',
+           'random_coordinate_projection', 'random_projection', 'prop2_radii', 'prop2_matrices',
+           'truncated_normal_ball', 'Minimum', 'train_to_minimum', 'project_operator_ball', 'max_feature_robustness']
 
 # %% ../nbs/03_feature_robustness.ipynb #316b4ea7
 def feature_dim(layer: nn.Module, # an nn.Linear or nn.Conv2d
@@ -58,15 +57,6 @@ def _delta_z(layer, inp, WA):
     "The change w A φ of the layer output: the layer's linear map with weight wA and no bias."
     if isinstance(layer, nn.Linear): return F.linear(inp, WA)
     return layer._conv_forward(inp, WA.reshape(layer.weight.shape), None)
-
-def unfold_patches(layer: nn.Conv2d, # the convolution
-                   inp: Tensor, # its input, (B, c_in, H, W)
-                  ) -> Tensor:
-    "The patches φ_{i,p} a convolution sees, (B, m, L), in the order of `weight.reshape(c_out, -1)`."
-    feature_dim(layer)
-    pad = layer._reversed_padding_repeated_twice
-    x = F.pad(inp, pad, mode='constant' if layer.padding_mode == 'zeros' else layer.padding_mode) if any(pad) else inp
-    return F.unfold(x, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)
 
 def perturbed_features(layer: nn.Module, # the nn.Linear or nn.Conv2d
                        inp: Tensor, # the layer's input
