@@ -105,7 +105,6 @@ def run_benchmark(n: int = 2000, # number of samples
 
 def _memory_child(n, device, dtype, batch_size, layer='fc2'):
     "Run in a fresh process: κ of `layer` on streamed synthetic images; print peak memory in MB."
-    import resource
     torch.set_num_threads(1)  # nbdev_test runs two notebooks at once on 2 cores
     dev = torch.device(device); model = LeNet5().to(dev, getattr(torch, dtype)).eval()
     dl = torch.utils.data.DataLoader(SyntheticImages(n), batch_size=batch_size)
@@ -113,7 +112,16 @@ def _memory_child(n, device, dtype, batch_size, layer='fc2'):
     if layer is not None: layer_curvature(model, layer, dl, columns=False)
     else: next(iter(dl))   # baseline: interpreter, torch, model and one batch, no measure
     if dev.type == 'cuda': print(torch.cuda.max_memory_allocated() / 2**20)
-    else: print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    else: print(_peak_rss_mb())
+
+def _peak_rss_mb():
+    "Peak resident memory of this process in MB: VmHWM on Linux (ru_maxrss there includes the parent's peak at fork)."
+    try:
+        with open('/proc/self/status') as f:
+            return next(int(l.split()[1]) for l in f if l.startswith('VmHWM:')) / 1024
+    except (OSError, StopIteration):
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 def peak_memory_mb(n, device='cpu', dtype='float32', batch_size=500, layer='fc2'):
     "Peak memory (MB; resident set on CPU, allocated on CUDA) of a fresh process computing κ of `layer` on n streamed samples."
