@@ -14,8 +14,8 @@ from .hessian import (Estimate, hutchinson_relative_flatness, lambda_max, layer_
 
 # %% auto #0
 __all__ = ['relative_flatness', 'layer_measures', 'network_measures', 'linear_chain', 'layerwise_rescale',
-           'random_layerwise_factors', 'neuronwise_rescale', 'random_neuronwise', 'max_output_change', 'feature_spread',
-           'feature_normalized']
+           'random_layerwise_factors', 'neuronwise_rescale', 'random_neuronwise', 'max_output_change',
+           'feature_moments', 'feature_spread', 'feature_normalized']
 
 # %% ../nbs/02_relative_flatness.ipynb #43f608fa
 def relative_flatness(model: nn.Module, # the network, in eval mode
@@ -149,14 +149,12 @@ def max_output_change(m1: nn.Module, m2: nn.Module, # two networks that should c
     return ((a - b).abs().max() / a.abs().max().clamp_min(1e-300)).item()
 
 # %% ../nbs/02_relative_flatness.ipynb #e60515f9
-def feature_spread(model: nn.Module, # the network, in eval mode
-                   layer: str | nn.Module, # the layer whose input features are measured
-                   data, # (X, y) tensors or an iterable of (x, y) batches
-                   stat: str = 'std', # 'std' (standard deviation) or 'var' (variance), over samples (and tokens)
-                   batch_size: int = 512, # batch size used to split (X, y) tensors
-                  ) -> Tensor:
-    "Per-feature spread of φ(x) over the data (streamed: sums of φ and φ²)."
-    if stat not in ('std', 'var'): raise ValueError(f"stat must be 'std' or 'var', got {stat!r}")
+def feature_moments(model: nn.Module, # the network, in eval mode
+                    layer: str | nn.Module, # the layer whose input features are measured
+                    data, # (X, y) tensors or an iterable of (x, y) batches
+                    batch_size: int = 512, # batch size used to split (X, y) tensors
+                   ) -> tuple[Tensor, Tensor]:
+    "Per-feature mean and (unbiased) variance of φ(x) over the data (and tokens), streamed: sums of φ and φ²."
     sp = LayerSplit(model, layer); dev, dt = model_device_dtype(model)
     s1 = s2 = 0; n = 0
     with torch.no_grad():
@@ -166,25 +164,50 @@ def feature_spread(model: nn.Module, # the network, in eval mode
             phi = phi.reshape(-1, phi.shape[-1]) if isinstance(sp.layer, nn.Linear) else phi.reshape(len(phi), -1)
             s1 = s1 + phi.sum(0); s2 = s2 + (phi ** 2).sum(0); n += len(phi)
     s1, s2, n = reduce_sums(s1, s2, n)
-    var = (s2 / n - (s1 / n) ** 2).clamp_min(0) * n / max(n - 1, 1)
+    return s1 / n, (s2 / n - (s1 / n) ** 2).clamp_min(0) * n / max(n - 1, 1)
+
+def feature_spread(model: nn.Module, # the network, in eval mode
+                   layer: str | nn.Module, # the layer whose input features are measured
+                   data, # (X, y) tensors or an iterable of (x, y) batches
+                   stat: str = 'std', # 'std' (standard deviation) or 'var' (variance), over samples (and tokens)
+                   batch_size: int = 512, # batch size used to split (X, y) tensors
+                  ) -> Tensor:
+    "Per-feature spread of φ(x) over the data."
+    if stat not in ('std', 'var'): raise ValueError(f"stat must be 'std' or 'var', got {stat!r}")
+    var = feature_moments(model, layer, data, batch_size)[1]
     return var.sqrt() if stat == 'std' else var
 
 def feature_normalized(model: nn.Module, # the network (linear layers chained by positively homogeneous activations)
                        layer: str | nn.Module, # an nn.Linear whose input features come from the previous linear layer
                        data, # (X, y) tensors or an iterable of (x, y) batches
                        stat: str = 'std', # spread used: 'std' (makes Theorem 4 hold) or 'var' (as the paper words it)
+                       dead: str = 'keep', # features constant over the data: 'keep' (unscaled, with a warning) or 'fold'
                        batch_size: int = 512, # batch size used to split (X, y) tensors
                       ) -> nn.Module:
-    "Equivalent model whose `layer` sees features φ/v (Theorem 4), v the per-feature spread over the data."
+    "Equivalent model (on the data) whose `layer` sees features φ/v (Theorem 4), v the per-feature spread over the data."
+    if dead not in ('keep', 'fold'): raise ValueError(f"dead must be 'keep' or 'fold', got {dead!r}")
     name, mod = get_layer(model, layer); names = linear_chain(model)
     if names.index(name) == 0: raise ValueError(f"layer {name!r} is the first linear layer: its features are the inputs, "
                                                 "which no earlier layer can rescale")
-    v = feature_spread(model, name, data, stat, batch_size)
+    mean, var = feature_moments(model, name, data, batch_size)
+    v = var.sqrt() if stat == 'std' else var
     prev = get_layer(model, names[names.index(name) - 1])[1]
     if v.numel() != prev.weight.shape[0]:
         raise ValueError(f"layer {name!r} has {v.numel()} features but the previous layer has {prev.weight.shape[0]} neurons")
-    dead = v <= 1e-12 * v.max().clamp_min(1e-300)
-    if dead.any():
-        warnings.warn(f"{int(dead.sum())} features of {name!r} are constant over the data (dead); left unscaled")
-        v = torch.where(dead, torch.ones_like(v), v)
-    return neuronwise_rescale(model, names[names.index(name) - 1], 1 / v)
+    is_dead = v <= 1e-12 * v.max().clamp_min(1e-300)
+    if is_dead.any() and dead == 'keep':
+        warnings.warn(f"{int(is_dead.sum())} features of {name!r} are constant over the data (dead); left unscaled "
+                      "(dead='fold' folds them into the bias instead)")
+    out = neuronwise_rescale(model, names[names.index(name) - 1], 1 / torch.where(is_dead, torch.ones_like(v), v))
+    if dead == 'fold' and is_dead.any():
+        lay = get_layer(out, name)[1]
+        W = lay.weight.detach()
+        shift = W[:, is_dead] @ mean[is_dead]          # what the constant features contribute on the data
+        if lay.bias is None and shift.abs().max() > 0:
+            raise ValueError(f"layer {name!r} has no bias to absorb its constant features {is_dead.nonzero().flatten().tolist()}; "
+                             "use dead='keep'")
+        with torch.no_grad():
+            if lay.bias is not None: lay.bias += shift
+            lay.weight[:, is_dead] = 0
+    return out
+
