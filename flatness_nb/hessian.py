@@ -317,6 +317,10 @@ def hvp(model: nn.Module, # the network, in eval mode
     "Hessian of E_emp (w.r.t. the named parameters) times p directions at once, streamed over the data."
     check_eval(model)
     p0 = _named_params(model, list(vecs))
+    bad = {k: tuple(v.shape) for k, v in vecs.items() if v.dim() != p0[k].dim() + 1 or v.shape[1:] != p0[k].shape}
+    if bad: raise ValueError(f"directions {bad} must have shape (p, *parameter shape), a leading probe dimension p first "
+                             f"(parameter shapes: { {k: tuple(p0[k].shape) for k in bad} })")
+    if len({v.shape[0] for v in vecs.values()}) > 1: raise ValueError("every direction needs the same number p of probes")
     L = _loss_of_params(model, loss_fn)
     dev, dt = model_device_dtype(model)
     acc, n = {k: torch.zeros_like(v) for k, v in vecs.items()}, 0
