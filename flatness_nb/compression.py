@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.func import vmap, jacrev, jacfwd, jvp, vjp, functional_call
 from .core import (UnsupportedLayerError, LayerSplit, check_eval, check_loss, empirical_risk, get_layer,
                               iter_batches, linear_layers, model_device_dtype, per_sample_losses, perturbed_risks,
-                              reduce_max, reduce_sums)
+                              reduce_max, reduce_sums, sample_mean)
 from .hessian import Estimate, layer_curvature, network_hessian_trace, z_jacobian
 
 # %% auto #0
@@ -430,14 +430,8 @@ def iimls(model: nn.Module, # the network, in eval mode
           batch_size: int = 512, # batch size used to split (X, y) tensors
          ) -> float:
     "Input-invariant MLS (1/n) Σ ‖J(x_i) x_i‖² / D, one batched JVP per batch."
-    check_eval(model)
-    dev, dt = model_device_dtype(model)
-    tot, n = 0.0, 0
-    for x, _ in iter_batches(data, batch_size, dev, dt):
-        Jx = jvp(model, (x,), (x,))[1].reshape(len(x), -1)
-        tot += Jx.pow(2).sum().item() / x[0].numel(); n += len(x)
-    tot, n = reduce_sums(tot, n)
-    return tot / n
+    Jx2 = lambda x, _: jvp(model, (x,), (x,))[1].pow(2).sum().item() / x[0].numel()
+    return sample_mean(model, data, Jx2, batch_size)
 
 def iimls_bound(model: nn.Module, # a network whose first linear layer is an nn.Linear acting on the input
                 data, # (X, y) tensors or an iterable of (x, y) batches; y one-hot
@@ -470,14 +464,8 @@ def normalized_mls(model: nn.Module, # the network, in eval mode
                    batch_size: int = 512, # batch size used to split (X, y) tensors
                   ) -> float:
     "(1/n) Σ ‖x_i‖ ‖J(x_i)‖₂ with ‖J‖₂ by power iteration on JᵀJ (JVP/VJP, no dense Jacobian)."
-    check_eval(model)
-    dev, dt = model_device_dtype(model)
-    tot, n = 0.0, 0
-    for x, _ in iter_batches(data, batch_size, dev, dt):
-        s = jacobian_spectral_norms(model, x, iters, tol)
-        tot += (x.reshape(len(x), -1).norm(dim=1) * s).sum().item(); n += len(x)
-    tot, n = reduce_sums(tot, n)
-    return tot / n
+    xJ = lambda x, _: (x.reshape(len(x), -1).norm(dim=1) * jacobian_spectral_norms(model, x, iters, tol)).sum().item()
+    return sample_mean(model, data, xJ, batch_size)
 
 # %% ../nbs/06_compression.ipynb #87b5bab3
 def benchmark_compression(n: int = 2000, # number of samples

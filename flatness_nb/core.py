@@ -13,7 +13,7 @@ from torch.func import functional_call, vmap
 
 # %% auto #0
 __all__ = ['LINEAR_TYPES', 'UnsupportedLayerError', 'linear_layers', 'get_layer', 'check_eval', 'model_device_dtype',
-           'iter_batches', 'count_samples', 'LayerSplit', 'unfold_patches', 'reduce_sums', 'reduce_max',
+           'iter_batches', 'count_samples', 'LayerSplit', 'unfold_patches', 'reduce_sums', 'reduce_max', 'sample_mean',
            'check_single_process', 'sample_loss', 'per_sample_losses', 'check_loss', 'empirical_risk',
            'perturbed_risks']
 
@@ -179,6 +179,20 @@ def reduce_sums(*sums):
 def reduce_max(*maxima):
     "Combine partial maxima (tensors elementwise, or numbers) over all workers taking part; the identity in a single process."
     return _REDUCERS[-1](maxima, 'max') if _REDUCERS else maxima
+
+def sample_mean(model: nn.Module, # the network, in eval mode
+                data, # (X, y) tensors or an iterable of (x, y) batches
+                batch_sum: Callable, # (x, y) -> the sum over the batch's samples of a per-sample quantity (number or tensor)
+                batch_size: int = 512, # batch size used to split (X, y) tensors
+               ):
+    "(1/n) Σ_i of a per-sample quantity, streamed batch by batch, with its sums reduced across processes."
+    check_eval(model)
+    dev, dt = model_device_dtype(model)
+    tot, n = 0.0, 0
+    for x, y in iter_batches(data, batch_size, dev, dt):
+        tot = tot + batch_sum(x, y); n += len(x)
+    tot, n = reduce_sums(tot, n)
+    return tot / n
 
 def check_single_process(name: str, # the measure's name, for the message
                         ):
