@@ -12,20 +12,21 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 # %% auto #0
-__all__ = ['LINEAR_TYPES', 'UnsupportedLayerError', 'linear_layers', 'get_layer', 'check_eval', 'model_device_dtype',
-           'iter_batches', 'count_samples', 'LayerSplit', 'unfold_patches', 'reduce_sums', 'reduce_max', 'sample_mean',
-           'check_single_process', 'sample_loss', 'per_sample_losses', 'check_loss', 'empirical_risk',
-           'perturbed_risks']
+__all__ = ['CONV_TYPES', 'LINEAR_TYPES', 'UnsupportedLayerError', 'linear_layers', 'get_layer', 'check_eval',
+           'model_device_dtype', 'iter_batches', 'count_samples', 'LayerSplit', 'unfold_patches', 'reduce_sums',
+           'reduce_max', 'sample_mean', 'check_single_process', 'sample_loss', 'per_sample_losses', 'check_loss',
+           'empirical_risk', 'perturbed_risks']
 
 # %% ../nbs/00_core.ipynb #95c11794
-LINEAR_TYPES = (nn.Linear, nn.Conv2d)
+CONV_TYPES = (nn.Conv1d, nn.Conv2d)
+LINEAR_TYPES = (nn.Linear, *CONV_TYPES)
 
 class UnsupportedLayerError(ValueError):
     "The layer exists and is linear, but the requested exact computation does not support it."
 
 def linear_layers(model: nn.Module, # the network
                  ) -> dict[str, nn.Module]:
-    "The model's linear layers (`nn.Linear`, `nn.Conv2d`) by dotted name, in registration order."
+    "The model's linear layers (`nn.Linear`, `nn.Conv1d`, `nn.Conv2d`) by dotted name, in registration order."
     return {n: m for n, m in model.named_modules() if isinstance(m, LINEAR_TYPES)}
 
 def get_layer(model: nn.Module, # the network
@@ -43,7 +44,7 @@ def get_layer(model: nn.Module, # the network
         mod = layer
     else: raise TypeError(f"layer must be a module or its dotted name, got {type(layer).__name__}")
     if not isinstance(mod, LINEAR_TYPES):
-        raise TypeError(f"layer {name!r} is a {type(mod).__name__}, not a linear layer (nn.Linear or nn.Conv2d); "
+        raise TypeError(f"layer {name!r} is a {type(mod).__name__}, not a linear layer (nn.Linear, nn.Conv1d or nn.Conv2d); "
                         f"flatness is measured at linear layers, choose one of: {valid}")
     return name, mod
 
@@ -157,16 +158,18 @@ class LayerSplit:
         return g
 
 # %% ../nbs/00_core.ipynb #f441df43
-def unfold_patches(layer: nn.Conv2d, # the convolution (groups=1)
-                   inp: Tensor, # its input, (B, c_in, H, W)
+def unfold_patches(layer: nn.Conv1d | nn.Conv2d, # the convolution (groups=1)
+                   inp: Tensor, # its input, (B, c_in, L) or (B, c_in, H, W)
                   ) -> Tensor:
     "The patches φ_{i,p} a convolution sees, (B, m, L), in the order of `weight.reshape(c_out, -1)`."
-    if not isinstance(layer, nn.Conv2d): raise TypeError(f"expected an nn.Conv2d, got {type(layer).__name__}")
+    if not isinstance(layer, CONV_TYPES): raise TypeError(f"expected an nn.Conv1d or nn.Conv2d, got {type(layer).__name__}")
     if layer.groups != 1:
         raise UnsupportedLayerError(f"grouped convolution (groups={layer.groups}): each group's weight sees only its own "
                                     "channels, so there is no single patch space; only groups=1 is supported")
     pad = layer._reversed_padding_repeated_twice
     x = F.pad(inp, pad, mode='constant' if layer.padding_mode == 'zeros' else layer.padding_mode) if any(pad) else inp
+    if isinstance(layer, nn.Conv1d):   # a 1-D convolution is a 2-D one on images of height 1
+        return F.unfold(x[:, :, None, :], (1, *layer.kernel_size), dilation=(1, *layer.dilation), stride=(1, *layer.stride))
     return F.unfold(x, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)
 
 # %% ../nbs/00_core.ipynb #cb9ba59b

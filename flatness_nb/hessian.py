@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, functional_call
-from .core import (LayerSplit, UnsupportedLayerError, check_eval, check_loss, get_layer, iter_batches,
+from .core import (CONV_TYPES, LINEAR_TYPES, LayerSplit, UnsupportedLayerError, check_eval, check_loss, get_layer, iter_batches,
                               linear_layers, model_device_dtype, per_sample_losses, reduce_sums, sample_loss,
                               unfold_patches)
 
@@ -86,13 +86,13 @@ ROUTES = ('auto', 'last', 'gauss_newton', 'full')
 
 def check_exact_layer(sp: LayerSplit, # model split at the layer
                      ):
-    "Raise UnsupportedLayerError unless the layer has an exact route: nn.Linear, or nn.Conv2d with groups=1."
+    "Raise UnsupportedLayerError unless the layer has an exact route: nn.Linear, or nn.Conv1d/nn.Conv2d with groups=1."
     lay = sp.layer
-    if isinstance(lay, nn.Conv2d) and lay.groups != 1:
+    if isinstance(lay, CONV_TYPES) and lay.groups != 1:
         raise UnsupportedLayerError(f"layer {sp.name!r} is a grouped convolution (groups={lay.groups}); use method='hutchinson'")
-    if not isinstance(lay, (nn.Linear, nn.Conv2d)):
-        raise UnsupportedLayerError(f"layer {sp.name!r} is a {type(lay).__name__}; exact routes cover nn.Linear and "
-                                    "nn.Conv2d; use method='hutchinson'")
+    if not isinstance(lay, LINEAR_TYPES):
+        raise UnsupportedLayerError(f"layer {sp.name!r} is a {type(lay).__name__}; exact routes cover nn.Linear, "
+                                    "nn.Conv1d and nn.Conv2d; use method='hutchinson'")
 
 def token_view(sp: LayerSplit, # model split at an exact-route layer
                phi: Tensor, # the layer's input on a batch
@@ -104,7 +104,7 @@ def token_view(sp: LayerSplit, # model split at an exact-route layer
     perm = torch.arange(d * T, device=z.device).reshape(d, T).T.flatten()    # token-major t·d+s ↦ channel-major s·T+t
     return unfold_patches(sp.layer, phi).mT, perm
 
-def hz_batch(sp: LayerSplit, # model split at an nn.Linear or nn.Conv2d layer
+def hz_batch(sp: LayerSplit, # model split at an nn.Linear, nn.Conv1d or nn.Conv2d layer
              x: Tensor, # batch of inputs
              y: Tensor, # batch of labels
              loss_fn: Callable, # a standard PyTorch loss
@@ -115,7 +115,7 @@ def hz_batch(sp: LayerSplit, # model split at an nn.Linear or nn.Conv2d layer
     if route not in ROUTES[1:]: raise ValueError(f"route must be one of {ROUTES[1:]}, got {route!r}")
     phi, z, out = sp.capture(x)
     perm = None
-    if phi.dim() > 2 or isinstance(sp.layer, nn.Conv2d): phi, perm = token_view(sp, phi, z)
+    if phi.dim() > 2 or isinstance(sp.layer, CONV_TYPES): phi, perm = token_view(sp, phi, z)
     if route == 'last':
         if out is not z: raise ValueError(f"route='last' needs layer {sp.name!r} to produce the model output; use 'auto'")
         Hz = output_loss_hessian(loss_fn, out, y)
@@ -217,7 +217,7 @@ def layer_curvature(model: nn.Module, # the network, in eval mode
                 check_loss(loss_fn, out, y)
                 if route == 'auto': route = detect_route(sp, x)
                 per = sp.capture(x[:1])[1].numel()          # T·d: the size of one sample's z
-                token = per != d or isinstance(sp.layer, nn.Conv2d)
+                token = per != d or isinstance(sp.layer, CONV_TYPES)
                 gn_direct = token and route == 'gauss_newton'   # sums from ∇_W f_c: no (T·d)² matrix at all
                 chunk = len(x) if not token or gn_direct else max(1, max_hz_elements // per ** 2)
             for xs, ys in zip(x.split(chunk), y.split(chunk)):
@@ -364,7 +364,7 @@ def _quad(model, data, loss_fn, batch_size):
     return quad
 
 def hutchinson_relative_flatness(model: nn.Module, # the network, in eval mode
-                                 layer: str | nn.Module, # a linear layer (nn.Linear or nn.Conv2d)
+                                 layer: str | nn.Module, # a linear layer (nn.Linear, nn.Conv1d or nn.Conv2d)
                                  data, # (X, y) tensors or an iterable of (x, y) batches
                                  loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
                                  dist: str = 'rademacher', # entries of the feature matrices A

@@ -23,16 +23,16 @@ __all__ = ['feature_dim', 'check_matrices', 'perturbed_features', 'perturbed_for
            'truncated_normal_ball', 'Minimum', 'train_to_minimum', 'project_operator_ball', 'max_feature_robustness']
 
 # %% ../nbs/03_feature_robustness.ipynb #316b4ea7
-def feature_dim(layer: nn.Module, # an nn.Linear or nn.Conv2d
+def feature_dim(layer: nn.Module, # an nn.Linear, nn.Conv1d or nn.Conv2d
                ) -> int:
     "m: the dimension of the feature (patch) space the layer's weight acts on."
     if isinstance(layer, nn.Linear): return layer.in_features
-    if isinstance(layer, nn.Conv2d):
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
         if layer.groups != 1:
             raise UnsupportedLayerError(f"grouped convolution (groups={layer.groups}): a feature matrix A on the full "
                                         "patch space would mix groups; only groups=1 is supported")
         return layer.weight[0].numel()
-    raise TypeError(f"expected nn.Linear or nn.Conv2d, got {type(layer).__name__}")
+    raise TypeError(f"expected nn.Linear, nn.Conv1d or nn.Conv2d, got {type(layer).__name__}")
 
 def check_matrices(A: Tensor, # one m×m matrix or a stack (p, m, m)
                    m: int, # the feature dimension
