@@ -8,23 +8,13 @@ import argparse, json, subprocess, sys, time
 import torch, torch.nn as nn, torch.nn.functional as F
 from .core import iter_batches, model_device_dtype
 from .hessian import hvp, layer_curvature
+from .zoo import LeNet5  # the model lives in the zoo; importable from here as before
 
 # %% auto #0
-__all__ = ['LeNet5', 'SyntheticImages', 'forward_backward', 'dense_column_time', 'run_benchmark', 'peak_memory_mb',
-           'process_scaling', 'format_report', 'main']
+__all__ = ['SyntheticImages', 'forward_backward', 'dense_column_time', 'run_benchmark', 'peak_memory_mb', 'process_scaling',
+           'format_report', 'main']
 
 # %% ../nbs/11_benchmark.ipynb #0badc8a2
-class LeNet5(nn.Module):
-    "LeNet5 for 3×32×32 inputs: two conv+ReLU+max-pool blocks, then fc1 (400→120), fc2 (120→84), fc3 (84→10)."
-    def __init__(self, n_classes: int = 10):
-        super().__init__()
-        self.conv1, self.conv2 = nn.Conv2d(3, 6, 5), nn.Conv2d(6, 16, 5)
-        self.fc1, self.fc2, self.fc3 = nn.Linear(400, 120), nn.Linear(120, 84), nn.Linear(84, n_classes)
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2).flatten(1)
-        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
-
 class SyntheticImages(torch.utils.data.Dataset):
     "n random 3×32×32 images with random labels, sample i generated from seed i (nothing is stored)."
     def __init__(self, n: int, n_classes: int = 10): self.n, self.k = n, n_classes
