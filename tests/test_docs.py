@@ -215,3 +215,6 @@ def test_search_box_finds_pages(site, browser):
     while time.time() - t < 30 and not browser.find_elements('css selector', '#search-results li'): time.sleep(0.2)
     hits = [a.get_attribute('href') for a in browser.find_elements('css selector', '#search-results li a')]
     assert any('01_hessian' in h for h in hits), hits
+    t = time.time()
+    while time.time() - t < 30 and re.search(r'\\\(', browser.execute_script(TEXT_JS)): time.sleep(0.3)
+    assert not re.search(r'\\\(', browser.execute_script(TEXT_JS)), 'maths in search summaries is typeset'

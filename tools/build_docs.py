@@ -275,6 +275,7 @@ html_theme = 'furo'
 html_title = {title!r}
 html_static_path = ['_static']
 html_css_files = ['styles.css']
+html_js_files = ['fnb_search_maths.js']
 html_show_sourcelink = False
 exclude_patterns = ['_build', '_doctrees', '**.ipynb_checkpoints']
 root_doc = 'index'
@@ -294,6 +295,28 @@ mathjax2_config = {{'tex2jax': {{'inlineMath': [['\\\\(', '\\\\)']], 'displayMat
 def setup(app):
     app.set_html_assets_policy('always')  # MathJax on every page: the sidebar carries maths too
 '''
+
+
+SEARCH_MATHS_JS = r"""// Sphinx writes search-result summaries after MathJax has run: typeset them once they are in; a summary cut
+// inside a formula is cut before it instead, so that no raw TeX shows
+function fnbTypesetSearch(box) {
+  for (const p of box.querySelectorAll('p')) {
+    const t = p.textContent;
+    for (const [o, c] of [['\\(', '\\)'], ['\\[', '\\]']]) {
+      const i = t.lastIndexOf(o);
+      if (i >= 0 && t.indexOf(c, i) < 0) { p.textContent = t.slice(0, i) + '...'; break; }
+    }
+  }
+  if (window.MathJax && MathJax.Hub) MathJax.Hub.Queue(['Typeset', MathJax.Hub, box]);
+}
+document.addEventListener('DOMContentLoaded', () => {
+  const box = document.getElementById('search-results');
+  if (!box) return;
+  let timer = null;
+  new MutationObserver(() => { clearTimeout(timer); timer = setTimeout(() => fnbTypesetSearch(box), 100); })
+    .observe(box, {childList: true, subtree: true});
+});
+"""
 
 
 def toctree_cell(sections):
@@ -352,6 +375,7 @@ def build(only=None, mode='all', out=ROOT / '_docs', src=None, full=()):
     (src / 'conf.py').write_text(CONF.format(title=s.get('title', 'docs'), author=s.get('author', ''),
                                              copyright=s.get('copyright', '')))
     shutil.copy(NBS / 'styles.css', src / '_static' / 'styles.css')
+    (src / '_static' / 'fnb_search_maths.js').write_text(SEARCH_MATHS_JS)
     copy_mathjax(src / '_static' / 'mathjax')
     t = time.time()
     rc = build_main(['-b', 'html', '-q', '-E', '-d', str(src / '_doctrees'), str(src), str(out)])
@@ -369,6 +393,9 @@ def main(argv=None):
     p.add_argument('--out', default=str(ROOT / '_docs'))
     a = p.parse_args(argv)
     if shutil.which('quarto') and not a.only and a.mode == 'all':
+        if settings().get('custom_sidebar', 'False').lower() not in ('true', '1', 'yes'):
+            sys.exit('settings.ini has custom_sidebar = False, so nbdev_docs would overwrite nbs/sidebar.yml (the one '
+                     'source of the sidebar) with a list of files: set custom_sidebar = True')
         sys.exit(subprocess.call(['nbdev_docs'], cwd=ROOT))
     missing = unlisted()
     if missing: print(f'warning: nbs/sidebar.yml does not list {", ".join(missing)}: not in the site', file=sys.stderr)
