@@ -19,7 +19,7 @@ DRIVER = shutil.which('chromedriver')
 MATHJAX = any((Path(d) / 'MathJax.js').exists() for d in bd.MATHJAX_DIRS)
 browser_only = pytest.mark.skipif(not (CHROMIUM and DRIVER and MATHJAX),
                                   reason="needs Debian's chromium, chromium-driver and libjs-mathjax (.ci/run installs them)")
-FULL = ['index', '01_hessian']  # executed in full: outputs, a figure and a slow cell's note
+FULL = ['index', '03_feature_robustness']  # executed in full: outputs, a figure and a slow cell's note
 
 
 # ---------------------------------------------------------------- without a browser
@@ -200,7 +200,7 @@ def test_maths_typeset_in_sidebar_titles_and_subtitles(site, browser):
 
 @browser_only
 def test_figure_page_shows_outputs(site, browser):
-    load(browser, (site / '01_hessian.html').as_uri())
+    load(browser, (site / f'{FULL[1]}.html').as_uri())
     imgs = browser.execute_script('return Array.from(document.images).map(i => i.naturalWidth)')
     assert len(imgs) >= 1 and all(w > 0 for w in imgs), imgs
     assert browser.find_elements('css selector', '.cell_output'), 'executed cells show their output'
