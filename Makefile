@@ -24,7 +24,8 @@ test-slow: install
 bench: install
 	$(PY) -m flatness_nb.benchmark --n 2000 --out bench.json
 
-# Quarto site if quarto exists, else executed notebooks -> HTML with local MathJax (Debian's libjs-mathjax)
+# Quarto site (nbdev_docs) if quarto is on PATH, else Sphinx + myst-nb + Furo (dev extras, from PyPI), fully offline:
+# notebooks executed as nbdev_test does, sidebar from nbs/sidebar.yml, MathJax from Debian's libjs-mathjax -> _docs/
 docs: install
 	$(PY) tools/build_docs.py
 

@@ -1,22 +1,87 @@
-"""The rendered docs in a real browser: build two pages (one heavy in maths, one with a figure) the way `make docs`
-does without Quarto, open them in headless Chromium, and check that MathJax typeset every formula without errors and that
-every image loaded."""
-import shutil, subprocess, sys, time
+"""The documentation site as a reader sees it. Without Quarto, `make docs` builds it with Sphinx + myst-nb
+(tools/build_docs.py); here every page of that site is built (cells that the API docs need are executed everywhere, the
+whole notebook for `FULL`, to keep CI short) and opened in headless Chromium at 1300 px, and each page is checked: nothing
+runs off the right edge, no raw attribute text or `In [ ]:` prompts, MathJax typeset every formula (sidebar included)
+without errors, every visible show_doc is a signature with a parameter table, skipped slow cells carry a note, images
+load, and the search box finds pages. The pure-Python parts (sidebar from one source, show_doc unhiding, maths in titles)
+are tested without a browser."""
+import json, os, re, shutil, subprocess, sys, time
 from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'tools'))
+import build_docs as bd
+import unhide_show_doc as uh
+
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 DRIVER = shutil.which('chromedriver')
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver "
-                                                                  "(.ci/run installs them)")
+MATHJAX = any((Path(d) / 'MathJax.js').exists() for d in bd.MATHJAX_DIRS)
+browser_only = pytest.mark.skipif(not (CHROMIUM and DRIVER and MATHJAX),
+                                  reason="needs Debian's chromium, chromium-driver and libjs-mathjax (.ci/run installs them)")
+FULL = ['index', '03_feature_robustness']  # executed in full: outputs, a figure and a slow cell's note
 
 
+# ---------------------------------------------------------------- without a browser
+def test_sidebar_has_one_source_listing_every_notebook():
+    "nbs/sidebar.yml is the only sidebar: Quarto reads it, the Sphinx build reads it, and it lists every notebook."
+    quarto = (ROOT / 'nbs' / '_quarto.yml').read_text()
+    assert re.search(r'metadata-files:.*sidebar\.yml', quarto), 'nbs/_quarto.yml must read nbs/sidebar.yml'
+    assert 'contents' not in quarto, 'the sidebar is written in nbs/sidebar.yml only'
+    assert 'GROUPS' not in (ROOT / 'tools' / 'build_docs.py').read_text()
+    assert bd.unlisted() == [], f'notebooks missing from nbs/sidebar.yml: {bd.unlisted()}'
+    stems = [s for s, _ in bd.notebooks()]
+    assert stems[0] == 'index' and len(stems) == len(set(stems))
+    assert sorted(stems) == sorted(p.relative_to(ROOT / 'nbs').with_suffix('').as_posix()
+                                   for p in (ROOT / 'nbs').rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts)
+
+
+def _nb(*sources):
+    return {'cells': [{'cell_type': 'code', 'execution_count': None, 'id': f'c{i}', 'metadata': {}, 'outputs': [],
+                       'source': s} for i, s in enumerate(sources)],
+            'metadata': {}, 'nbformat': 4, 'nbformat_minor': 5}
+
+
+def test_unhide_show_doc_is_idempotent_and_touches_only_show_doc_cells(tmp_path):
+    p = tmp_path / 'x.ipynb'
+    p.write_text(json.dumps(_nb(['#| hide\n', 'from nbdev.showdoc import show_doc'], ['#| hide\n', 'show_doc(f)\n', 'show_doc(g)'],
+                                ['#| hide\n', 'show_doc(h)'], ['show_doc(k)'], ['#| hide\n', 'x = show_doc(f)'])))
+    assert uh.fix(p) == 2
+    src = [''.join(c['source']) for c in json.loads(p.read_text())['cells']]
+    assert src == ['#| hide\nfrom nbdev.showdoc import show_doc', 'show_doc(f)', 'show_doc(g)', 'show_doc(h)', 'show_doc(k)',
+                   '#| hide\nx = show_doc(f)']
+    before = p.read_text()
+    assert uh.fix(p) == 0 and p.read_text() == before
+
+
+def test_titles_get_typeset_maths():
+    t = bd.tex_titles('κ^φ_Tr of a layer, κ_l, ρ_l(j), `a_b` and $x_i$ kept, E_emp')
+    assert t == (r'$\kappa^{\phi}_{\mathrm{Tr}}$ of a layer, $\kappa_{l}$, $\rho_{l}$(j), `a_b` and $x_i$ kept, '
+                 r'$E_{\mathrm{emp}}$')
+    assert bd.tex_titles('gauss_newton and E_emp', greek_only=True) == 'gauss_newton and E_emp'
+
+
+def _example(model, n: int = 3, *, loss_fn=len, tol: float = 1e-9) -> float:  # the value
+    "An example whose κ^φ_Tr is $x^2$."
+    return 0.
+
+
+def test_show_doc_renders_signature_and_parameter_table():
+    h = bd.DocHTML(_example)._repr_html_()
+    assert '<pre class="fnb-sig"><code>_example(model, n=3, *, loss_fn=len, tol=1e-09) -&gt; float</code></pre>' in h
+    rows = re.findall(r'<tr><td><code>(\w+)</code></td><td><code>([^<]*)</code></td><td><code>([^<]*)</code></td>', h)
+    assert rows == [('model', '', ''), ('n', 'int', '3'), ('loss_fn', '', 'len'), ('tol', 'float', '1e-09'),
+                    ('returns', 'float', '')]
+    assert 'the value' in h and r'\(\kappa^{\phi}_{\mathrm{Tr}}\)' in h and r'\(x^2\)' in h and ' at 0x' not in h
+
+
+# ---------------------------------------------------------------- the built site in a browser
 @pytest.fixture(scope='module')
 def site(tmp_path_factory):
+    if os.environ.get('FNB_DOCS_SITE'): return Path(os.environ['FNB_DOCS_SITE'])  # a site built before, to iterate fast
     out = tmp_path_factory.mktemp('docs')
-    r = subprocess.run([sys.executable, str(ROOT / 'tools' / 'build_docs.py'), '--only', 'index', '01_hessian',
-                        '--out', str(out)], capture_output=True, text=True, timeout=900)
+    r = subprocess.run([sys.executable, str(ROOT / 'tools' / 'build_docs.py'), '--exec', 'api', '--full', *FULL,
+                        '--out', str(out)], capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     return out
 
@@ -28,28 +93,128 @@ def browser():
     o = webdriver.ChromeOptions()
     for a in ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
               '--disable-background-networking', '--disable-component-update', '--disable-sync',
-              '--allow-file-access-from-files', '--window-size=1300,900']:
+              '--allow-file-access-from-files', '--window-size=1300,900', '--hide-scrollbars']:
         o.add_argument(a)
     o.binary_location = CHROMIUM
     d = webdriver.Chrome(service=Service(DRIVER), options=o)
+    d.set_window_size(1300, 900)
     yield d
     d.quit()
 
 
-def typeset(browser, page, timeout=60):
-    browser.get(page.as_uri())
-    js = ("return !!(window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0 "
-          "&& document.querySelectorAll('.mjx-chtml').length > 0)")
+def load(browser, url, timeout=60):
+    "Open `url` and wait until MathJax has finished typesetting."
+    browser.get(url)
+    js = 'return !!(window.MathJax && MathJax.isReady && MathJax.Hub.queue.pending === 0)'
     t = time.time()
-    while time.time() - t < timeout and not browser.execute_script(js): time.sleep(0.25)
-    return (browser.execute_script("return document.querySelectorAll('.mjx-chtml').length"),
-            browser.execute_script("return document.querySelectorAll('.MathJax_Error, .mjx-merror').length"),
-            browser.execute_script("return Array.from(document.images).map(i => [i.complete, i.naturalWidth])"))
+    while time.time() - t < timeout and not browser.execute_script(js): time.sleep(0.2)
+    time.sleep(0.3)
 
 
-@pytest.mark.parametrize('stem,min_images', [('index', 0), ('01_hessian', 1)])
-def test_page_typesets_and_images_load(site, browser, stem, min_images):
-    n_math, n_err, imgs = typeset(browser, site / f'{stem}.html')
-    assert n_math > 5 and n_err == 0, (n_math, n_err)
-    assert len(imgs) >= min_images and all(ok and w > 0 for ok, w in imgs), imgs
-    assert 'Theory' in browser.find_element('id', 'fnb-sidebar').text
+OVERFLOW_JS = """
+const W = document.documentElement.clientWidth, bad = [];
+for (const e of document.querySelectorAll('body *')) {
+  if (e.closest('.toc-drawer')) continue;  // Furo's table of contents: a drawer kept off-canvas below 82em, by design
+  const r = e.getBoundingClientRect();
+  if (r.width === 0 || r.right <= W + 1) continue;
+  let a = e.parentElement, clipped = false;
+  for (; a && a !== document.body; a = a.parentElement) {
+    const s = getComputedStyle(a);
+    if (['auto', 'scroll', 'hidden'].includes(s.overflowX) && a.getBoundingClientRect().right <= W + 1) { clipped = true; break; }
+  }
+  if (!clipped) bad.push(e.tagName + '.' + e.className + ' right=' + Math.round(r.right));
+}
+return [document.documentElement.scrollWidth, W, bad.slice(0, 5)];
+"""
+TEXT_JS = """
+const skip = 'pre, code, script, style, .mjx-chtml, .MJX_Assistive_MathML, .MathJax_Preview';
+const w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT), out = [];
+while (w.nextNode()) {
+  const p = w.currentNode.parentElement;
+  if (p && !p.closest(skip) && p.getClientRects().length) out.push(w.currentNode.textContent);
+}
+return out.join(' ');
+"""  # the prose a reader sees: code and typeset maths left out
+RAW_ATTR = re.compile(r'\{(target=|style=|[.#][A-Za-z][\w-]*[\s}])|:::|\bIn \[\s*\d*\]:|\bOut\[\s*\d*\]:')
+
+
+def visible_show_docs(stem):
+    nb = json.loads((ROOT / 'nbs' / f'{stem}.ipynb').read_text())
+    n = 0
+    for c in nb['cells']:
+        src = ''.join(c['source'])
+        if c['cell_type'] == 'code' and bd.is_show_doc(src) and 'hide' not in bd.directives(src):
+            n += sum(1 for l in bd.body(src).splitlines() if l.strip())
+    return n
+
+
+def slow_cells(stem):
+    nb = json.loads((ROOT / 'nbs' / f'{stem}.ipynb').read_text())
+    return sum(1 for c in nb['cells'] if c['cell_type'] == 'code' and not c.get('outputs')
+               and any(f in bd.directives(''.join(c['source'])) for f in bd.SKIP_FLAGS)
+               and 'hide' not in bd.directives(''.join(c['source'])))
+
+
+@browser_only
+def test_every_page_reads_like_a_documentation_site(site, browser):
+    stems = [s for s, _ in bd.notebooks()]
+    problems, n_docs = [], 0
+    for stem in stems:
+        load(browser, (site / f'{stem}.html').as_uri())
+        width, client, bad = browser.execute_script(OVERFLOW_JS)
+        if width > client + 1 or bad: problems.append(f'{stem}: runs off the right edge at 1300 px: {width} > {client} {bad}')
+        text = browser.execute_script(TEXT_JS)
+        m = RAW_ATTR.search(text)
+        if m: problems.append(f'{stem}: raw text {text[max(0, m.start() - 40):m.end() + 40]!r}')
+        if browser.find_elements('css selector', '.prompt, .input_prompt, .output_prompt'): problems.append(f'{stem}: prompts')
+        n_err = len(browser.find_elements('css selector', '.MathJax_Error, .mjx-merror'))
+        raw_tex = re.findall(r'\\\(|\\\[|\$\\[a-zA-Z]+', text)
+        if n_err or raw_tex: problems.append(f'{stem}: MathJax errors {n_err}, untypeset {raw_tex[:3]}')
+        if not browser.find_elements('css selector', 'input[name=q]'): problems.append(f'{stem}: no search box')
+        docs = browser.find_elements('css selector', '.fnb-doc')
+        want = visible_show_docs(stem)
+        n_docs += len(docs)
+        if len(docs) != want: problems.append(f'{stem}: {len(docs)} rendered show_doc, {want} visible in the notebook')
+        for d in docs:
+            sig = d.find_elements('css selector', 'pre.fnb-sig')
+            takes = sig and not sig[0].text.startswith('class ') and re.search(r'\(\s*\S', sig[0].text)  # a callable with parameters gets their table
+            if not sig or (takes and not d.find_elements('css selector', 'table.fnb-params tbody tr')):
+                problems.append(f'{stem}: a show_doc without signature or parameter table: {d.text[:80]!r}')
+        notes = len(browser.find_elements('css selector', '.fnb-note'))
+        if notes < slow_cells(stem): problems.append(f'{stem}: {slow_cells(stem)} slow cells, {notes} notes')
+        imgs = browser.execute_script('return Array.from(document.images).map(i => [i.src, i.complete && i.naturalWidth > 0])')
+        problems += [f'{stem}: image not loaded {s}' for s, ok in imgs if not ok]
+    assert not problems, '\n'.join(problems)
+    assert n_docs >= 1
+
+
+@browser_only
+def test_maths_typeset_in_sidebar_titles_and_subtitles(site, browser):
+    load(browser, (site / '02_relative_flatness.html').as_uri())
+    assert browser.find_elements('css selector', '.fnb-subtitle .mjx-chtml'), 'the subtitle has typeset maths'
+    assert len(browser.find_elements('css selector', '.mjx-chtml')) > 20
+    titled = [s for s, p in bd.notebooks() if re.search(r'[\^_$]', json.loads(p.read_text())['cells'][0]['source'][0])]
+    if titled:  # a title with maths shows typeset in every page's sidebar
+        assert browser.find_elements('css selector', '.sidebar-tree .mjx-chtml'), titled
+
+
+@browser_only
+def test_figure_page_shows_outputs(site, browser):
+    load(browser, (site / f'{FULL[1]}.html').as_uri())
+    imgs = browser.execute_script('return Array.from(document.images).map(i => i.naturalWidth)')
+    assert len(imgs) >= 1 and all(w > 0 for w in imgs), imgs
+    assert browser.find_elements('css selector', '.cell_output'), 'executed cells show their output'
+
+
+@browser_only
+def test_search_box_finds_pages(site, browser):
+    load(browser, (site / 'index.html').as_uri())
+    box = browser.find_element('css selector', 'input[name=q]')
+    box.send_keys('Hutchinson'); box.submit()
+    t = time.time()
+    while time.time() - t < 30 and not browser.find_elements('css selector', '#search-results li'): time.sleep(0.2)
+    hits = [a.get_attribute('href') for a in browser.find_elements('css selector', '#search-results li a')]
+    assert any('01_hessian' in h for h in hits), hits
+    t = time.time()
+    while time.time() - t < 30 and re.search(r'\\\(', browser.execute_script(TEXT_JS)): time.sleep(0.3)
+    assert not re.search(r'\\\(', browser.execute_script(TEXT_JS)), 'maths in search summaries is typeset'
