@@ -287,18 +287,19 @@ def _check_model_on_data(model, X, y, lf, a):
 
 def cmd_measure(a):
     "`flatness-nb measure`: a saved model on a dataset."
-    dev = check_device(a.device); check_out(a.out)
-    if a.distributed: check_distributed()
+    dev = check_device(a.device); check_out(a.out); rank = 0
+    if a.distributed:      # joined first, so that a failing rank waits for the others' error lines (see `main`)
+        check_distributed()
+        from flatness_nb.distributed import init_from_env, shard, sharded_sums, finish
+        rank, _ = init_from_env()
     torch.manual_seed(a.seed)
     model = load_model(a.model, a.factory, dev, a.dtype)
     X, y = load_data(a.data, a.dtype, a.split)
     lf = LOSSES[a.loss]; _check_model_on_data(model, X, y, lf, a)
     kw = dict(batch_size=a.batch_size, seed=a.seed)
     if a.distributed:
-        from flatness_nb.distributed import init_from_env, shard, sharded_sums, finish
-        rank, _ = init_from_env()
         with sharded_sums(): rows = measure_layers(model, shard((X, y)), lf, a.layer, a.method, progress=rank == 0 and not a.quiet, **kw)
-    else: rank, rows = 0, measure_layers(model, (X, y), lf, a.layer, a.method, progress=not a.quiet, **kw)
+    else: rows = measure_layers(model, (X, y), lf, a.layer, a.method, progress=not a.quiet, **kw)
     if rank == 0:
         print(_fmt_rows(rows))
         if a.out: write_rows(rows, a.out, 'measures'); print(f"wrote {a.out}/measures.json and measures.csv")
