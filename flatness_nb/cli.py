@@ -314,9 +314,9 @@ def demo_plot(rep: dict, path: str):
     ax[0].bar([x - 0.2 for x in xs], [l['relative_flatness'] for l in L], 0.4, label='exact')
     ax[0].bar([x + 0.2 for x in xs], [l['hutchinson'] for l in L], 0.4, yerr=[2 * l['hutchinson_se'] for l in L],
               label='Hutchinson ± 2 se')
-    ax[0].set(xticks=list(xs), xticklabels=names, xlabel='layer', title='relative flatness κ^φ_Tr'); ax[0].legend()
-    ax[1].bar([x - 0.2 for x in xs], [l['trace'] for l in L], 0.4, label='Tr(H_l)')
-    ax[1].bar([x + 0.2 for x in xs], [l['lambda_max'] for l in L], 0.4, label='λ_max(H_l)')
+    ax[0].set(xticks=list(xs), xticklabels=names, xlabel='layer', title=r'relative flatness $\kappa^\phi_{Tr}$'); ax[0].legend()
+    ax[1].bar([x - 0.2 for x in xs], [l['trace'] for l in L], 0.4, label=r'$\mathrm{Tr}(H_l)$')
+    ax[1].bar([x + 0.2 for x in xs], [l['lambda_max'] for l in L], 0.4, label=r'$\lambda_{max}(H_l)$')
     ax[1].set(xticks=list(xs), xticklabels=names, xlabel='layer', title='layer curvature'); ax[1].legend()
     fig.tight_layout(); fig.savefig(path, dpi=110)
 
