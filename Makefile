@@ -21,6 +21,10 @@ ifneq ($(USE_VENV),)
   export VIRTUAL_ENV := $(ENV_DIR)
   export PATH := $(ENV_DIR)/bin:$(PATH)
   NEED_ENV := $(PY)
+else
+  # the environment's own scripts (nbdev_test, nbdev_export) first, even when PY points into an inactive environment
+  ENV_BIN := $(shell $(PY) -c "import sysconfig; print(sysconfig.get_path('scripts'))" 2>/dev/null)
+  export PATH := $(if $(ENV_BIN),$(ENV_BIN):)$(PATH)
 endif
 
 .PHONY: install demo test test-slow bench export clean-nbs docs
