@@ -155,7 +155,10 @@ def load_data(spec: str, # 'digits', 'mnist1d', a torchvision-style folder, or a
         found = [k for k in _FOLDERS if (p / k).is_dir()]
         if not found: raise CLIError(f"folder {spec!r} holds none of {list(_FOLDERS)} (torchvision's layout); put the "
                                      "data set's folder inside it")
-        return getattr(D, _FOLDERS[found[0]])(p, train=split == 'train', dtype=dt)
+        try: return getattr(D, _FOLDERS[found[0]])(p, train=split == 'train', dtype=dt)
+        except (ValueError, OSError): raise              # their messages already name the missing or bad file
+        except Exception as e: raise CLIError(f"the files in {str(p / found[0])!r} are not in torchvision's {found[0]} "
+                                              f"format ({type(e).__name__}: {' '.join(str(e).split())[:150]})") from None
     obj = _torch_load(check_file(spec, 'data file'), 'data', weights_only=True)
     if isinstance(obj, dict): obj = (obj.get('X'), obj.get('y'))
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2 and all(torch.is_tensor(t) for t in obj)):
