@@ -1,13 +1,43 @@
 # flatness_nb: the two quick-start targets are `make demo` and `make test`.
+#
+# PY: the Python to use. Inside an active virtual or conda environment it is used as it is. Otherwise (a system Python,
+# e.g. Debian's /usr/bin/python3, which refuses pip installs: PEP 668) make creates the project environment $(VENV) with
+# it once and runs everything from there. VENV= turns that off (then PY must accept pip installs).
 PY ?= python3
-# The CPU build of torch is installed first: an unpinned torch would pull a multi-GB CUDA build.
-# On a machine with a GPU, override it, e.g. `make test TORCH=torch` (or keep the torch you have: TORCH=).
+VENV ?= .venv
+# torch is installed first, pinned. TORCH_INDEX is the wheel index it comes from; empty means pip's default (PyPI),
+# whose Linux build of torch bundles CUDA (several GB). The CPU-only build: TORCH_INDEX=$(CPU_INDEX)
+# TORCH= keeps the torch already installed in your environment (e.g. a GPU build): run make inside that environment.
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+CPU_INDEX := https://download.pytorch.org/whl/cpu
+
+IN_ENV := $(shell $(PY) -c "import os, sys; print(int(sys.prefix != sys.base_prefix or os.path.isdir(os.path.join(sys.prefix, 'conda-meta'))))" 2>/dev/null)
+USE_VENV := $(if $(VENV),$(if $(filter 1,$(IN_ENV)),,yes))
+ifneq ($(USE_VENV),)
+  BASE_PY := $(PY)
+  ENV_DIR := $(abspath $(VENV))
+  override PY := $(ENV_DIR)/bin/python
+  export VIRTUAL_ENV := $(ENV_DIR)
+  export PATH := $(ENV_DIR)/bin:$(PATH)
+  NEED_ENV := $(PY)
+else
+  # the environment's own scripts (nbdev_test, nbdev_export) first, even when PY points into an inactive environment
+  ENV_BIN := $(shell $(PY) -c "import sysconfig; print(sysconfig.get_path('scripts'))" 2>/dev/null)
+  export PATH := $(if $(ENV_BIN),$(ENV_BIN):)$(PATH)
+endif
 
 .PHONY: install demo test test-slow bench export clean-nbs docs
 
-install:
-	$(if $(TORCH),$(PY) -m pip install -q "$(TORCH)")
+ifneq ($(USE_VENV),)
+$(ENV_DIR)/bin/python:
+	@echo "creating the project environment $(VENV) with $(BASE_PY)"
+	@$(BASE_PY) -m venv "$(ENV_DIR)" || { rm -rf "$(ENV_DIR)"; echo "make: could not create $(VENV) with $(BASE_PY): it must be a Python >= 3.10 with its venv module \
+	(Debian/Ubuntu: apt install python3-venv); or run make inside an environment of your own"; exit 1; }
+endif
+
+install: $(NEED_ENV)
+	$(if $(TORCH),$(PY) -m pip install -q "$(TORCH)"$(if $(TORCH_INDEX), --index-url $(TORCH_INDEX)))
 	$(PY) -m pip install -q -e ".[dev]"
 
 demo: install

@@ -4,14 +4,15 @@
 
 # %% ../nbs/09_cli.ipynb #294d68b0
 from __future__ import annotations
-import argparse, csv, importlib, json, os, pickle, sys, zipfile
+import argparse, csv, importlib, json, os, sys, warnings
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from .core import linear_layers, check_loss, model_device_dtype
 
 # %% auto #0
-__all__ = ['LOSSES', 'CLIError', 'eager_from_torchscript', 'load_model', 'load_data', 'measure_layers', 'write_rows',
-           'cmd_measure', 'demo_plot', 'cmd_demo', 'cmd_sweep', 'cmd_bench', 'build_parser', 'main']
+__all__ = ['LOSSES', 'COMMANDS', 'CLIError', 'eager_from_torchscript', 'check_file', 'import_factory', 'load_model', 'load_data',
+           'check_device', 'check_out', 'check_distributed', 'measure_layers', 'write_rows', 'cmd_measure', 'demo_plot',
+           'cmd_demo', 'cmd_sweep', 'cmd_bench', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #6acd02a7
 class CLIError(Exception):
@@ -52,35 +53,87 @@ def eager_from_torchscript(sm: torch.jit.ScriptModule, # a scripted nn.Sequentia
                        "and pass --factory module:function")
     return nn.Sequential(*[_eager_layer(c) for _, c in sm.named_children()])
 
+# %% ../nbs/09_cli.ipynb #4b53bda1
+def check_file(path: str, # a path given on the command line
+               what: str, # what it should be, e.g. 'model file'
+              ) -> Path:
+    "`path` as a Path if it is a readable file, else a one-line error naming it and what is wrong."
+    p = Path(path)
+    if not p.exists(): raise CLIError(f"{what} {str(path)!r} does not exist")
+    if not p.is_file(): raise CLIError(f"{what} {str(path)!r} is a folder, not a file")
+    if not os.access(p, os.R_OK): raise CLIError(f"{what} {str(path)!r} is not readable (permission denied)")
+    return p
+
+def _cwd_on_path():
+    "Put the current folder first on sys.path, as `python -m` does (a console script does not)."
+    if os.getcwd() not in sys.path: sys.path.insert(0, os.getcwd())
+
+def import_factory(spec: str, # 'module:function'; the module is searched in the current folder, then on sys.path
+                  ):
+    "The function named by `--factory`."
+    mod, sep, fn = spec.partition(':')
+    if not (sep and mod and fn): raise CLIError(f"--factory must look like 'module:function', got {spec!r}")
+    _cwd_on_path()
+    try: module = importlib.import_module(mod)
+    except ModuleNotFoundError as e:
+        if e.name != mod.split('.')[0] and e.name != mod: raise CLIError(f"cannot import factory {spec!r}: importing {mod} failed: {e}") from None
+        raise CLIError(f"cannot import factory {spec!r}: no module {mod!r} in the current folder ({os.getcwd()}) or on sys.path") from None
+    except Exception as e: raise CLIError(f"cannot import factory {spec!r}: importing {mod} raised {type(e).__name__}: {e}") from None
+    build = getattr(module, fn, None)
+    if not callable(build): raise CLIError(f"cannot import factory {spec!r}: module {mod!r} has no function {fn!r}")
+    return build
+
+def _not_a(p: Path, what: str, e: Exception) -> CLIError:
+    "The one-line error for a file that torch cannot load as a `what` file."
+    msg = ' '.join(str(e).split())
+    why = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+    return CLIError(f"{str(p)!r} is not a torch {what} file (torch.load failed with {why[:200]})")
+
+def _torch_load(p: Path, what: str, weights_only: bool):
+    "torch.load, or a one-line error: the file is not a torch file of that kind, and why."
+    try: return torch.load(p, map_location='cpu', weights_only=weights_only)
+    except Exception as e: raise _not_a(p, what, e) from None
+
+# %% ../nbs/09_cli.ipynb #64216b90
+def _build(spec):
+    "Call the factory: a failure or a result that is not a module is a one-line error."
+    build = import_factory(spec)
+    try: model = build()
+    except Exception as e: raise CLIError(f"--factory {spec}() raised {type(e).__name__}: {e}") from None
+    if not isinstance(model, nn.Module): raise CLIError(f"--factory {spec}() returned a {type(model).__name__}, not an nn.Module")
+    return model
+
+def _load_whole(p: Path):
+    "A scripted Sequential (rebuilt eager) or a pickled nn.Module."
+    try:
+        with warnings.catch_warnings():             # torch.jit's deprecation notices: not the user's business here
+            warnings.simplefilter('ignore'); return eager_from_torchscript(torch.jit.load(str(p), map_location='cpu'))
+    except CLIError: raise
+    except Exception: pass                          # not TorchScript: try pickle
+    _cwd_on_path()
+    try: model = torch.load(p, map_location='cpu', weights_only=False)
+    except (AttributeError, ModuleNotFoundError) as e:
+        raise CLIError(f"{str(p)!r} holds a pickled model whose class cannot be imported ({e}): run from the folder of its "
+                       "module, or save a state_dict and pass --factory module:function") from None
+    except Exception as e: raise _not_a(p, 'model', e) from None
+    if isinstance(model, dict): raise CLIError(f"{str(p)!r} holds a state_dict: pass --factory module:function that builds the model")
+    if not isinstance(model, nn.Module): raise CLIError(f"{str(p)!r} is not a torch model file: it holds a {type(model).__name__}")
+    return model
+
 def load_model(path: str, # model file
                factory: str | None = None, # 'module:function' that builds the model (then `path` holds a state_dict)
                device: str = 'cpu', # device to load onto
                dtype: str = 'float64', # floating dtype of the parameters
               ) -> nn.Module:
     "Load a model file (state_dict + factory, pickled module, or scripted Sequential) in eval mode."
-    p = Path(path)
-    if not p.is_file(): raise CLIError(f"model file {path!r} does not exist")
-    if factory:
-        if ':' not in factory: raise CLIError(f"--factory must look like 'module:function', got {factory!r}")
-        mod, fn = factory.split(':', 1)
-        try: build = getattr(importlib.import_module(mod), fn)
-        except (ImportError, AttributeError) as e: raise CLIError(f"cannot import factory {factory!r}: {e}") from None
-        model = build()
-        try: state = torch.load(p, map_location='cpu', weights_only=True)
-        except Exception as e: raise CLIError(f"cannot read state_dict file {path!r}: {e}") from None
-        if not isinstance(state, dict): raise CLIError(f"{path!r} does not hold a state_dict (got {type(state).__name__})")
-        try: model.load_state_dict(state)
-        except RuntimeError as e: raise CLIError(f"state_dict in {path!r} does not fit {factory}(): {str(e).splitlines()[0]} "
-                                                 f"{' '.join(str(e).split())[:300]}") from None
-    else:
-        try: model = torch.jit.load(str(p), map_location='cpu'); model = eager_from_torchscript(model)
-        except CLIError: raise
-        except Exception:
-            try: model = torch.load(p, map_location='cpu', weights_only=False)
-            except Exception as e: raise CLIError(f"cannot read model file {path!r}: {type(e).__name__}: {e}") from None
-            if isinstance(model, dict): raise CLIError(f"{path!r} holds a state_dict: pass --factory module:function "
-                                                       "that builds the model")
-            if not isinstance(model, nn.Module): raise CLIError(f"{path!r} holds a {type(model).__name__}, not a model")
+    p = check_file(path, 'model file')
+    if not factory: return _load_whole(p).to(device, getattr(torch, dtype)).eval()
+    model = _build(factory)
+    state = _torch_load(p, 'state_dict', weights_only=True)
+    if not isinstance(state, dict): raise CLIError(f"{str(path)!r} is not a state_dict file: it holds a {type(state).__name__}")
+    try: model.load_state_dict(state)
+    except RuntimeError as e: raise CLIError(f"state_dict in {str(path)!r} does not fit {factory}(): "
+                                             f"{' '.join(str(e).split())[:300]}") from None
     return model.to(device, getattr(torch, dtype)).eval()
 
 # %% ../nbs/09_cli.ipynb #bfeba6dc
@@ -102,35 +155,105 @@ def load_data(spec: str, # 'digits', 'mnist1d', a torchvision-style folder, or a
         found = [k for k in _FOLDERS if (p / k).is_dir()]
         if not found: raise CLIError(f"folder {spec!r} holds none of {list(_FOLDERS)} (torchvision's layout); put the "
                                      "data set's folder inside it")
-        X, y = getattr(D, _FOLDERS[found[0]])(p, train=split == 'train', dtype=dt)
-        return X, y
-    try: obj = torch.load(p, map_location='cpu', weights_only=True)
-    except Exception as e: raise CLIError(f"cannot read dataset file {spec!r}: {type(e).__name__}: {e}") from None
+        try: return getattr(D, _FOLDERS[found[0]])(p, train=split == 'train', dtype=dt)
+        except (ValueError, OSError): raise              # their messages already name the missing or bad file
+        except Exception as e: raise CLIError(f"the files in {str(p / found[0])!r} are not in torchvision's {found[0]} "
+                                              f"format ({type(e).__name__}: {' '.join(str(e).split())[:150]})") from None
+    obj = _torch_load(check_file(spec, 'data file'), 'data', weights_only=True)
     if isinstance(obj, dict): obj = (obj.get('X'), obj.get('y'))
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2 and all(torch.is_tensor(t) for t in obj)):
-        raise CLIError(f"{spec!r} must hold (X, y) tensors or a dict with keys 'X' and 'y'")
+        raise CLIError(f"{spec!r} is not a data file of (X, y) tensors: save (X, y) or a dict with keys 'X' and 'y'")
     X, y = obj
     return (X.to(dt) if X.is_floating_point() else X), y
+
+# %% ../nbs/09_cli.ipynb #4b535b0a
+def _count(s: str) -> int:
+    "argparse type: a whole number ≥ 1."
+    try: v = int(s)
+    except ValueError: raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {s!r}") from None
+    if v < 1: raise argparse.ArgumentTypeError(f"must be ≥ 1, got {v}")
+    return v
+
+def _seed(s: str) -> int:
+    "argparse type: a whole number ≥ 0."
+    try: v = int(s)
+    except ValueError: v = -1
+    if v < 0: raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got {s!r}")
+    return v
+
+def _shard(s: str) -> str:
+    "argparse type: 'i/k' with 0 ≤ i < k."
+    i, _, k = s.partition('/')
+    if not (i.isdigit() and k.isdigit() and int(i) < int(k)): raise argparse.ArgumentTypeError(f"expected i/k with 0 ≤ i < k, got {s!r}")
+    return s
+
+class _Parser(argparse.ArgumentParser):
+    "argparse whose errors are one line: `prog: error: message (see prog --help)`."
+    def error(self, message): self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+# %% ../nbs/09_cli.ipynb #da382162
+def check_device(spec: str, # the --device argument
+                ) -> torch.device:
+    "The device if torch can use it here, else a one-line error that says why and what to pass instead."
+    try: d = torch.device(spec)
+    except (RuntimeError, ValueError): raise CLIError(f"--device {spec!r} is not a device name (cpu, cuda, cuda:1, mps, ...)") from None
+    if d.type == 'cpu': return d
+    if d.type == 'cuda' and not torch.cuda.is_available():
+        why = 'this torch build has no CUDA' if torch.version.cuda is None else 'no CUDA GPU is visible'
+        raise CLIError(f"--device {spec}: CUDA is not available here ({why}); use --device cpu")
+    if d.type == 'cuda' and d.index is not None and d.index >= torch.cuda.device_count():
+        raise CLIError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 to "
+                       f"cuda:{torch.cuda.device_count() - 1}")
+    try: torch.empty(1, device=d)
+    except Exception as e: raise CLIError(f"--device {spec} cannot be used here ({type(e).__name__}: "
+                                          f"{' '.join(str(e).split()).split('. ')[0][:150]}); use --device cpu") from None
+    return d
+
+def check_out(path: str | None, # the --out argument (None: nothing is written)
+              kind: str = 'folder', # 'folder' (created when missing) or 'file'
+             ):
+    "Refuse an `--out` that cannot be written before any work is done."
+    if path is None: return
+    p = Path(path)
+    if kind == 'folder' and p.exists() and not p.is_dir(): raise CLIError(f"--out {str(path)!r} is a file, not a folder")
+    if kind == 'file' and p.is_dir(): raise CLIError(f"--out {str(path)!r} is a folder, not a file")
+    a = p if kind == 'folder' else p.parent
+    while not a.exists(): a = a.parent                 # the nearest folder that exists: it must be writable
+    if not a.is_dir(): raise CLIError(f"--out {str(path)!r} cannot be created: {str(a)!r} is a file, not a folder")
+    if not os.access(a, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise CLIError(f"--out {str(path)!r} is not writable (permission denied)")
+
+def check_distributed():
+    "`--distributed` needs torchrun's environment."
+    if 'RANK' not in os.environ:
+        raise CLIError("--distributed needs torchrun's environment (RANK is not set): launch with "
+                       "`torchrun --nproc_per_node 2 -m flatness_nb.cli measure ... --distributed`")
 
 # %% ../nbs/09_cli.ipynb #03189a0b
 LOSSES = {'ce': F.cross_entropy, 'mse': nn.MSELoss()}
 
+def _measure_one(model, nm, data, loss_fn, method, lanczos_iters, batch_size, seed):
+    "The row of one layer."
+    from flatness_nb.flatness import layer_measures, relative_flatness
+    if method == 'hutchinson':
+        e = relative_flatness(model, nm, data, loss_fn, method='hutchinson', seed=seed, batch_size=batch_size)
+        return dict(layer=nm, method='hutchinson', relative_flatness=e.value, stderr=e.stderr, probes=e.n)
+    m = layer_measures(model, nm, data, loss_fn, lanczos_iters, batch_size)
+    return dict(layer=nm, method='exact', **{k: v for k, v in m.items() if k not in ('layer', 'rho')})
+
 def measure_layers(model, data, loss_fn, layers=None, method='exact', lanczos_iters=40, batch_size=512, seed=0,
                    progress=True) -> list[dict]:
-    "One row of measures per layer."
-    from flatness_nb.flatness import layer_measures, relative_flatness
+    "One row of measures per layer (default: every linear and convolutional layer)."
+    from flatness_nb.core import UnsupportedLayerError
     from tqdm.auto import tqdm
-    names = list(layers) if layers else [n for n, m in linear_layers(model).items() if isinstance(m, nn.Linear)]
-    if not names: raise CLIError("the model has no nn.Linear layer; name a convolution with --layer")
+    names = list(layers) if layers else list(linear_layers(model))
+    if not names: raise CLIError("the model has no nn.Linear, nn.Conv1d or nn.Conv2d layer to measure")
     rows = []
     for nm in tqdm(names, desc='layers', disable=not progress):
-        mod = dict(model.named_modules()).get(nm)
-        if method == 'hutchinson':
-            e = relative_flatness(model, nm, data, loss_fn, method='hutchinson', seed=seed, batch_size=batch_size)
-            rows.append(dict(layer=nm, method='hutchinson', relative_flatness=e.value, stderr=e.stderr, probes=e.n))
-        else:
-            m = layer_measures(model, nm, data, loss_fn, lanczos_iters, batch_size)
-            rows.append(dict(layer=nm, method='exact', **{k: v for k, v in m.items() if k not in ('layer', 'rho')}))
+        try: rows.append(_measure_one(model, nm, data, loss_fn, method, lanczos_iters, batch_size, seed))
+        except UnsupportedLayerError as e:
+            if layers: raise
+            rows.append(dict(layer=nm, method='skipped: ' + ' '.join(str(e).split())))
     return rows
 
 def write_rows(rows: list[dict], out: str, stem: str):
@@ -150,15 +273,8 @@ def _fmt_rows(rows):
     return '\n'.join('  '.join(c[i].rjust(w) for c, w in zip(cols, wid)) for i in range(len(rows) + 1))
 
 # %% ../nbs/09_cli.ipynb #e1029647
-def cmd_measure(a):
-    "`flatness-nb measure`: a saved model on a dataset."
-    torch.manual_seed(a.seed)
-    model = load_model(a.model, a.factory, a.device, a.dtype)
-    X, y = load_data(a.data, a.dtype, a.split)
-    rank = 0
-    if a.distributed:
-        from flatness_nb.distributed import init_from_env, shard, sharded_sums
-        rank, _ = init_from_env()
+def _check_model_on_data(model, X, y, lf, a):
+    "One forward pass on two samples: the model takes the inputs and the loss takes the labels."
     dev, _ = model_device_dtype(model)
     for nm in a.layer or []:
         from flatness_nb.core import get_layer
@@ -169,21 +285,28 @@ def cmd_measure(a):
     except Exception as e:
         raise CLIError(f"the model cannot take inputs of shape {tuple(X.shape[1:])} from {a.data!r}: "
                        f"{' '.join(str(e).split())[:200]}") from None
-    lf = LOSSES[a.loss]
     try: check_loss(lf, out, y[:2].to(dev))
     except ValueError as e: raise CLIError(str(e)) from None
-    data = (X, y)
+
+def cmd_measure(a):
+    "`flatness-nb measure`: a saved model on a dataset."
+    dev = check_device(a.device); check_out(a.out); rank = 0
+    if a.distributed:      # joined first, so that a failing rank waits for the others' error lines (see `main`)
+        check_distributed()
+        from flatness_nb.distributed import init_from_env, shard, sharded_sums, finish
+        rank, _ = init_from_env()
+    torch.manual_seed(a.seed)
+    model = load_model(a.model, a.factory, dev, a.dtype)
+    X, y = load_data(a.data, a.dtype, a.split)
+    lf = LOSSES[a.loss]; _check_model_on_data(model, X, y, lf, a)
+    kw = dict(batch_size=a.batch_size, seed=a.seed)
     if a.distributed:
-        with sharded_sums(): rows = measure_layers(model, shard(data), lf, a.layer, a.method, batch_size=a.batch_size,
-                                                   seed=a.seed, progress=rank == 0 and not a.quiet)
-    else: rows = measure_layers(model, data, lf, a.layer, a.method, batch_size=a.batch_size, seed=a.seed,
-                                progress=not a.quiet)
+        with sharded_sums(): rows = measure_layers(model, shard((X, y)), lf, a.layer, a.method, progress=rank == 0 and not a.quiet, **kw)
+    else: rows = measure_layers(model, (X, y), lf, a.layer, a.method, progress=not a.quiet, **kw)
     if rank == 0:
         print(_fmt_rows(rows))
         if a.out: write_rows(rows, a.out, 'measures'); print(f"wrote {a.out}/measures.json and measures.csv")
-    if a.distributed:
-        from flatness_nb.distributed import finish
-        finish(0)
+    if a.distributed: finish(0)
 
 # %% ../nbs/09_cli.ipynb #78c7fdbb
 def demo_plot(rep: dict, path: str):
@@ -194,83 +317,102 @@ def demo_plot(rep: dict, path: str):
     ax[0].bar([x - 0.2 for x in xs], [l['relative_flatness'] for l in L], 0.4, label='exact')
     ax[0].bar([x + 0.2 for x in xs], [l['hutchinson'] for l in L], 0.4, yerr=[2 * l['hutchinson_se'] for l in L],
               label='Hutchinson ± 2 se')
-    ax[0].set(xticks=list(xs), xticklabels=names, xlabel='layer', title='relative flatness κ^φ_Tr'); ax[0].legend()
-    ax[1].bar([x - 0.2 for x in xs], [l['trace'] for l in L], 0.4, label='Tr(H_l)')
-    ax[1].bar([x + 0.2 for x in xs], [l['lambda_max'] for l in L], 0.4, label='λ_max(H_l)')
+    ax[0].set(xticks=list(xs), xticklabels=names, xlabel='layer', title=r'relative flatness $\kappa^\phi_{Tr}$'); ax[0].legend()
+    ax[1].bar([x - 0.2 for x in xs], [l['trace'] for l in L], 0.4, label=r'$\mathrm{Tr}(H_l)$')
+    ax[1].bar([x + 0.2 for x in xs], [l['lambda_max'] for l in L], 0.4, label=r'$\lambda_{max}(H_l)$')
     ax[1].set(xticks=list(xs), xticklabels=names, xlabel='layer', title='layer curvature'); ax[1].legend()
     fig.tight_layout(); fig.savefig(path, dpi=110)
 
+# %% ../nbs/09_cli.ipynb #8a693cd0
 def cmd_demo(a):
     "`flatness-nb demo`: train on digits, measure, write a report folder."
     from flatness_nb.demo import format_demo, run_demo
+    check_out(a.out)
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    rep = run_demo(a.seed, a.steps, full=not a.quick)
+    rep = run_demo(a.seed, a.steps, full=not a.quick, progress=not a.quiet)
     print(format_demo(rep))
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     rows = [dict(l, train_loss=rep['train_loss'], test_loss=rep['test_loss']) for l in rep['layers']]
     write_rows(rows, out, 'demo')
     (out / 'report.json').write_text(json.dumps(rep, indent=1))
     demo_plot(rep, out / 'demo.png')
-    print(f"wrote {out}/report.json, demo.json, demo.csv, demo.png")
+    print(f"\nreport files: {out}/report.json (everything above), demo.json and demo.csv (the per-layer table), demo.png")
 
 def cmd_sweep(a):
     "`flatness-nb sweep`: the correlation study of notebook 08 (cached, resumable)."
     from flatness_nb.experiments import STUDIES, main as sweep_main
     if a.study != 'all' and a.study not in STUDIES:
         raise CLIError(f"unknown study {a.study!r}; choose one of {sorted(STUDIES)} or 'all'")
+    check_out(a.out)
     sweep_main(['--full' if a.full else '--small', '--out', a.out, '--study', a.study, '--n-boot', str(a.n_boot)]
                + (['--shard', a.shard] if a.shard else []))
 
 def cmd_bench(a):
     "`flatness-nb bench`: the LeNet5 benchmark of notebook 11."
     from flatness_nb.benchmark import main as bench_main
-    bench_main(['--n', str(a.n), '--device', a.device, '--batch-size', str(a.batch_size)] + (['--out', a.out] if a.out else [])
-               + (['--no-memory'] if a.no_memory else []))
+    check_device(a.device); check_out(a.out, 'file')
+    bench_main(['--n', str(a.n), '--device', a.device, '--dtype', a.dtype, '--batch-size', str(a.batch_size)]
+               + (['--out', a.out] if a.out else []) + (['--no-memory'] if a.no_memory else []))
 
 # %% ../nbs/09_cli.ipynb #83f85d6c
+def _add(p, *names, **kw):
+    "Add one argument to parser `p`; returns `p` (for chaining)."
+    p.add_argument(*names, **kw); return p
+
 def build_parser() -> argparse.ArgumentParser:
-    "The argument parser of `flatness-nb`."
-    p = argparse.ArgumentParser(prog='flatness-nb', description='Measure loss-landscape flatness of PyTorch models.')
+    "The argument parser of `flatness-nb`; every command takes only the options it uses."
+    p = _Parser(prog='flatness-nb', description='Measure loss-landscape flatness of PyTorch models.')
     p.add_argument('--debug', action='store_true', help='show tracebacks instead of one-line errors')
     sub = p.add_subparsers(dest='cmd', required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument('--device', default='cpu'); common.add_argument('--dtype', default='float64', choices=['float32', 'float64'])
-    common.add_argument('--seed', type=int, default=0); common.add_argument('--batch-size', type=int, default=512)
-    d = sub.add_parser('demo', parents=[common], help='train a small MLP on digits and measure it')
-    d.add_argument('--out', default='flatness_demo'); d.add_argument('--steps', type=int, default=300)
-    d.add_argument('--quick', action='store_true', help='skip measure_all and the theorem checks')
-    m = sub.add_parser('measure', parents=[common], help='measure a saved model on a dataset')
-    m.add_argument('model', help='model file (state_dict with --factory, pickled module, or scripted Sequential)')
-    m.add_argument('data', help="dataset: 'digits', 'mnist1d', a torchvision-style folder, or a .pt file of (X, y)")
-    m.add_argument('--split', default='train', choices=['train', 'test'])
-    m.add_argument('--factory', help="'module:function' that builds the model when MODEL holds a state_dict")
-    m.add_argument('--layer', action='append', help='layer name (repeatable; default: every nn.Linear)')
-    m.add_argument('--loss', default='ce', choices=sorted(LOSSES)); m.add_argument('--method', default='exact', choices=['exact', 'hutchinson'])
-    m.add_argument('--out', default=None, help='folder for measures.json / measures.csv')
-    m.add_argument('--distributed', action='store_true', help='shard the data over torchrun processes')
-    m.add_argument('--quiet', action='store_true', help='no progress bar')
-    w = sub.add_parser('sweep', parents=[common], help='train a zoo of minima and correlate every measure with the gap')
-    w.add_argument('--full', action='store_true', help='the full sweep (>= 100 models) instead of the small one')
-    w.add_argument('--out', default='runs', help='cache and results folder (a rerun resumes from it)')
-    w.add_argument('--study', default='all'); w.add_argument('--n-boot', type=int, default=1000)
-    w.add_argument('--shard', default=None, help='i/k: this worker fills every k-th config from i')
-    b = sub.add_parser('bench', parents=[common], help='benchmark exact κ against the dense Hessian (LeNet5)')
-    b.add_argument('--n', type=int, default=2000); b.add_argument('--out', default=None)
-    b.add_argument('--no-memory', action='store_true')
-    b.set_defaults(batch_size=500)
+    dbg = _add(argparse.ArgumentParser(add_help=False), '--debug', action='store_true', default=argparse.SUPPRESS,
+               help='show tracebacks instead of one-line errors')
+    d = sub.add_parser('demo', parents=[dbg], help='train a small MLP on digits and measure it')
+    _add(d, '--out', default='flatness_demo', help='report folder (report.json, demo.json, demo.csv, demo.png)')
+    _add(d, '--steps', type=_count, default=300); _add(d, '--seed', type=_seed, default=0)
+    _add(d, '--quick', action='store_true', help='skip measure_all and the theorem checks')
+    _add(d, '--quiet', action='store_true', help='no progress lines')
+    m = sub.add_parser('measure', parents=[dbg], help='measure a saved model on a dataset')
+    _add(m, 'model', help='model file (state_dict with --factory, pickled module, or scripted Sequential)')
+    _add(m, 'data', help="dataset: 'digits', 'mnist1d', a torchvision-style folder, or a .pt file of (X, y)")
+    _add(m, '--factory', help="'module:function' that builds the model when MODEL holds a state_dict")
+    _add(m, '--layer', action='append', help='layer name (repeatable; default: every linear and convolutional layer)')
+    _add(m, '--split', default='train', choices=['train', 'test']); _add(m, '--loss', default='ce', choices=sorted(LOSSES))
+    _add(m, '--method', default='exact', choices=['exact', 'hutchinson'])
+    _add(m, '--device', default='cpu'); _add(m, '--dtype', default='float64', choices=['float32', 'float64'])
+    _add(m, '--batch-size', type=_count, default=512); _add(m, '--seed', type=_seed, default=0)
+    _add(m, '--out', default=None, help='folder for measures.json / measures.csv')
+    _add(m, '--distributed', action='store_true', help='shard the data over torchrun processes')
+    _add(m, '--quiet', action='store_true', help='no progress bar')
+    w = sub.add_parser('sweep', parents=[dbg], help='train a zoo of minima and correlate every measure with the gap')
+    _add(w, '--full', action='store_true', help='the full sweep (>= 100 models) instead of the small one')
+    _add(w, '--out', default='runs', help='cache and results folder (a rerun resumes from it)')
+    _add(w, '--study', default='all'); _add(w, '--n-boot', type=_count, default=1000)
+    _add(w, '--shard', type=_shard, default=None, help='i/k: this worker fills every k-th config from i')
+    b = sub.add_parser('bench', parents=[dbg], help='benchmark exact κ against the dense Hessian (LeNet5)')
+    _add(b, '--n', type=_count, default=2000); _add(b, '--out', default=None, help='JSON file for the results')
+    _add(b, '--device', default='cpu'); _add(b, '--dtype', default='float32', choices=['float32', 'float64'])
+    _add(b, '--batch-size', type=_count, default=500); _add(b, '--no-memory', action='store_true')
     return p
 
+# %% ../nbs/09_cli.ipynb #e9b5610b
+COMMANDS = {'demo': cmd_demo, 'measure': cmd_measure, 'sweep': cmd_sweep, 'bench': cmd_bench}
+_EXPECTED = (CLIError, ValueError, TypeError, OSError)   # errors whose message already says what went wrong
+
+def _one_line(e: Exception) -> str:
+    "An exception as one line; an unexpected kind is named and points to --debug."
+    msg = ' '.join(str(e).split())
+    return msg if isinstance(e, _EXPECTED) else f"{type(e).__name__}: {msg} (rerun with --debug for the traceback)"
+
 def main(argv=None):
-    "Entry point of the `flatness-nb` console script."
+    "Entry point of the `flatness-nb` console script: one line and exit code 2 on any error (130 on Ctrl-C)."
     a = build_parser().parse_args(argv)
-    try:
-        {'demo': cmd_demo, 'measure': cmd_measure, 'sweep': cmd_sweep, 'bench': cmd_bench}[a.cmd](a)
-    except (CLIError, FileNotFoundError, ValueError, TypeError, RuntimeError, KeyError, pickle.UnpicklingError,
-            zipfile.BadZipFile) as e:
+    try: COMMANDS[a.cmd](a)
+    except KeyboardInterrupt:
+        print(f"flatness-nb {a.cmd}: interrupted", file=sys.stderr); sys.exit(130)
+    except Exception as e:
         if a.debug: raise
-        msg = ' '.join(str(e).split())
-        print(f"flatness-nb {a.cmd}: error: {msg}", file=sys.stderr)
-        if getattr(a, 'distributed', False):
+        print(f"flatness-nb {a.cmd}: error: {_one_line(e)}", file=sys.stderr)
+        if getattr(a, 'distributed', False) and 'RANK' in os.environ:
             from flatness_nb.distributed import finish
             finish(2)   # every rank prints its own error before torchrun stops the launch
         sys.exit(2)

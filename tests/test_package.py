@@ -31,6 +31,11 @@ def test_cli_demo_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr
     rep = json.loads((out / 'report.json').read_text())
     assert 'κφ_Tr exact' in r.stdout and (out / 'demo.csv').exists() and (out / 'demo.png').stat().st_size > 1000
+    # progress: each step on stderr with its time; the report on stdout, in sections, with the layers by name
+    steps = [l for l in r.stderr.splitlines() if l.startswith('[')]
+    assert [l[:5] for l in steps] == ['[1/4]', '[2/4]', '[3/4]', '[4/4]'] and r.stderr.count(' done in ') == 4, r.stderr
+    assert 'training' in r.stderr and 'layers' in r.stderr                      # the tqdm bars of the two loops
+    assert [l['layer'] for l in rep['layers']] == ['fc1', 'fc2', 'fc3'] and 'Each layer' in r.stdout and 'Sources' in r.stdout
     for l in rep['layers']:  # the report's exact value and its Hutchinson estimate agree
         assert abs(l['hutchinson'] - l['relative_flatness']) < 4 * l['hutchinson_se']
 
