@@ -27,7 +27,7 @@ else
   export PATH := $(if $(ENV_BIN),$(ENV_BIN):)$(PATH)
 endif
 
-.PHONY: install demo test test-slow bench export clean-nbs docs
+.PHONY: install demo test test-slow test-gpu bench export clean-nbs docs
 
 ifneq ($(USE_VENV),)
 $(ENV_DIR)/bin/python:
@@ -50,6 +50,13 @@ test: install
 
 test-slow: install
 	nbdev_test --n_workers 1 --flags slow
+
+# the device check: every notebook (gpu cells included) and pytest with FLATNESS_DEVICE=cuda, then the benchmark, in one
+# run with its own time limits (tools/gpu_check.py, 8 min); it keeps the torch you have (a CUDA build) and says so
+# plainly where CUDA is missing. The same steps on the CPU: $(PY) tools/gpu_check.py --device cpu
+test-gpu: TORCH =
+test-gpu: install
+	$(PY) tools/gpu_check.py $(GPU_ARGS)
 
 bench: install
 	$(PY) -m flatness_nb.benchmark --n 2000 --out bench.json
