@@ -9,16 +9,16 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
-from torch.func import functional_call, vmap
+from torch.func import functional_call, grad, vmap
 from torch.nn.attention import sdpa_kernel, SDPBackend
 from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
 # %% auto #0
 __all__ = ['CONV_TYPES', 'LINEAR_TYPES', 'UnsupportedLayerError', 'param_name', 'linear_layers', 'get_layer', 'check_eval',
            'model_device_dtype', 'iter_batches', 'count_samples', 'exact_attention', 'SelectOutput', 'check_forward',
-           'check_untied', 'LayerSplit', 'unfold_patches', 'reduce_sums', 'reduce_max', 'sample_mean',
-           'check_single_process', 'check_labels', 'sample_loss', 'per_sample_losses', 'check_loss', 'empirical_risk',
-           'perturbed_risks']
+           'check_untied', 'LayerSplit', 'check_single_use', 'unfold_patches', 'reduce_sums', 'reduce_max',
+           'sample_mean', 'check_single_process', 'check_labels', 'sample_loss', 'per_sample_losses', 'check_loss',
+           'empirical_risk', 'perturbed_risks']
 
 # %% ../nbs/00_core.ipynb #b3bb07fb
 CONV_TYPES = (nn.Conv1d, nn.Conv2d)
@@ -248,7 +248,8 @@ class LayerSplit:
                 x: Tensor, # a batch of inputs
                ) -> tuple[Tensor, Tensor, Tensor]:
         "Features φ(x), layer output z and model output for a batch; the output *is* z when the model returns z untouched."
-        if not self._checked: check_forward(self.model, x); self._checked = True
+        first = not self._checked
+        if first: check_forward(self.model, x); self._checked = True
         got = {}
         def hook(inp, out):                  # the rest of the network gets a copy: in-place ops after the layer leave φ, z intact
             got.update(phi=inp.clone(), z=out, zc=out.clone()); got['v'] = got['zc']._version
@@ -256,6 +257,7 @@ class LayerSplit:
         out = self._run(x, hook)
         if not torch.isfinite(out).all(): raise ValueError(f"model output contains NaN or inf on a batch of {len(x)} samples")
         if out is got['zc'] and out._version == got['v']: out = got['z']   # the model returns the layer's output, unmodified
+        if first: check_single_use(self, x, got['phi'], out)
         return got['phi'], got['z'], out
 
     def head(self,
@@ -264,6 +266,24 @@ class LayerSplit:
         "g: z ↦ model output on `x` with the layer's output replaced by z (transformable by `torch.func`)."
         def g(z): return self._run(x, lambda inp, out: z.clone())   # a copy: in-place ops downstream never write into z
         return g
+
+# %% ../nbs/00_core.ipynb #16214bc0
+def check_single_use(sp, # a LayerSplit
+                     x: Tensor, # a batch of inputs
+                     phi: Tensor, # the layer's input on `x`
+                     out: Tensor, # the model's output on `x`
+                    ):
+    "Raise unless ∂f/∂w comes from the layer's own call alone (a forward that also uses w functionally breaks f = g(wφ+b))."
+    W, name = sp.layer.weight.detach(), param_name(sp.name)
+    c = torch.randn(out.shape, generator=torch.Generator(device=out.device).manual_seed(4321), dtype=out.dtype, device=out.device)
+    with exact_attention():
+        g_all = grad(lambda w: (functional_call(sp.model, {name: w}, (x,)) * c).sum())(W)
+        g_own = grad(lambda w: (sp.head(x)(functional_call(sp.layer, {'weight': w}, (phi,))) * c).sum())(W)
+    tol = 10 * torch.finfo(W.dtype).eps ** 0.5 * max(g_all.norm().item(), g_own.norm().item(), 1e-30)
+    if (g_all - g_own).norm().item() > tol:
+        raise ValueError(f"the model uses the weight of layer {sp.name!r} outside the layer's own call (e.g. F.linear(h, "
+                         "layer.weight) in forward, a tied head), so f = g(wφ(x)+b) does not hold; measure it with hutchinson_trace "
+                         f"or dense_hessian with params=[{name!r}], or use a separate parameter")
 
 # %% ../nbs/00_core.ipynb #f441df43
 def unfold_patches(layer: nn.Conv1d | nn.Conv2d, # the convolution (groups=1)

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, functional_call
-from .core import (CONV_TYPES, LINEAR_TYPES, LayerSplit, UnsupportedLayerError, check_eval, check_forward, check_loss,
+from .core import (CONV_TYPES, LINEAR_TYPES, LayerSplit, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
                               exact_attention, get_layer, iter_batches, param_name,
                               linear_layers, model_device_dtype, per_sample_losses, reduce_sums, sample_loss,
                               unfold_patches)
@@ -115,6 +115,7 @@ def hz_batch(sp: LayerSplit, # model split at an nn.Linear, nn.Conv1d or nn.Conv
     check_exact_layer(sp)
     if route not in ROUTES[1:]: raise ValueError(f"route must be one of {ROUTES[1:]}, got {route!r}")
     phi, z, out = sp.capture(x)
+    check_labels(loss_fn, out, y)                       # closed forms never index the labels: check them on every batch
     perm = None
     if phi.dim() > 2 or isinstance(sp.layer, CONV_TYPES): phi, perm = token_view(sp, phi, z)
     if route == 'last':
@@ -153,6 +154,7 @@ def _flat_sums(phi, Hz, W, columns):
 def _gn_token_sums(sp, x, y, loss_fn, W, columns):
     "Gauss–Newton batch sums for a token/patch layer from per-sample output gradients ∇_W f_c, without forming H^z."
     phi, z, out = sp.capture(x)
+    check_labels(loss_fn, out, y)
     phi, perm = token_view(sp, phi, z)
     J = z_jacobian(sp, x, z)                            # (B, k, T·d), k backward passes for the batch
     if perm is not None: J = J[:, :, perm]

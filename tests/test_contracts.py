@@ -84,7 +84,8 @@ def test_labels_checked_on_every_batch():
     y2 = y.clone(); y2[7] = -100
     with pytest.raises(ValueError, match="ignore_index=-100.*drop them"): empirical_risk(model, (X, y2), batch_size=4)
     y3 = y.clone(); y3[9] = 5                                     # third batch only
-    for f in (empirical_risk, hutchinson_trace, lambda m, d, **k: layer_hessian_trace(m, '0', d, **k)):
+    for f in (empirical_risk, hutchinson_trace, lambda m, d, **k: layer_hessian_trace(m, '0', d, **k),
+              lambda m, d, **k: layer_hessian_trace(m, '2', d, **k)):   # last layer: the closed form never reads y
         with pytest.raises(ValueError, match=r"label 5 is not a class index in \[0, 3\)"): f(model, (X, y3), batch_size=4)
     Y = torch.randn(12, 3); Y[10, 1] = float('nan')
     with pytest.raises(ValueError, match="batch 3: labels contain NaN"): empirical_risk(model, (X, Y), nn.MSELoss(), batch_size=4)
