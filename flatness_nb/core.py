@@ -197,6 +197,10 @@ def check_untied(model: nn.Module, # the network
                  layer: nn.Module, # the layer
                 ):
     "Raise if the layer's weight or bias is also registered elsewhere in the model (weight tying)."
+    if torch.nn.utils.parametrize.is_parametrized(layer):
+        raise ValueError(f"layer {name!r} is parametrized (torch.nn.utils.parametrize, e.g. weight_norm or spectral_norm): its weight "
+                         "is computed from other parameters inside the forward pass; remove the parametrization first "
+                         "(parametrize.remove_parametrizations(layer, 'weight')) to measure the weight it yields")
     for attr in ('weight', 'bias'):
         p = getattr(layer, attr, None)
         uses = [n for n, q in model.named_parameters(remove_duplicate=False) if p is not None and q is p]
