@@ -110,6 +110,9 @@ def _batch_source(data, batch_size):
     if isinstance(data, TensorDataset):
         if len(data.tensors) != 2: raise TypeError(f"a TensorDataset used as data must hold (X, y), it holds {len(data.tensors)} tensors")
         data = data.tensors
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(hasattr(t, '__array__') and not torch.is_tensor(t) for t in data):
+        raise TypeError(f"data is ({type(data[0]).__name__}, {type(data[1]).__name__}), not tensors; convert with torch.as_tensor "
+                        "(floating inputs, integer class labels)")
     if _is_xy(data):
         X, y = data
         if len(X) != len(y): raise ValueError(f"X has {len(X)} samples but y has {len(y)}; they must match")

@@ -259,6 +259,7 @@ def _loss_of_params(model, loss_fn):
 
 def _named_params(model, names):
     "Detached parameters of `model` by name, with a clear error for unknown names."
+    if not names: raise ValueError("no parameter names given; name at least one (see model.named_parameters())")
     ps = dict(model.named_parameters())
     bad = [n for n in names if n not in ps]
     if bad: raise ValueError(f"unknown parameter names {bad}; the model has: {list(ps)}")

@@ -195,3 +195,18 @@ def test_forced_gauss_newton_on_smooth_head_refused():
         layer_hessian_trace(model, '0', data, route='gauss_newton')
     relu = _mlp(nn.ReLU)
     assert _rel(layer_hessian_trace(relu, '0', data, route='gauss_newton'), _oracle_trace(relu, '0', data)) < 1e-9
+
+def test_weighted_sum_loss_curvature_is_pytorchs():
+    model, (X, y) = _mlp(), _data(); w = torch.tensor([1., 2., 3.])
+    got = layer_hessian_trace(model, '0', (X, y), nn.CrossEntropyLoss(weight=w, reduction='sum'), batch_size=5)
+    W0 = model[0].weight.detach()
+    f = lambda W: F.cross_entropy(torch.func.functional_call(model, {'0.weight': W}, (X,)), y, weight=w, reduction='sum') / len(X)
+    want = torch.func.hessian(f)(W0).reshape(W0.numel(), -1).trace().item()
+    assert _rel(got, want) < 1e-10
+
+def test_numpy_data_and_empty_params_refused():
+    import numpy as np
+    X, y = _data()
+    with pytest.raises(TypeError, match="not tensors; convert with torch.as_tensor"): empirical_risk(_mlp(), (X.numpy(), y.numpy()))
+    for f in (lambda_max, hutchinson_trace, dense_hessian):
+        with pytest.raises(ValueError, match="no parameter names given"): f(_mlp(), (X, y), F.cross_entropy, [])
