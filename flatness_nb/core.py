@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #99a8d515
 from __future__ import annotations
-import collections.abc, math, warnings
+import collections.abc, contextlib, math, warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 import torch, torch.nn as nn, torch.nn.functional as F
@@ -156,9 +156,14 @@ def count_samples(data, # (X, y) tensors or an iterable of (x, y) batches
     return sum(len(x) for x, _ in iter_batches(data, batch_size))
 
 # %% ../nbs/00_core.ipynb #a5a8150e
+@contextlib.contextmanager
 def exact_attention():
-    "Context in which scaled-dot-product attention runs its composite (math) kernel, the one forward-mode AD can differentiate."
-    return sdpa_kernel([SDPBackend.MATH])
+    "Context in which attention runs composite kernels (math SDPA, no fused MHA fast path), which forward-mode AD differentiates."
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel([SDPBackend.MATH]): yield
+    finally: torch.backends.mha.set_fastpath_enabled(fast)
 
 def _check_output(out):
     "Raise unless the model returned one tensor."
