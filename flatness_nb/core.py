@@ -14,11 +14,11 @@ from torch.nn.attention import sdpa_kernel, SDPBackend
 from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
 # %% auto #0
-__all__ = ['CONV_TYPES', 'LINEAR_TYPES', 'UnsupportedLayerError', 'param_name', 'linear_layers', 'get_layer', 'check_eval',
-           'model_device_dtype', 'iter_batches', 'count_samples', 'exact_attention', 'SelectOutput', 'check_forward',
-           'check_untied', 'LayerSplit', 'check_single_use', 'unfold_patches', 'reduce_sums', 'reduce_max',
-           'sample_mean', 'check_single_process', 'check_labels', 'sample_loss', 'per_sample_losses', 'check_loss',
-           'empirical_risk', 'perturbed_risks']
+__all__ = ['CONV_TYPES', 'LINEAR_TYPES', 'CHECK_SAMPLES', 'UnsupportedLayerError', 'param_name', 'linear_layers', 'get_layer',
+           'check_eval', 'model_device_dtype', 'iter_batches', 'count_samples', 'exact_attention', 'SelectOutput',
+           'check_forward', 'check_untied', 'LayerSplit', 'check_single_use', 'unfold_patches', 'reduce_sums',
+           'reduce_max', 'sample_mean', 'check_single_process', 'check_labels', 'sample_loss', 'per_sample_losses',
+           'check_loss', 'empirical_risk', 'perturbed_risks']
 
 # %% ../nbs/00_core.ipynb #b3bb07fb
 CONV_TYPES = (nn.Conv1d, nn.Conv2d)
@@ -182,6 +182,8 @@ class SelectOutput(nn.Module):
     def forward(self, x): return self.model(x)[self.key]
 
 # %% ../nbs/00_core.ipynb #1a0023f0
+CHECK_SAMPLES = 16   # the first batch's samples on which the forward-pass contract is checked (cheap next to a pass)
+
 def check_forward(model: nn.Module, # the network, in eval mode
                   x: Tensor, # a batch of inputs
                  ) -> Tensor:
@@ -261,7 +263,7 @@ class LayerSplit:
                ) -> tuple[Tensor, Tensor, Tensor]:
         "Features φ(x), layer output z and model output for a batch; the output *is* z when the model returns z untouched."
         first = not self._checked
-        if first: check_forward(self.model, x); self._checked = True
+        if first: check_forward(self.model, x[:CHECK_SAMPLES]); self._checked = True
         got = {}
         def hook(inp, out):                  # the rest of the network gets a copy: in-place ops after the layer leave φ, z intact
             got.update(phi=inp.clone(), z=out, zc=out.clone()); got['v'] = got['zc']._version
@@ -269,7 +271,7 @@ class LayerSplit:
         out = self._run(x, hook)
         if not torch.isfinite(out).all(): raise ValueError(f"model output contains NaN or inf on a batch of {len(x)} samples")
         if out is got['zc'] and out._version == got['v']: out = got['z']   # the model returns the layer's output, unmodified
-        if first: check_single_use(self, x, got['phi'], out)
+        if first: k = CHECK_SAMPLES; check_single_use(self, x[:k], got['phi'][:k], out[:k])
         return got['phi'], got['z'], out
 
     def head(self,
@@ -333,7 +335,7 @@ def sample_mean(model: nn.Module, # the network, in eval mode
     dev, dt = model_device_dtype(model)
     tot, n = 0.0, 0
     for x, y in iter_batches(data, batch_size, dev, dt):
-        if n == 0: check_forward(model, x)
+        if n == 0: check_forward(model, x[:CHECK_SAMPLES])
         tot = tot + batch_sum(x, y); n += len(x)
     tot, n = reduce_sums(tot, n)
     return tot / n
@@ -427,7 +429,8 @@ def empirical_risk(model: nn.Module, # the network, in eval mode
     tot, n = 0.0, 0
     with torch.no_grad():
         for k, (x, y) in enumerate(iter_batches(data, batch_size, dev, dt)):
-            out = check_forward(model, x) if k == 0 else model(x)
+            if k == 0: check_forward(model, x[:CHECK_SAMPLES])
+            out = model(x)
             if k == 0: check_loss(loss_fn, out, y)
             tot += per_sample_losses(loss_fn, out, y).sum().item(); n += len(x)
     tot, n = reduce_sums(tot, n)
@@ -453,7 +456,7 @@ def perturbed_risks(model: nn.Module, # the network, in eval mode
     acc, n = torch.zeros(draws, dtype=dt, device=dev), 0
     with torch.no_grad():
         for k, (x, y) in enumerate(iter_batches(data, batch_size, dev, dt)):
-            if k == 0: check_loss(loss_fn, check_forward(model, x), y)
+            if k == 0: check_loss(loss_fn, check_forward(model, x[:CHECK_SAMPLES]), y[:CHECK_SAMPLES])
             acc += vmap(lambda d: L({q: p0[q] + d[q] if q in d else p0[q] for q in p0}, x, y))(deltas); n += len(x)
     acc, n = reduce_sums(acc, n)
     return acc / n

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, functional_call
-from .core import (CONV_TYPES, LINEAR_TYPES, LayerSplit, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
+from .core import (CHECK_SAMPLES, CONV_TYPES, LINEAR_TYPES, LayerSplit, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
                               exact_attention, get_layer, iter_batches, param_name,
                               linear_layers, model_device_dtype, per_sample_losses, reduce_sums, sample_loss,
                               unfold_patches)
@@ -337,7 +337,7 @@ def hvp(model: nn.Module, # the network, in eval mode
     acc, n = {k: torch.zeros_like(v) for k, v in vecs.items()}, 0
     with torch.no_grad():
         for x, y in iter_batches(data, batch_size, dev, dt):
-            if n == 0: check_loss(loss_fn, check_forward(model, x), y)
+            if n == 0: check_loss(loss_fn, check_forward(model, x[:CHECK_SAMPLES]), y[:CHECK_SAMPLES])
             gL = grad(lambda p: L(p, x, y))
             hv = vmap(lambda v: jvp(gL, (p0,), (v,))[1])(vecs)
             for k in acc: acc[k] += hv[k]
