@@ -4,31 +4,47 @@
 
 # %% ../nbs/00_core.ipynb #99a8d515
 from __future__ import annotations
-import math, warnings
+import collections.abc, contextlib, math, warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
-from torch.func import functional_call, vmap
+from torch.func import functional_call, grad, vmap
+from torch.nn.attention import sdpa_kernel, SDPBackend
+from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
 # %% auto #0
-__all__ = ['CONV_TYPES', 'LINEAR_TYPES', 'UnsupportedLayerError', 'linear_layers', 'get_layer', 'check_eval',
-           'model_device_dtype', 'iter_batches', 'count_samples', 'LayerSplit', 'unfold_patches', 'reduce_sums',
-           'reduce_max', 'sample_mean', 'check_single_process', 'sample_loss', 'per_sample_losses', 'check_loss',
-           'empirical_risk', 'perturbed_risks']
+__all__ = ['CONV_TYPES', 'LINEAR_TYPES', 'CHECK_SAMPLES', 'UnsupportedLayerError', 'param_name', 'linear_layers', 'get_layer',
+           'check_eval', 'model_device_dtype', 'iter_batches', 'count_samples', 'exact_attention', 'SelectOutput',
+           'check_forward', 'check_untied', 'LayerSplit', 'check_single_use', 'unfold_patches', 'reduce_sums',
+           'reduce_max', 'sample_mean', 'check_single_process', 'check_labels', 'sample_loss', 'per_sample_losses',
+           'check_loss', 'empirical_risk', 'perturbed_risks']
 
-# %% ../nbs/00_core.ipynb #95c11794
+# %% ../nbs/00_core.ipynb #b3bb07fb
 CONV_TYPES = (nn.Conv1d, nn.Conv2d)
 LINEAR_TYPES = (nn.Linear, *CONV_TYPES)
 
 class UnsupportedLayerError(ValueError):
     "The layer exists and is linear, but the requested exact computation does not support it."
 
+def param_name(layer_name: str, # dotted name of a module ('' when the module is the model itself)
+               attr: str = 'weight', # the parameter's attribute name
+              ) -> str:
+    "The parameter's name in `model.named_parameters()`: 'fc.weight', or 'weight' when the layer is the whole model."
+    return f"{layer_name}.{attr}" if layer_name else attr
+
+def _functional_linears(model):
+    "Names of linear modules that their parent applies functionally (nn.MultiheadAttention's out_proj): hooks never fire."
+    return {param_name(n, c) for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)
+            for c, _ in m.named_children()}
+
 def linear_layers(model: nn.Module, # the network
                  ) -> dict[str, nn.Module]:
-    "The model's linear layers (`nn.Linear`, `nn.Conv1d`, `nn.Conv2d`) by dotted name, in registration order."
-    return {n: m for n, m in model.named_modules() if isinstance(m, LINEAR_TYPES)}
+    "The model's linear layers (`nn.Linear`, `nn.Conv1d`, `nn.Conv2d`) that run as modules, by dotted name, in registration order."
+    skip = _functional_linears(model)
+    return {n: m for n, m in model.named_modules() if isinstance(m, LINEAR_TYPES) and n not in skip}
 
+# %% ../nbs/00_core.ipynb #27d22dc5
 def get_layer(model: nn.Module, # the network
               layer: str | nn.Module, # a linear layer of `model`: module object or dotted name
              ) -> tuple[str, nn.Module]:
@@ -43,23 +59,30 @@ def get_layer(model: nn.Module, # the network
         if name is None: raise ValueError(f"the given {type(layer).__name__} is not a submodule of this model; its linear layers are: {valid}")
         mod = layer
     else: raise TypeError(f"layer must be a module or its dotted name, got {type(layer).__name__}")
+    if name in _functional_linears(model):
+        raise UnsupportedLayerError(f"layer {name!r} belongs to an nn.MultiheadAttention, which applies its weight functionally, so "
+                                    f"hooks never see its φ and z; use hutchinson_trace or dense_hessian with params=[{param_name(name)!r}], "
+                                    "or build the attention from nn.Linear modules")
     if not isinstance(mod, LINEAR_TYPES):
         raise TypeError(f"layer {name!r} is a {type(mod).__name__}, not a linear layer (nn.Linear, nn.Conv1d or nn.Conv2d); "
                         f"flatness is measured at linear layers, choose one of: {valid}")
     return name, mod
 
-# %% ../nbs/00_core.ipynb #2f406d32
+# %% ../nbs/00_core.ipynb #10f74962
 _TRAIN_SENSITIVE = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
 
 def check_eval(model: nn.Module, # the network
               ):
-    "Raise if a BatchNorm or Dropout module is in train mode (its output would depend on the batch or on chance)."
+    "Raise if a BatchNorm or Dropout module is in train mode (its output would depend on the batch or on chance), or a parameter is not finite."
     bad = [f"{n or '<model>'} ({type(m).__name__})" for n, m in model.named_modules()
            if m.training and isinstance(m, _TRAIN_SENSITIVE)]
     if bad: raise ValueError(f"model has BatchNorm/Dropout modules in train mode: {', '.join(bad)}; "
                              "call model.eval() before measuring")
+    inf = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if inf: raise ValueError(f"model parameters contain NaN or inf: {', '.join(inf)}; measures are defined at finite weights only "
+                             "(check the checkpoint or the training run)")
 
-# %% ../nbs/00_core.ipynb #efc60c45
+# %% ../nbs/00_core.ipynb #b857f2f6
 def model_device_dtype(model: nn.Module, # the network
                       ) -> tuple[torch.device, torch.dtype]:
     "Device and floating dtype of the model's first parameter."
@@ -68,44 +91,136 @@ def model_device_dtype(model: nn.Module, # the network
     return p.device, p.dtype
 
 def _as_batch(b, k):
-    "Check one element of a data iterable is an `(x, y)` pair."
+    "Check one element of a data iterable is an `(x, y)` pair with a leading sample dimension."
     if not (isinstance(b, (tuple, list)) and len(b) == 2 and all(torch.is_tensor(t) for t in b)):
         raise TypeError(f"batch {k} is a {type(b).__name__}, not an (x, y) pair of tensors; "
                         "pass (X, y) tensors or an iterable of (x, y) batches such as a DataLoader")
+    if b[0].dim() == 0 or b[1].dim() == 0:
+        raise TypeError(f"batch {k} holds a 0-d tensor; batches need a leading sample dimension (a Dataset of single samples "
+                        "must be wrapped in a DataLoader)")
     return b
 
-def iter_batches(data, # (X, y) tensors or an iterable of (x, y) batches
+def _is_xy(data): return isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data)
+
+# %% ../nbs/00_core.ipynb #fb1a1954
+def _batch_source(data, batch_size):
+    "The batches of `data`: (X, y) tensors and a TensorDataset are split; a re-iterable collection of batches is used as it is."
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(data, TensorDataset):
+        if len(data.tensors) != 2: raise TypeError(f"a TensorDataset used as data must hold (X, y), it holds {len(data.tensors)} tensors")
+        data = data.tensors
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(hasattr(t, '__array__') and not torch.is_tensor(t) for t in data):
+        raise TypeError(f"data is ({type(data[0]).__name__}, {type(data[1]).__name__}), not tensors; convert with torch.as_tensor "
+                        "(floating inputs, integer class labels)")
+    if _is_xy(data):
+        X, y = data
+        if len(X) != len(y): raise ValueError(f"X has {len(X)} samples but y has {len(y)}; they must match")
+        return ((X[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(X), batch_size))
+    if isinstance(data, collections.abc.Iterator):
+        raise TypeError(f"data is a one-shot iterator ({type(data).__name__}); measures read the data more than once (a first "
+                        "batch to plan, then full passes), so it would run dry: pass (X, y) tensors, a list of batches or a DataLoader")
+    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
+        raise TypeError(f"data is a {type(data).__name__} of single samples; wrap it in DataLoader(dataset, batch_size=...)")
+    return data
+
+# %% ../nbs/00_core.ipynb #44fbc9eb
+def iter_batches(data, # (X, y) tensors, a TensorDataset, or a re-iterable collection of (x, y) batches (list, DataLoader)
                  batch_size: int = 512, # batch size used to split (X, y) tensors
                  device=None, # move batches here (default: leave)
                  dtype=None, # cast floating tensors to this dtype (default: leave)
                 ) -> Iterator[tuple[Tensor, Tensor]]:
     "Yield checked `(x, y)` batches from `data`, moved to `device`/`dtype`."
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
-        X, y = data
-        if len(X) != len(y): raise ValueError(f"X has {len(X)} samples but y has {len(y)}; they must match")
-        src = ((X[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(X), batch_size))
-    else: src = data
-    k = 0
-    for k, b in enumerate(src, 1):
+    k = n = 0
+    for k, b in enumerate(_batch_source(data, batch_size), 1):
         x, t = _as_batch(b, k)
         if len(x) != len(t): raise ValueError(f"batch {k}: x has {len(x)} samples but y has {len(t)}; they must match")
         if len(x) == 0: continue
         if x.is_floating_point() and not torch.isfinite(x).all():
             raise ValueError(f"batch {k}: inputs contain NaN or inf; clean or impute the data before measuring")
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ValueError(f"batch {k}: labels contain NaN or inf; drop or fix those samples before measuring")
         if dtype is not None:
             x = x.to(dtype) if x.is_floating_point() else x
             t = t.to(dtype) if t.is_floating_point() else t
+        n += len(x)
         yield (x.to(device), t.to(device)) if device is not None else (x, t)
     if k == 0: raise ValueError("data is empty: no batch was given; pass at least one sample")
+    if n == 0: raise ValueError(f"data has no samples: all {k} batches are empty; pass at least one sample")
 
 def count_samples(data, # (X, y) tensors or an iterable of (x, y) batches
                   batch_size: int = 512, # batch size used to split (X, y) tensors
                  ) -> int:
     "Number of samples in `data` (one pass over an iterable)."
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data): return len(data[0])
+    if _is_xy(data): return len(data[0])
     return sum(len(x) for x, _ in iter_batches(data, batch_size))
 
-# %% ../nbs/00_core.ipynb #404d412f
+# %% ../nbs/00_core.ipynb #a5a8150e
+@contextlib.contextmanager
+def exact_attention():
+    "Context in which attention runs composite kernels (math SDPA, no fused MHA fast path), which forward-mode AD differentiates."
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel([SDPBackend.MATH]): yield
+    finally: torch.backends.mha.set_fastpath_enabled(fast)
+
+def _check_output(out):
+    "Raise unless the model returned one tensor."
+    if not torch.is_tensor(out):
+        raise TypeError(f"the model returned a {type(out).__name__}, not a tensor; measures need the one output the loss takes: "
+                        "wrap the model, e.g. SelectOutput(model, 0) or SelectOutput(model, 'logits')")
+
+class SelectOutput(nn.Module):
+    "A model whose forward returns a tuple or dict, made to return one tensor `model(x)[key]` (layer names gain the prefix 'model.')."
+    def __init__(self,
+                 model: nn.Module, # the network returning a tuple, list or dict
+                 key, # index or key of the output the loss takes (e.g. the logits)
+                ):
+        super().__init__(); self.model, self.key = model, key
+        self.train(model.training)
+    def forward(self, x): return self.model(x)[self.key]
+
+# %% ../nbs/00_core.ipynb #1a0023f0
+CHECK_SAMPLES = 16   # the first batch's samples on which the forward-pass contract is checked (cheap next to a pass)
+
+def check_forward(model: nn.Module, # the network, in eval mode
+                  x: Tensor, # a batch of inputs
+                 ) -> Tensor:
+    "Run the model twice on `x`; one clear error for a failing forward pass, a non-tensor output, or an output that changes between calls."
+    with torch.no_grad(), exact_attention():
+        try: a = model(x)
+        except (RuntimeError, TypeError) as e:
+            hint = "" if x.is_floating_point() else f"; the inputs are {x.dtype}: convert them (X.float()) unless the model embeds them"
+            raise ValueError(f"the model's forward pass fails on a batch of shape {tuple(x.shape)}{hint}: {e}") from None
+        _check_output(a)
+        b = model(x)
+    tol = 1e-6 * torch.nan_to_num(a, 0.0, 0.0, 0.0).abs().max().item()
+    if not torch.allclose(a, b, rtol=1e-5, atol=tol, equal_nan=True):
+        raise ValueError(f"the model gives different outputs on two calls with the same batch (max change "
+                         f"{(a - b).abs().max().item():.3g}): something random runs in eval mode (e.g. F.dropout(x, training=True) "
+                         "or torch.rand in forward); make the forward pass deterministic before measuring")
+    return a
+
+def check_untied(model: nn.Module, # the network
+                 name: str, # the layer's dotted name
+                 layer: nn.Module, # the layer
+                ):
+    "Raise if the layer's weight or bias is also registered elsewhere in the model (weight tying)."
+    if torch.nn.utils.parametrize.is_parametrized(layer):
+        raise ValueError(f"layer {name!r} is parametrized (torch.nn.utils.parametrize, e.g. weight_norm or spectral_norm): its weight "
+                         "is computed from other parameters inside the forward pass; remove the parametrization first "
+                         "(parametrize.remove_parametrizations(layer, 'weight')) to measure the weight it yields")
+    for attr in ('weight', 'bias'):
+        p = getattr(layer, attr, None)
+        uses = [n for n, q in model.named_parameters(remove_duplicate=False) if p is not None and q is p]
+        if len(uses) > 1:
+            raise ValueError(f"layer {name!r} shares its {attr} with {[u for u in uses if u != param_name(name, attr)]} (weight "
+                             "tying): the loss depends on that tensor through more than one use, so f = g(wφ(x)+b) does not hold; "
+                             "untie it (assign an nn.Parameter copy) to measure the layer alone, or use hutchinson_trace or "
+                             f"dense_hessian with params=[{uses[0]!r}] for the shared tensor")
+
+# %% ../nbs/00_core.ipynb #5ab17fca
 class LayerSplit:
     "A model split at one linear layer: f(x) = g(w φ(x) + b)."
     def __init__(self,
@@ -119,6 +234,8 @@ class LayerSplit:
         check_eval(model)
         self.model = model
         self.name, self.layer = get_layer(model, layer)
+        check_untied(model, self.name, self.layer)
+        self._checked = False            # check_forward runs on the first captured batch
 
     @property
     def weight(self) -> Tensor:
@@ -126,36 +243,61 @@ class LayerSplit:
         return self.layer.weight.reshape(self.layer.weight.shape[0], -1)
 
     def _run(self, x, hook):
-        "Run the model on `x` with `hook` on the layer; check the layer ran once."
+        "Run the model on `x` with `hook` on the layer; check the layer ran once and the output is a tensor."
         calls = []
         def h(mod, inp, out):
             calls.append(1)
             return hook(inp[0], out)
         handle = self.layer.register_forward_hook(h)
-        try: out = self.model(x)
+        try:
+            with exact_attention(): out = self.model(x)
         finally: handle.remove()
         if len(calls) == 0: raise ValueError(f"layer {self.name!r} was not called in the model's forward pass")
         if len(calls) > 1: raise ValueError(f"layer {self.name!r} was called {len(calls)} times in one forward pass; "
                                             "a layer used more than once (weight tying) has no single feature map φ")
+        _check_output(out)
         return out
 
     def capture(self,
                 x: Tensor, # a batch of inputs
                ) -> tuple[Tensor, Tensor, Tensor]:
-        "Features φ(x), layer output z and model output for a batch."
+        "Features φ(x), layer output z and model output for a batch; the output *is* z when the model returns z untouched."
+        first = not self._checked
+        if first: check_forward(self.model, x[:CHECK_SAMPLES]); self._checked = True
         got = {}
-        def hook(inp, out): got.update(phi=inp, z=out)
+        def hook(inp, out):                  # the rest of the network gets a copy: in-place ops after the layer leave φ, z intact
+            got.update(phi=inp.clone(), z=out, zc=out.clone()); got['v'] = got['zc']._version
+            return got['zc']
         out = self._run(x, hook)
         if not torch.isfinite(out).all(): raise ValueError(f"model output contains NaN or inf on a batch of {len(x)} samples")
+        if out is got['zc'] and out._version == got['v']: out = got['z']   # the model returns the layer's output, unmodified
+        if first: k = CHECK_SAMPLES; check_single_use(self, x[:k], got['phi'][:k], out[:k])
         return got['phi'], got['z'], out
 
     def head(self,
              x: Tensor, # the batch of inputs that fixes everything not downstream of the layer
             ) -> Callable[[Tensor], Tensor]:
         "g: z ↦ model output on `x` with the layer's output replaced by z (transformable by `torch.func`)."
-        def g(z):
-            return self._run(x, lambda inp, out: z)
+        def g(z): return self._run(x, lambda inp, out: z.clone())   # a copy: in-place ops downstream never write into z
         return g
+
+# %% ../nbs/00_core.ipynb #16214bc0
+def check_single_use(sp, # a LayerSplit
+                     x: Tensor, # a batch of inputs
+                     phi: Tensor, # the layer's input on `x`
+                     out: Tensor, # the model's output on `x`
+                    ):
+    "Raise unless ∂f/∂w comes from the layer's own call alone (a forward that also uses w functionally breaks f = g(wφ+b))."
+    W, name = sp.layer.weight.detach(), param_name(sp.name)
+    c = torch.randn(out.shape, generator=torch.Generator(device=out.device).manual_seed(4321), dtype=out.dtype, device=out.device)
+    with exact_attention():
+        g_all = grad(lambda w: (functional_call(sp.model, {name: w}, (x,)) * c).sum())(W)
+        g_own = grad(lambda w: (sp.head(x)(functional_call(sp.layer, {'weight': w}, (phi,))) * c).sum())(W)
+    tol = 10 * torch.finfo(W.dtype).eps ** 0.5 * max(g_all.norm().item(), g_own.norm().item(), 1e-30)
+    if (g_all - g_own).norm().item() > tol:
+        raise ValueError(f"the model uses the weight of layer {sp.name!r} outside the layer's own call (e.g. F.linear(h, "
+                         "layer.weight) in forward, a tied head), so f = g(wφ(x)+b) does not hold; measure it with hutchinson_trace "
+                         f"or dense_hessian with params=[{name!r}], or use a separate parameter")
 
 # %% ../nbs/00_core.ipynb #f441df43
 def unfold_patches(layer: nn.Conv1d | nn.Conv2d, # the convolution (groups=1)
@@ -193,6 +335,7 @@ def sample_mean(model: nn.Module, # the network, in eval mode
     dev, dt = model_device_dtype(model)
     tot, n = 0.0, 0
     for x, y in iter_batches(data, batch_size, dev, dt):
+        if n == 0: check_forward(model, x[:CHECK_SAMPLES])
         tot = tot + batch_sum(x, y); n += len(x)
     tot, n = reduce_sums(tot, n)
     return tot / n
@@ -203,7 +346,31 @@ def check_single_process(name: str, # the measure's name, for the message
     if _REDUCERS: raise NotImplementedError(f"{name} does not combine partial results across processes (it is not built from "
                                             "sums and maxima over samples); call it on the full data in one process")
 
-# %% ../nbs/00_core.ipynb #95ea8ffa
+# %% ../nbs/00_core.ipynb #68c5eced
+_CLASS_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss, nn.MultiMarginLoss)
+_CLASS_FNS = (F.cross_entropy, F.nll_loss, F.multi_margin_loss)
+
+def _loss_option(loss_fn, key, default=None):
+    "An option of a loss module or of a functools.partial of a loss function (e.g. weight, reduction, ignore_index)."
+    if isinstance(loss_fn, nn.Module): return getattr(loss_fn, key, default)
+    return (getattr(loss_fn, 'keywords', None) or {}).get(key, default)
+
+def check_labels(loss_fn: Callable, # a standard PyTorch loss
+                 out: Tensor, # batch of outputs
+                 y: Tensor, # batch of labels
+                ):
+    "For class-index losses: every label is a class of the output, and none is `ignore_index` (E_emp averages over every sample)."
+    f = getattr(loss_fn, 'func', loss_fn)
+    if y.is_floating_point() or out.dim() < 2 or not (isinstance(f, _CLASS_LOSSES) or f in _CLASS_FNS): return
+    if torch._C._functorch.is_functorch_wrapped_tensor(y): return     # inside a transform: checked outside it
+    ign = _loss_option(loss_fn, 'ignore_index', -100)
+    if (y == ign).any(): raise ValueError(f"labels equal to ignore_index={ign}: PyTorch's loss skips those samples, E_emp here "
+                                          "averages over every sample; drop them from the data")
+    k, bad = out.shape[1], y[(y < 0) | (y >= out.shape[1])]
+    if len(bad): raise ValueError(f"label {bad[0].item()} is not a class index in [0, {k}) for a model with {k} outputs; "
+                                  "fix the labels or the model's output size")
+
+# %% ../nbs/00_core.ipynb #98aa49fd
 def sample_loss(loss_fn: Callable, # a standard PyTorch loss on (output batch, label batch)
                 out: Tensor, # one sample's output
                 y: Tensor, # its label
@@ -215,14 +382,31 @@ def per_sample_losses(loss_fn: Callable, # a standard PyTorch loss
                       out: Tensor, # batch of outputs
                       y: Tensor, # batch of labels
                      ) -> Tensor:
-    "Vector of per-sample losses for a batch (vectorised with `vmap`)."
+    "Vector of per-sample losses for a batch (vectorised with `vmap`), after checking the output and the labels."
+    _check_output(out); check_labels(loss_fn, out, y)
     return vmap(lambda o, t: sample_loss(loss_fn, o, t))(out, y)
 
+def _check_batch_reduction(loss_fn, out, y):
+    "Refuse a loss whose batch value is neither the mean nor the sum of its per-sample values (class weights, custom reductions)."
+    if _loss_option(loss_fn, 'weight') is not None and _loss_option(loss_fn, 'reduction', 'mean') == 'mean':
+        raise ValueError("loss_fn has class weights with reduction='mean': PyTorch then takes the weighted mean Σ w_y ℓ / Σ w_y, "
+                         "not the mean of per-sample losses E_emp is; pass reduction='sum' to measure (1/n) Σ w_y ℓ, or drop the weights")
+    try:
+        with torch.no_grad(): b = loss_fn(out, y)
+    except Exception as e: raise ValueError(f"loss_fn cannot take a batch of outputs of shape {tuple(out.shape)} with labels of "
+                                            f"shape {tuple(y.shape)} (dtype {y.dtype}): {e}") from None
+    with torch.no_grad(): s = per_sample_losses(loss_fn, out, y)
+    if b.numel() == 1 and not any(torch.isclose(b.reshape(()), v, rtol=1e-4, atol=1e-10) for v in (s.mean(), s.sum())):
+        raise ValueError(f"loss_fn on a batch gives {b.item():.6g}, neither the mean ({s.mean().item():.6g}) nor the sum of its "
+                         "per-sample losses; E_emp here is their mean: use a loss whose batch value is a mean or sum over samples")
+
+# %% ../nbs/00_core.ipynb #613f1514
 def check_loss(loss_fn: Callable, # a standard PyTorch loss
                out: Tensor, # batch of outputs
                y: Tensor, # batch of labels
               ):
-    "Raise a clear error if `loss_fn` does not accept one sample of `out`, `y` (or warns, e.g. about broadcasting)."
+    "Raise a clear error if `loss_fn` does not accept one sample of `out`, `y` (or warns), or is not a mean of per-sample losses."
+    _check_output(out); out = out.detach(); check_labels(loss_fn, out, y)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('error')   # MSE silently broadcasts (k,) against (1,) with only a warning
@@ -232,6 +416,7 @@ def check_loss(loss_fn: Callable, # a standard PyTorch loss
                          f"(dtype {y.dtype}): {e}") from None
     if l.numel() != 1: raise ValueError(f"loss_fn returned shape {tuple(l.shape)} for one sample; use a reduction "
                                         "('mean' or 'sum') that returns a scalar")
+    _check_batch_reduction(loss_fn, out, y)
 
 def empirical_risk(model: nn.Module, # the network, in eval mode
                    data, # (X, y) tensors or an iterable of (x, y) batches
@@ -244,12 +429,14 @@ def empirical_risk(model: nn.Module, # the network, in eval mode
     tot, n = 0.0, 0
     with torch.no_grad():
         for k, (x, y) in enumerate(iter_batches(data, batch_size, dev, dt)):
+            if k == 0: check_forward(model, x[:CHECK_SAMPLES])
             out = model(x)
             if k == 0: check_loss(loss_fn, out, y)
             tot += per_sample_losses(loss_fn, out, y).sum().item(); n += len(x)
     tot, n = reduce_sums(tot, n)
     return tot / n
 
+# %% ../nbs/00_core.ipynb #8b639e51
 def perturbed_risks(model: nn.Module, # the network, in eval mode
                     data, # (X, y) tensors or an iterable of (x, y) batches
                     loss_fn: Callable, # a standard PyTorch loss
@@ -269,7 +456,7 @@ def perturbed_risks(model: nn.Module, # the network, in eval mode
     acc, n = torch.zeros(draws, dtype=dt, device=dev), 0
     with torch.no_grad():
         for k, (x, y) in enumerate(iter_batches(data, batch_size, dev, dt)):
-            if k == 0: check_loss(loss_fn, model(x), y)
+            if k == 0: check_loss(loss_fn, check_forward(model, x[:CHECK_SAMPLES]), y[:CHECK_SAMPLES])
             acc += vmap(lambda d: L({q: p0[q] + d[q] if q in d else p0[q] for q in p0}, x, y))(deltas); n += len(x)
     acc, n = reduce_sums(acc, n)
     return acc / n

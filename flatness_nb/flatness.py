@@ -8,7 +8,7 @@ import copy, warnings
 from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
-from .core import LayerSplit, get_layer, iter_batches, linear_layers, model_device_dtype, reduce_sums
+from .core import LayerSplit, get_layer, iter_batches, linear_layers, model_device_dtype, param_name, reduce_sums
 from .hessian import (Estimate, hutchinson_relative_flatness, lambda_max, layer_curvature,
                                  layer_lambda_max)
 
@@ -59,7 +59,7 @@ def network_measures(model: nn.Module, # the network, in eval mode
     "The ICLR network-wise measures, plus each layer's measures under 'layers'."
     names = list(layers) if layers is not None else [n for n, m in linear_layers(model).items() if isinstance(m, nn.Linear)]
     per = [layer_measures(model, nm, data, loss_fn, lanczos_iters, batch_size) for nm in names]
-    wnames = [nm + '.weight' for nm in names]
+    wnames = [param_name(nm) for nm in names]
     lmax = lambda_max(model, data, loss_fn, wnames, iters=lanczos_iters, batch_size=batch_size)
     w2 = sum(p['weight_norm2'] for p in per)
     return dict(kappa=w2 * lmax, kappa_l_max=max(p['kappa_l'] for p in per), kappa_l_sum=sum(p['kappa_l'] for p in per),

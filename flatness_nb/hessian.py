@@ -10,7 +10,8 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, functional_call
-from .core import (CONV_TYPES, LINEAR_TYPES, LayerSplit, UnsupportedLayerError, check_eval, check_loss, get_layer, iter_batches,
+from .core import (CHECK_SAMPLES, CONV_TYPES, LINEAR_TYPES, LayerSplit, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
+                              exact_attention, get_layer, iter_batches, param_name,
                               linear_layers, model_device_dtype, per_sample_losses, reduce_sums, sample_loss,
                               unfold_patches)
 
@@ -114,6 +115,7 @@ def hz_batch(sp: LayerSplit, # model split at an nn.Linear, nn.Conv1d or nn.Conv
     check_exact_layer(sp)
     if route not in ROUTES[1:]: raise ValueError(f"route must be one of {ROUTES[1:]}, got {route!r}")
     phi, z, out = sp.capture(x)
+    check_labels(loss_fn, out, y)                       # closed forms never index the labels: check them on every batch
     perm = None
     if phi.dim() > 2 or isinstance(sp.layer, CONV_TYPES): phi, perm = token_view(sp, phi, z)
     if route == 'last':
@@ -152,6 +154,7 @@ def _flat_sums(phi, Hz, W, columns):
 def _gn_token_sums(sp, x, y, loss_fn, W, columns):
     "Gauss–Newton batch sums for a token/patch layer from per-sample output gradients ∇_W f_c, without forming H^z."
     phi, z, out = sp.capture(x)
+    check_labels(loss_fn, out, y)
     phi, perm = token_view(sp, phi, z)
     J = z_jacobian(sp, x, z)                            # (B, k, T·d), k backward passes for the batch
     if perm is not None: J = J[:, :, perm]
@@ -215,7 +218,11 @@ def layer_curvature(model: nn.Module, # the network, in eval mode
             if k == 0:
                 _, _, out = sp.capture(x)
                 check_loss(loss_fn, out, y)
-                if route == 'auto': route = detect_route(sp, x)
+                found = detect_route(sp, x)
+                if route == 'gauss_newton' and found == 'full':
+                    raise ValueError(f"route='gauss_newton' is exact only when the head after layer {sp.name!r} is piecewise "
+                                     "linear, and this head has curvature (a smooth activation such as tanh); use 'auto' or 'full'")
+                if route == 'auto': route = found
                 per = sp.capture(x[:1])[1].numel()          # T·d: the size of one sample's z
                 token = per != d or isinstance(sp.layer, CONV_TYPES)
                 gn_direct = token and route == 'gauss_newton'   # sums from ∇_W f_c: no (T·d)² matrix at all
@@ -245,10 +252,14 @@ def layer_hessian_trace(model: nn.Module, # the network, in eval mode
 # %% ../nbs/01_hessian.ipynb #7e6fdd7b
 def _loss_of_params(model, loss_fn):
     "Function (params dict, x, y) ↦ sum of per-sample losses, for `torch.func`."
-    return lambda p, x, y: per_sample_losses(loss_fn, functional_call(model, p, (x,)), y).sum()
+    def L(p, x, y):
+        with exact_attention(): out = functional_call(model, p, (x,))
+        return per_sample_losses(loss_fn, out, y).sum()
+    return L
 
 def _named_params(model, names):
     "Detached parameters of `model` by name, with a clear error for unknown names."
+    if not names: raise ValueError("no parameter names given; name at least one (see model.named_parameters())")
     ps = dict(model.named_parameters())
     bad = [n for n in names if n not in ps]
     if bad: raise ValueError(f"unknown parameter names {bad}; the model has: {list(ps)}")
@@ -326,6 +337,7 @@ def hvp(model: nn.Module, # the network, in eval mode
     acc, n = {k: torch.zeros_like(v) for k, v in vecs.items()}, 0
     with torch.no_grad():
         for x, y in iter_batches(data, batch_size, dev, dt):
+            if n == 0: check_loss(loss_fn, check_forward(model, x[:CHECK_SAMPLES]), y[:CHECK_SAMPLES])
             gL = grad(lambda p: L(p, x, y))
             hv = vmap(lambda v: jvp(gL, (p0,), (v,))[1])(vecs)
             for k in acc: acc[k] += hv[k]
@@ -341,9 +353,14 @@ def hutchinson(draw: Callable[[int], dict[str, Tensor]], # draw(p) -> p probe di
                rtol: float = 0.02, # stop once stderr <= rtol * |mean|
               ) -> Estimate:
     "Mean of quadratic forms over random probes, with the standard error and the stopping rule above."
+    for nm, v in dict(probes_per_pass=probes_per_pass, min_probes=min_probes, max_probes=max_probes).items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{nm} must be a positive integer, got {v!r}")
     vals = []
     while len(vals) < max_probes:
-        vals.extend(quad(draw(min(probes_per_pass, max_probes - len(vals)))).tolist())
+        q = quad(draw(min(probes_per_pass, max_probes - len(vals))))
+        if not torch.isfinite(q).all(): raise ValueError("a probe's quadratic form ⟨v, Hv⟩ is NaN or inf: the loss is not finite "
+                                                         "or not twice differentiable near these weights")
+        vals.extend(q.tolist())
         if len(vals) >= min_probes:
             t = torch.tensor(vals, dtype=torch.float64)
             if t.std().item() / math.sqrt(len(t)) <= rtol * abs(t.mean().item()): break
@@ -376,7 +393,7 @@ def hutchinson_relative_flatness(model: nn.Module, # the network, in eval mode
     sp = LayerSplit(model, layer)
     W = sp.weight.detach(); d, m = W.shape
     gen = torch.Generator(device=W.device).manual_seed(seed)
-    pname = sp.name + '.weight'
+    pname = param_name(sp.name)
     draw = lambda p: {pname: (W @ _probe((p, m, m), gen, dist, W.dtype, W.device)).reshape(p, *sp.layer.weight.shape)}
     return hutchinson(draw, _quad(model, data, loss_fn, batch_size), **kw)
 
@@ -417,9 +434,9 @@ def network_hessian_trace(model: nn.Module, # the network, in eval mode
         with torch.no_grad(): per = sp.capture(x0[:1])[1].numel()
         if route == 'full' and per != sp.weight.shape[0] and per > max_exact_hvps: continue
         c = layer_curvature(model, name, data, loss_fn, route, columns=False, batch_size=batch_size)
-        exact += c.trace; covered.add(name + '.weight')
-        if mod.bias is not None: exact += c.bias_hessian.trace().item(); covered.add(name + '.bias')
-    rest = [n for n, p in model.named_parameters() if p.requires_grad and n not in covered]
+        exact += c.trace; covered.add(param_name(name))
+        if mod.bias is not None: exact += c.bias_hessian.trace().item(); covered.add(param_name(name, 'bias'))
+    rest = [n for n, p in model.named_parameters() if n not in covered]     # every parameter, frozen or not
     if not rest: return Estimate(exact, 0.0, 0)
     e = hutchinson_trace(model, data, loss_fn, rest, seed=seed, batch_size=batch_size, **kw)
     return Estimate(exact + e.value, e.stderr, e.n)
@@ -430,11 +447,15 @@ def lanczos_max(matvec: Callable[[Tensor], Tensor], # symmetric linear map on fl
                 tol: float = 1e-10, # relative residual at which the top Ritz value is accepted
                ) -> float:
     "Largest eigenvalue of a symmetric operator by Lanczos with full re-orthogonalisation."
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1: raise ValueError(f"iters must be a positive integer, got {iters!r}")
+    if not (torch.isfinite(v0).all() and v0.norm() > 0): raise ValueError("the start vector must be finite and non-zero")
     N = v0.numel(); Q, a, b = [], [], []
     q = v0 / v0.norm()
     for j in range(min(iters, N)):
         Q.append(q)
         w = matvec(q)
+        if not torch.isfinite(w).all(): raise ValueError("a Hessian-vector product is NaN or inf: the loss is not finite or not "
+                                                         "twice differentiable near these weights")
         a.append(torch.dot(q, w).item())
         Qm = torch.stack(Q)
         for _ in range(2): w = w - Qm.T @ (Qm @ w)
@@ -475,4 +496,4 @@ def layer_lambda_max(model: nn.Module, # the network, in eval mode
                     ) -> float:
     "λ_max of the Hessian of E_emp with respect to one layer's weight."
     name, _ = get_layer(model, layer)
-    return lambda_max(model, data, loss_fn, [name + '.weight'], **kw)
+    return lambda_max(model, data, loss_fn, [param_name(name)], **kw)

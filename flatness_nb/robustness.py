@@ -12,7 +12,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad
 from scipy import special as _sps
-from .core import (check_single_process, reduce_sums, unfold_patches, LayerSplit, UnsupportedLayerError, check_eval, check_loss, iter_batches,
+from .core import (check_single_process, exact_attention, reduce_sums, unfold_patches, LayerSplit, UnsupportedLayerError, check_eval, check_loss, iter_batches,
                               model_device_dtype, per_sample_losses)
 from .hessian import Estimate
 
@@ -280,7 +280,8 @@ def _flat_loss(model, names, X, y, loss_fn):
     shapes, sizes = [ps[k].shape for k in names], [ps[k].numel() for k in names]
     def E(flat):
         p = {k: t.reshape(s) for k, t, s in zip(names, flat.split(sizes), shapes)}
-        return per_sample_losses(loss_fn, torch.func.functional_call(model, p, (X,)), y).mean()
+        with exact_attention(): out = torch.func.functional_call(model, p, (X,))   # forward AD through attention
+        return per_sample_losses(loss_fn, out, y).mean()
     return E, torch.cat([ps[k].detach().flatten() for k in names])
 
 def train_to_minimum(model: nn.Module, # the network, float64, in eval mode; trained in place
