@@ -16,11 +16,11 @@ from .core import (UnsupportedLayerError, LayerSplit, check_eval, check_loss, em
 from .hessian import Estimate, layer_curvature, network_hessian_trace, z_jacobian
 
 # %% auto #0
-__all__ = ['half_sse', 'input_jacobians', 'layer_inputs', 'layer_input_jacobians', 'jacobian_spectral_norms', 'conv_operator',
-           'conv_spectral_norm', 'singular_values', 'log_volumes', 'participation_ratio', 'Compression',
-           'compression_measures', 'param_grad_sqnorms', 'SharpnessSplit', 'sharpness_split', 'Bound', 'LVRBounds',
-           'lvr_bounds', 'adaptive_sharpness', 'adaptive_sharpness_mc', 'iimls', 'iimls_bound', 'normalized_mls',
-           'benchmark_compression']
+__all__ = ['half_sse', 'check_finite_params', 'check_finite_output', 'input_jacobians', 'layer_inputs', 'layer_input_jacobians',
+           'jacobian_spectral_norms', 'conv_operator', 'conv_spectral_norm', 'singular_values', 'log_volumes',
+           'participation_ratio', 'Compression', 'compression_measures', 'param_grad_sqnorms', 'SharpnessSplit',
+           'sharpness_split', 'Bound', 'LVRBounds', 'lvr_bounds', 'adaptive_sharpness', 'adaptive_sharpness_mc',
+           'iimls', 'iimls_bound', 'normalized_mls', 'benchmark_compression']
 
 # %% ../nbs/06_compression.ipynb #11aaec41
 def half_sse(out: Tensor, # batch of outputs (B, k)
@@ -30,6 +30,21 @@ def half_sse(out: Tensor, # batch of outputs (B, k)
     return 0.5 * ((out - y) ** 2).sum()
 
 # %% ../nbs/06_compression.ipynb #9ac4add8
+def check_finite_params(model: nn.Module, # the network
+                       ):
+    "Refuse a model with NaN or inf in a parameter: every Jacobian and norm of it would be NaN or fail inside LAPACK."
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad: raise ValueError(f"parameters {bad} contain NaN or inf; the measures need finite weights "
+                             "(did training diverge? load a finite checkpoint)")
+
+def check_finite_output(out: Tensor, # the model's output (or a Jacobian) on one batch
+                        what: str = 'output', # what `out` is, for the message
+                       ):
+    "Refuse a NaN or inf in the model's output or its Jacobian on finite inputs and weights (e.g. log or sqrt at 0 in forward)."
+    if not torch.isfinite(out).all():
+        raise ValueError(f"the model's {what} contains NaN or inf although inputs and weights are finite; "
+                         "a non-finite value in the forward pass (log of 0, division by 0, overflow) must be fixed first")
+
 def _flat_out(model, x):
     "Model output on a batch of one sample `x`, flattened to (k,)."
     return model(x.unsqueeze(0)).reshape(-1)
@@ -213,13 +228,15 @@ def compression_measures(model: nn.Module, # the network, in eval mode
                          batch_size: int = 256, # batch size used to split (X, y) tensors
                         ) -> Compression:
     "MLS, NMLS, LVR, NVR and mean participation ratio, streamed over `data` with vmapped Jacobians."
-    check_eval(model)
+    check_eval(model); check_finite_params(model)
     dev, dt = model_device_dtype(model)
     tot = dict(mls=0.0, nmls=0.0, lvr=0.0, nvr=0.0, pr=0.0, rank=0.0); n = 0
     with torch.no_grad():
         for x, _ in iter_batches(data, batch_size, dev, dt):
+            check_finite_output(model(x))
             J = input_jacobians(model, x)
             Jl, _ = layer_input_jacobians(model, x)
+            for Jn in (J, *Jl.values()): check_finite_output(Jn, 'Jacobian')
             sv = singular_values(J)
             lv, r = _logvol_s(sv, rank, rtol)
             tot['mls'] += sv[:, 0].sum().item()
@@ -323,7 +340,7 @@ def lvr_bounds(model: nn.Module, # a network of nn.Linear layers (any activation
                batch_size: int = 256, # batch size used to split (X, y) tensors
               ) -> LVRBounds:
     "Left- and right-hand sides of Eq. 5, 6, 8, 9, 10, 11 (chain A ≤ B ≤ C ≤ D) and 12, streamed over `data`."
-    check_eval(model)
+    check_eval(model); check_finite_params(model)
     names = _lin_check(model)
     first = names[0]
     Wn = {nm: torch.linalg.matrix_norm(get_layer(model, nm)[1].weight.detach(), ord=2).item() for nm in names}
@@ -335,6 +352,8 @@ def lvr_bounds(model: nn.Module, # a network of nn.Linear layers (any activation
         for x, _ in iter_batches(data, batch_size, dev, dt):
             J = input_jacobians(model, x)
             Jl, acts = layer_input_jacobians(model, x)
+            check_finite_output(model(x))
+            for Jn in (J, *Jl.values()): check_finite_output(Jn, 'Jacobian')
             if not torch.equal(acts[first], x.reshape(len(x), -1)):
                 raise ValueError(f"the first linear layer {first!r} does not act on the input itself; the bounds on J(x) "
                                  "need a_0 = x (put any fixed preprocessing into the data)")
@@ -393,6 +412,7 @@ def adaptive_sharpness(model: nn.Module, # a network whose parameters all belong
                        batch_size: int = 512, # batch size used to split (X, y) tensors
                       ) -> float:
     "Exact second-order adaptive sharpness (ρ²/2) Σ_j w_j² H_jj over all linear and convolutional weights and biases."
+    check_finite_params(model)
     covered, tot = set(), 0.0
     for name, mod in linear_layers(model).items():
         try: c = layer_curvature(model, name, data, loss_fn, columns=False, batch_size=batch_size)
@@ -414,7 +434,7 @@ def adaptive_sharpness_mc(model: nn.Module, # the network, in eval mode
                           batch_size: int = 512, # batch size used to split (X, y) tensors
                          ) -> Estimate:
     "E_{δ∼N(0, ρ² diag(w²))} E_emp(w + δ) − E_emp(w) by Monte Carlo with antithetic pairs, with its standard error."
-    check_eval(model)
+    check_eval(model); check_finite_params(model)
     dev, dt = model_device_dtype(model)
     gen = torch.Generator(device=dev).manual_seed(seed)
     eps = {n: rho * p.detach() * torch.randn((draws, *p.shape), generator=gen, dtype=dt, device=dev)
@@ -430,7 +450,10 @@ def iimls(model: nn.Module, # the network, in eval mode
           batch_size: int = 512, # batch size used to split (X, y) tensors
          ) -> float:
     "Input-invariant MLS (1/n) Σ ‖J(x_i) x_i‖² / D, one batched JVP per batch."
-    Jx2 = lambda x, _: jvp(model, (x,), (x,))[1].pow(2).sum().item() / x[0].numel()
+    check_finite_params(model)
+    def Jx2(x, _):
+        out, Jx = jvp(model, (x,), (x,)); check_finite_output(out); check_finite_output(Jx, 'Jacobian')
+        return Jx.pow(2).sum().item() / x[0].numel()
     return sample_mean(model, data, Jx2, batch_size)
 
 def iimls_bound(model: nn.Module, # a network whose first linear layer is an nn.Linear acting on the input
@@ -464,7 +487,11 @@ def normalized_mls(model: nn.Module, # the network, in eval mode
                    batch_size: int = 512, # batch size used to split (X, y) tensors
                   ) -> float:
     "(1/n) Σ ‖x_i‖ ‖J(x_i)‖₂ with ‖J‖₂ by power iteration on JᵀJ (JVP/VJP, no dense Jacobian)."
-    xJ = lambda x, _: (x.reshape(len(x), -1).norm(dim=1) * jacobian_spectral_norms(model, x, iters, tol)).sum().item()
+    check_finite_params(model)
+    def xJ(x, _):
+        check_finite_output(model(x))
+        s = jacobian_spectral_norms(model, x, iters, tol); check_finite_output(s, 'Jacobian norm')
+        return (x.reshape(len(x), -1).norm(dim=1) * s).sum().item()
     return sample_mean(model, data, xJ, batch_size)
 
 # %% ../nbs/06_compression.ipynb #87b5bab3
