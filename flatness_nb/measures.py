@@ -176,7 +176,7 @@ def measure_all(model: nn.Module, # the network, in eval mode
         row.update(mls=c.mls, nmls=c.nmls, lvr=c.lvr, nvr=c.nvr, participation_ratio=c.pr)
     return row
 
-# %% ../nbs/07_measures.ipynb #4093e66b
+# %% ../nbs/07_measures.ipynb #fa3e79d1
 def fisher_rao_authors(model: nn.Module, # a classifier returning logits, in eval mode
                        data, # (X, y) tensors or an iterable of (x, y) batches, integer labels
                        n_layers: int | None = None, # d in the factor (d+1)²; default: the number of linear layers
@@ -189,7 +189,7 @@ def fisher_rao_authors(model: nn.Module, # a classifier returning logits, in eva
         return ((F.softmax(f, 1) * f).sum(1) - f.gather(1, y[:, None])[:, 0]).pow(2).sum().item()
     with torch.no_grad(): return math.sqrt((d + 1) ** 2 * sample_mean(model, data, sq, batch_size))
 
-# %% ../nbs/07_measures.ipynb #a3e5f749
+# %% ../nbs/07_measures.ipynb #a8cabb5f
 def _perturbed_accuracy(model, data, noise, batch_size):
     "Training accuracy of the model with `noise` added to its parameters (by name)."
     p = {k: v + noise[k] for k, v in _params(model).items()}
@@ -234,7 +234,7 @@ def pac_bayes_bound_authors(model: nn.Module, # the network
     w2 = sum((p.detach() ** 2).sum().item() for n, p in model.named_parameters() if 'bias' not in n and 'bn' not in n)
     return w2 / (4 * sigma ** 2) + math.log(m / sigma) + 10
 
-# %% ../nbs/07_measures.ipynb #e93eaf95
+# %% ../nbs/07_measures.ipynb #0185dddf
 def fig5_authors(model: nn.Module, # a classifier of linear layers chained by ReLUs, in eval mode
                  train, # training data: (X, y) tensors or an iterable of (x, y) batches, integer labels
                  seed: int = 0, # seed of the PAC-Bayes noise
