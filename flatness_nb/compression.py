@@ -498,7 +498,7 @@ def normalized_mls(model: nn.Module, # the network, in eval mode
         return (x.reshape(len(x), -1).norm(dim=1) * s).sum().item()
     return sample_mean(model, data, xJ, batch_size)
 
-# %% ../nbs/06_compression.ipynb #fb49b71a
+# %% ../nbs/06_compression.ipynb #f8e160a6
 def layer_output_jacobians(model: nn.Module, # the network, in eval mode
                            x: Tensor, # batch of inputs
                            layers: Sequence | None = None, # linear layers (modules or names); default all
@@ -520,7 +520,7 @@ def layer_output_jacobians(model: nn.Module, # the network, in eval mode
     Js = vmap(jacrev(f, argnums=tuple(range(1, len(names) + 1))))(x, *zeros)
     return {n: J.reshape(len(x), J.shape[1], -1) for n, J in zip(names, Js)}
 
-# %% ../nbs/06_compression.ipynb #71f29382
+# %% ../nbs/06_compression.ipynb #3112a8b5
 def layer_operator_norm(layer: nn.Module, # an nn.Linear, nn.Conv1d or nn.Conv2d
                         input_shape: Sequence[int], # shape of one input of the layer (conv: (C, H, W) or (C, L))
                        ) -> float:
@@ -550,7 +550,7 @@ class NMLSBounds:
     authors_c: dict    # c_l by layer
     n: int
 
-# %% ../nbs/06_compression.ipynb #ea6b31a4
+# %% ../nbs/06_compression.ipynb #23132130
 def nmls_bounds(model: nn.Module, # a network of nn.Linear / nn.Conv1d / nn.Conv2d layers (any activations), in eval mode
                 data, # (X, y) tensors or an iterable of (x, y) batches (labels are ignored)
                 batch_size: int = 128, # batch size used to split (X, y) tensors
