@@ -137,6 +137,7 @@ def exact_layers(model: nn.Module, # the network
     if not names: raise ValueError("model has no layer with an exact route (nn.Linear, or a convolution with groups=1)")
     return names
 
+# %% ../nbs/07_measures.ipynb #caabb406
 def measure_all(model: nn.Module, # the network, in eval mode
                 train, # training data: (X, y) tensors or an iterable of batches
                 test, # test data, same form
