@@ -16,11 +16,12 @@ from .core import (UnsupportedLayerError, LayerSplit, check_eval, check_loss, em
 from .hessian import Estimate, layer_curvature, network_hessian_trace, z_jacobian
 
 # %% auto #0
-__all__ = ['half_sse', 'input_jacobians', 'layer_inputs', 'layer_input_jacobians', 'jacobian_spectral_norms', 'conv_operator',
-           'conv_spectral_norm', 'singular_values', 'log_volumes', 'participation_ratio', 'Compression',
-           'compression_measures', 'param_grad_sqnorms', 'SharpnessSplit', 'sharpness_split', 'Bound', 'LVRBounds',
-           'lvr_bounds', 'adaptive_sharpness', 'adaptive_sharpness_mc', 'iimls', 'iimls_bound', 'normalized_mls',
-           'benchmark_compression']
+__all__ = ['half_sse', 'check_finite_params', 'check_finite_output', 'input_jacobians', 'layer_inputs', 'layer_input_jacobians',
+           'jacobian_spectral_norms', 'conv_operator', 'conv_spectral_norm', 'singular_values', 'log_volumes',
+           'participation_ratio', 'Compression', 'compression_measures', 'param_grad_sqnorms', 'SharpnessSplit',
+           'sharpness_split', 'Bound', 'LVRBounds', 'lvr_bounds', 'adaptive_sharpness', 'adaptive_sharpness_mc',
+           'iimls', 'iimls_bound', 'normalized_mls', 'layer_output_jacobians', 'layer_operator_norm', 'NMLSBounds',
+           'nmls_bounds', 'benchmark_compression']
 
 # %% ../nbs/06_compression.ipynb #11aaec41
 def half_sse(out: Tensor, # batch of outputs (B, k)
@@ -30,6 +31,21 @@ def half_sse(out: Tensor, # batch of outputs (B, k)
     return 0.5 * ((out - y) ** 2).sum()
 
 # %% ../nbs/06_compression.ipynb #9ac4add8
+def check_finite_params(model: nn.Module, # the network
+                       ):
+    "Refuse a model with NaN or inf in a parameter: every Jacobian and norm of it would be NaN or fail inside LAPACK."
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad: raise ValueError(f"parameters {bad} contain NaN or inf; the measures need finite weights "
+                             "(did training diverge? load a finite checkpoint)")
+
+def check_finite_output(out: Tensor, # the model's output (or a Jacobian) on one batch
+                        what: str = 'output', # what `out` is, for the message
+                       ):
+    "Refuse a NaN or inf in the model's output or its Jacobian on finite inputs and weights (e.g. log or sqrt at 0 in forward)."
+    if not torch.isfinite(out).all():
+        raise ValueError(f"the model's {what} contains NaN or inf although inputs and weights are finite; "
+                         "a non-finite value in the forward pass (log of 0, division by 0, overflow) must be fixed first")
+
 def _flat_out(model, x):
     "Model output on a batch of one sample `x`, flattened to (k,)."
     return model(x.unsqueeze(0)).reshape(-1)
@@ -126,25 +142,28 @@ def jacobian_spectral_norms(model: nn.Module, # the network, in eval mode
     return s
 
 # %% ../nbs/06_compression.ipynb #6125af48
-def conv_operator(conv: nn.Conv2d, # the convolution (its bias is ignored: the map is linear)
-                  input_shape: Sequence[int], # (C, H, W) of one input image
+def conv_operator(conv: nn.Conv1d | nn.Conv2d, # the convolution (its bias is ignored: the map is linear)
+                  input_shape: Sequence[int], # (C, H, W) of one input image, or (C, L) for nn.Conv1d
                  ) -> tuple[Callable, Callable, tuple]:
-    "The convolution as a linear map A on batches of images, its adjoint Aᵀ (transposed convolution), and A's output shape."
-    if not isinstance(conv, nn.Conv2d): raise TypeError(f"expected an nn.Conv2d, got {type(conv).__name__}")
+    "The convolution as a linear map A on batches of inputs, its adjoint Aᵀ (transposed convolution), and A's output shape."
+    if not isinstance(conv, (nn.Conv1d, nn.Conv2d)): raise TypeError(f"expected an nn.Conv1d or nn.Conv2d, got {type(conv).__name__}")
+    one = isinstance(conv, nn.Conv1d)
+    if len(input_shape) != (2 if one else 3):
+        raise ValueError(f"input_shape of one input must be {'(C, L)' if one else '(C, H, W)'}, got {tuple(input_shape)}")
     if isinstance(conv.padding, str) or conv.padding_mode != 'zeros':
         raise UnsupportedLayerError(f"conv_operator needs numeric zero padding, got padding={conv.padding!r}, "
                                     f"padding_mode={conv.padding_mode!r}")
     w, st, pd, dl, gr = conv.weight.detach(), conv.stride, conv.padding, conv.dilation, conv.groups
-    C, H, W = input_shape
-    A = lambda v: F.conv2d(v, w, None, st, pd, dl, gr)
-    out = A(torch.zeros(1, C, H, W, dtype=w.dtype, device=w.device)).shape[1:]
+    conv_f, convT_f = (F.conv1d, F.conv_transpose1d) if one else (F.conv2d, F.conv_transpose2d)
+    A = lambda v: conv_f(v, w, None, st, pd, dl, gr)
+    out = A(torch.zeros(1, *input_shape, dtype=w.dtype, device=w.device)).shape[1:]
     op = tuple(n - ((o - 1) * s - 2 * p + d * (k - 1) + 1)
-               for n, o, s, p, d, k in zip((H, W), out[1:], st, pd, dl, conv.kernel_size))
-    At = lambda u: F.conv_transpose2d(u, w, None, st, pd, op, gr, dl)
+               for n, o, s, p, d, k in zip(input_shape[1:], out[1:], st, pd, dl, conv.kernel_size))
+    At = lambda u: convT_f(u, w, None, st, pd, op, gr, dl)
     return A, At, tuple(out)
 
-def conv_spectral_norm(conv: nn.Conv2d, # the convolution
-                       input_shape: Sequence[int], # (C, H, W) of one input image
+def conv_spectral_norm(conv: nn.Conv1d | nn.Conv2d, # the convolution
+                       input_shape: Sequence[int], # (C, H, W) of one input image, or (C, L)
                        iters: int = 1000, # maximum number of power iterations
                        tol: float = 1e-13, # relative change at which to stop
                        seed: int = 0, # seed of the start vector
@@ -213,13 +232,15 @@ def compression_measures(model: nn.Module, # the network, in eval mode
                          batch_size: int = 256, # batch size used to split (X, y) tensors
                         ) -> Compression:
     "MLS, NMLS, LVR, NVR and mean participation ratio, streamed over `data` with vmapped Jacobians."
-    check_eval(model)
+    check_eval(model); check_finite_params(model)
     dev, dt = model_device_dtype(model)
     tot = dict(mls=0.0, nmls=0.0, lvr=0.0, nvr=0.0, pr=0.0, rank=0.0); n = 0
     with torch.no_grad():
         for x, _ in iter_batches(data, batch_size, dev, dt):
+            check_finite_output(model(x))
             J = input_jacobians(model, x)
             Jl, _ = layer_input_jacobians(model, x)
+            for Jn in (J, *Jl.values()): check_finite_output(Jn, 'Jacobian')
             sv = singular_values(J)
             lv, r = _logvol_s(sv, rank, rtol)
             tot['mls'] += sv[:, 0].sum().item()
@@ -309,7 +330,7 @@ def _lin_check(model):
     ll = linear_layers(model)
     bad = [n for n, m in ll.items() if not isinstance(m, nn.Linear)]
     if bad: raise UnsupportedLayerError(f"the LVR bounds use ∇_W f = (∂f/∂z) aᵀ, which holds for nn.Linear only; layers {bad} "
-                                        "are convolutions (compression_measures and conv_spectral_norm still work for them)")
+                                        "are convolutions (nmls_bounds gives the NMLS bound for them; compression_measures and conv_spectral_norm work too)")
     if not ll: raise ValueError("model has no nn.Linear layers")
     return list(ll)
 
@@ -323,7 +344,7 @@ def lvr_bounds(model: nn.Module, # a network of nn.Linear layers (any activation
                batch_size: int = 256, # batch size used to split (X, y) tensors
               ) -> LVRBounds:
     "Left- and right-hand sides of Eq. 5, 6, 8, 9, 10, 11 (chain A ≤ B ≤ C ≤ D) and 12, streamed over `data`."
-    check_eval(model)
+    check_eval(model); check_finite_params(model)
     names = _lin_check(model)
     first = names[0]
     Wn = {nm: torch.linalg.matrix_norm(get_layer(model, nm)[1].weight.detach(), ord=2).item() for nm in names}
@@ -335,6 +356,8 @@ def lvr_bounds(model: nn.Module, # a network of nn.Linear layers (any activation
         for x, _ in iter_batches(data, batch_size, dev, dt):
             J = input_jacobians(model, x)
             Jl, acts = layer_input_jacobians(model, x)
+            check_finite_output(model(x))
+            for Jn in (J, *Jl.values()): check_finite_output(Jn, 'Jacobian')
             if not torch.equal(acts[first], x.reshape(len(x), -1)):
                 raise ValueError(f"the first linear layer {first!r} does not act on the input itself; the bounds on J(x) "
                                  "need a_0 = x (put any fixed preprocessing into the data)")
@@ -393,6 +416,7 @@ def adaptive_sharpness(model: nn.Module, # a network whose parameters all belong
                        batch_size: int = 512, # batch size used to split (X, y) tensors
                       ) -> float:
     "Exact second-order adaptive sharpness (ρ²/2) Σ_j w_j² H_jj over all linear and convolutional weights and biases."
+    check_finite_params(model)
     covered, tot = set(), 0.0
     for name, mod in linear_layers(model).items():
         try: c = layer_curvature(model, name, data, loss_fn, columns=False, batch_size=batch_size)
@@ -414,7 +438,7 @@ def adaptive_sharpness_mc(model: nn.Module, # the network, in eval mode
                           batch_size: int = 512, # batch size used to split (X, y) tensors
                          ) -> Estimate:
     "E_{δ∼N(0, ρ² diag(w²))} E_emp(w + δ) − E_emp(w) by Monte Carlo with antithetic pairs, with its standard error."
-    check_eval(model)
+    check_eval(model); check_finite_params(model)
     dev, dt = model_device_dtype(model)
     gen = torch.Generator(device=dev).manual_seed(seed)
     eps = {n: rho * p.detach() * torch.randn((draws, *p.shape), generator=gen, dtype=dt, device=dev)
@@ -430,7 +454,10 @@ def iimls(model: nn.Module, # the network, in eval mode
           batch_size: int = 512, # batch size used to split (X, y) tensors
          ) -> float:
     "Input-invariant MLS (1/n) Σ ‖J(x_i) x_i‖² / D, one batched JVP per batch."
-    Jx2 = lambda x, _: jvp(model, (x,), (x,))[1].pow(2).sum().item() / x[0].numel()
+    check_finite_params(model)
+    def Jx2(x, _):
+        out, Jx = jvp(model, (x,), (x,)); check_finite_output(out); check_finite_output(Jx, 'Jacobian')
+        return Jx.pow(2).sum().item() / x[0].numel()
     return sample_mean(model, data, Jx2, batch_size)
 
 def iimls_bound(model: nn.Module, # a network whose first linear layer is an nn.Linear acting on the input
@@ -464,8 +491,96 @@ def normalized_mls(model: nn.Module, # the network, in eval mode
                    batch_size: int = 512, # batch size used to split (X, y) tensors
                   ) -> float:
     "(1/n) Σ ‖x_i‖ ‖J(x_i)‖₂ with ‖J‖₂ by power iteration on JᵀJ (JVP/VJP, no dense Jacobian)."
-    xJ = lambda x, _: (x.reshape(len(x), -1).norm(dim=1) * jacobian_spectral_norms(model, x, iters, tol)).sum().item()
+    check_finite_params(model)
+    def xJ(x, _):
+        check_finite_output(model(x))
+        s = jacobian_spectral_norms(model, x, iters, tol); check_finite_output(s, 'Jacobian norm')
+        return (x.reshape(len(x), -1).norm(dim=1) * s).sum().item()
     return sample_mean(model, data, xJ, batch_size)
+
+# %% ../nbs/06_compression.ipynb #f8e160a6
+def layer_output_jacobians(model: nn.Module, # the network, in eval mode
+                           x: Tensor, # batch of inputs
+                           layers: Sequence | None = None, # linear layers (modules or names); default all
+                          ) -> dict[str, Tensor]:
+    "Per-sample ∂f/∂z_l (B, k, numel z_l) for every linear layer's output z_l, by a zero shift added in a forward hook."
+    names, mods = _resolve_layers(model, layers)
+    shapes = {}
+    hs = [m.register_forward_hook(lambda mod, inp, out, n=n: shapes.update({n: out.shape[1:]})) for n, m in zip(names, mods)]
+    try:
+        with torch.no_grad(): model(x[:1])
+    finally:
+        for h in hs: h.remove()
+    def f(xi, *es):
+        hs = [m.register_forward_hook(lambda mod, inp, out, e=e: out + e.unsqueeze(0)) for m, e in zip(mods, es)]
+        try: return model(xi.unsqueeze(0)).reshape(-1)
+        finally:
+            for h in hs: h.remove()
+    zeros = [torch.zeros((len(x), *shapes[n]), dtype=x.dtype, device=x.device) for n in names]
+    Js = vmap(jacrev(f, argnums=tuple(range(1, len(names) + 1))))(x, *zeros)
+    return {n: J.reshape(len(x), J.shape[1], -1) for n, J in zip(names, Js)}
+
+# %% ../nbs/06_compression.ipynb #3112a8b5
+def layer_operator_norm(layer: nn.Module, # an nn.Linear, nn.Conv1d or nn.Conv2d
+                        input_shape: Sequence[int], # shape of one input of the layer (conv: (C, H, W) or (C, L))
+                       ) -> float:
+    "‖A‖₂ of the layer as a linear map on one input: σ_max(W) for nn.Linear, power iteration on the convolution otherwise."
+    if isinstance(layer, nn.Linear): return torch.linalg.matrix_norm(layer.weight.detach(), ord=2).item()
+    return conv_spectral_norm(layer, input_shape)
+
+def _authors_c(layer, out_numel, frobenius):
+    "c_l of sharpdim's get_nmls: ‖K‖_F² × output positions (conv), ‖W‖_F² or ‖W‖₂² (linear)."
+    w = layer.weight.detach()
+    if isinstance(layer, nn.Linear):
+        return (w ** 2).sum().item() if frobenius else torch.linalg.matrix_norm(w, ord=2).item() ** 2
+    return (w ** 2).sum().item() * (out_numel // layer.out_channels)
+
+@dataclass
+class NMLSBounds:
+    "NMLS and its upper bounds for networks of linear and convolutional layers (see the text above)."
+    nmls: float        # (1/n) Σ_i Σ_l ‖∂f/∂a_l(x_i)‖₂
+    mid: float         # (1/n) Σ_i Σ_l ‖A_l‖₂ ‖∂f/∂z_l(x_i)‖_F  (≥ nmls: a theorem)
+    rhs_untied: float  # √G̃ √((1/n) Σ Σ ‖A_l‖₂²/‖a_l‖²)  (≥ mid: a theorem)
+    rhs_gn: float      # √G √((1/n) Σ Σ ‖A_l‖₂²/‖a_l‖²): the paper's Eq. 12 with exact operator norms
+    rhs_authors: float # √G √((1/n) Σ Σ c_l/(‖a_l‖² + 1e-4)): sharpdim's get_nmls
+    gn: float          # G = (1/n) Σ ‖∇_θ f(x_i)‖²_F
+    gn_untied: float   # G̃ = (1/n) Σ_i Σ_l ‖∂f/∂z_l‖²_F ‖a_l‖²
+    step_ratio: float  # max over samples and layers of ‖∂f/∂z‖_F ‖a‖ / ‖∇_W f‖_F (1 for nn.Linear)
+    op_norms: dict     # ‖A_l‖₂ by layer
+    authors_c: dict    # c_l by layer
+    n: int
+
+# %% ../nbs/06_compression.ipynb #23132130
+def nmls_bounds(model: nn.Module, # a network of nn.Linear / nn.Conv1d / nn.Conv2d layers (any activations), in eval mode
+                data, # (X, y) tensors or an iterable of (x, y) batches (labels are ignored)
+                batch_size: int = 128, # batch size used to split (X, y) tensors
+               ) -> NMLSBounds:
+    "NMLS, the operator-norm chain (theorems), the paper's Eq. 12 form with G, and the LVR authors' Frobenius version."
+    check_eval(model); check_finite_params(model)
+    names, mods = _resolve_layers(model, None); dev, dt = model_device_dtype(model)
+    frob = any(not isinstance(m, nn.Linear) for m in mods)   # sharpdim: Frobenius for every layer of a non-MLP model
+    s = dict(nmls=0.0, mid=0.0, G=0.0, Gt=0.0, Wa=0.0, ca=0.0); step, opn, ca, n = 0.0, None, None, 0
+    with torch.no_grad():
+        for x, _ in iter_batches(data, batch_size, dev, dt):
+            check_finite_output(model(x))
+            Ja, acts = layer_input_jacobians(model, x, names); Jz = layer_output_jacobians(model, x, names)
+            g = param_grad_sqnorms(model, x)
+            if opn is None:
+                opn = {nm: layer_operator_norm(m, layer_inputs(model, x[:1], [nm])[nm].shape[1:]) for nm, m in zip(names, mods)}
+                ca = {nm: _authors_c(m, Jz[nm].shape[2], frob) for nm, m in zip(names, mods)}
+            s['G'] += sum(v.sum() for v in g.values()).item()
+            for nm in names:
+                a2 = acts[nm].pow(2).sum(1); zF = Jz[nm].pow(2).sum((1, 2)).sqrt()
+                s['nmls'] += torch.linalg.matrix_norm(Ja[nm], ord=2).sum().item()
+                s['mid'] += (opn[nm] * zF).sum().item(); s['Gt'] += (zF ** 2 * a2).sum().item()
+                s['Wa'] += (opn[nm] ** 2 / a2).sum().item(); s['ca'] += (ca[nm] / (a2 + 1e-4)).sum().item()
+                gw = g[nm + '.weight'].sqrt()
+                step = max(step, torch.where(gw > 0, zF * a2.sqrt() / gw, 0.0).max().item())
+            n += len(x)
+    keys = list(s); *v, n = reduce_sums(*(s[k] for k in keys), n); s = {k: t / n for k, t in zip(keys, v)}
+    step, = reduce_max(step)
+    return NMLSBounds(s['nmls'], s['mid'], math.sqrt(s['Gt'] * s['Wa']), math.sqrt(s['G'] * s['Wa']), math.sqrt(s['G'] * s['ca']),
+                      s['G'], s['Gt'], step, opn, ca, n)
 
 # %% ../nbs/06_compression.ipynb #87b5bab3
 def benchmark_compression(n: int = 2000, # number of samples

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_experiments.ipynb #bda23131
 from __future__ import annotations
-import argparse, hashlib, json, math, os, sys, tempfile, time, warnings
+import argparse, hashlib, json, math, os, random, sys, tempfile, time, warnings
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
@@ -14,13 +14,13 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from scipy import stats
 from tqdm import tqdm
 from .data import digits_data, mnist1d_data
-from .measures import measure_all
+from .measures import fig5_authors, measure_all
 from .flatness import (feature_normalized, layerwise_rescale, linear_chain, max_output_change,
                                   random_layerwise_factors, random_neuronwise, relative_flatness)
 
 # %% auto #0
-__all__ = ['INITS', 'DATASETS', 'CONFIG_FIELDS', 'REPARAMS', 'CORR_METHODS', 'HYPERS', 'NOT_MEASURES', 'STUDIES', 'Config',
-           'load_data', 'build_mlp', 'train_model', 'measure_model', 'load_result', 'reparameterize', 'sweep',
+__all__ = ['INITS', 'DATASETS', 'CONFIG_FIELDS', 'REPARAMS', 'REPARAM_KINDS', 'CORR_METHODS', 'HYPERS', 'NOT_MEASURES', 'STUDIES',
+           'Config', 'load_data', 'build_mlp', 'train_model', 'measure_model', 'load_result', 'reparameterize', 'sweep',
            'zoo_configs', 'measure_columns', 'correlations', 'tau_a', 'granulated_kendall', 'granulated_table',
            'corr_table', 'reparam_table', 'scatter_fit', 'corr_heatmap', 'register_study', 'iclr_configs', 'run_study',
            'main']
@@ -44,6 +44,8 @@ class Config:
     with_pac_bayes: bool = False    # measure PAC-Bayes flatness (the slowest measure)
     with_compression: bool = False  # measure the LVR-paper metrics
     lanczos_iters: int = 20     # Lanczos steps for every λ_max
+    stop_loss: float = 0.0      # > 0: stop after the first epoch whose mean minibatch loss is below it (epochs is the cap)
+    with_authors: bool = False  # also measure NeurIPS Fig. 5's competitors under the authors' code definitions
 
     def __post_init__(self):
         object.__setattr__(self, 'widths', tuple(int(w) for w in self.widths))
@@ -53,6 +55,7 @@ class Config:
             v = getattr(self, nm)
             if not (isinstance(v, int) and v >= 1): raise ValueError(f"{nm} must be a positive integer, got {v!r}")
         if not self.widths or min(self.widths) < 1: raise ValueError(f"widths must be positive, got {self.widths}")
+        if not self.stop_loss >= 0: raise ValueError(f"stop_loss must be 0 (off) or positive, got {self.stop_loss!r}")
         for nm in ('lr', 'init_scale'):
             if not getattr(self, nm) > 0: raise ValueError(f"{nm} must be positive, got {getattr(self, nm)!r}")
 
@@ -109,16 +112,18 @@ def _model_for(cfg):
 def train_model(cfg: Config, # the run
                 train: tuple, # (X, y) training tensors
                ) -> tuple[nn.Module, bool]:
-    "Minibatch SGD in float32 for cfg.epochs epochs; returns (float64 model in eval mode, diverged flag)."
+    "Minibatch SGD in float32 (cfg.epochs epochs, or until cfg.stop_loss); (float64 model in eval mode, diverged flag)."
     X, y = train[0].float(), train[1]
     m = _model_for(cfg); opt = torch.optim.SGD(m.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(cfg.seed)
-    for _ in range(cfg.epochs):
-        perm = torch.randperm(len(X), generator=g)
+    for ep in range(cfg.epochs):
+        perm, tot, nb = torch.randperm(len(X), generator=g), 0.0, 0
         for i in range(0, len(X), cfg.batch_size):
             b = perm[i:i + cfg.batch_size]
-            opt.zero_grad(); loss = F.cross_entropy(m(X[b]), y[b]); loss.backward(); opt.step()
+            opt.zero_grad(); loss = F.cross_entropy(m(X[b]), y[b]); loss.backward(); opt.step(); tot += loss.item(); nb += 1
+        m.epochs_run, m.epoch_loss = ep + 1, tot / nb     # read by the sweep (the authors' stopping rule)
         if not math.isfinite(loss.item()): return m.double().eval(), True
+        if cfg.stop_loss > 0 and tot / nb < cfg.stop_loss: break
     return m.double().eval(), False
 
 # %% ../nbs/08_experiments.ipynb #decc4ef7
@@ -138,10 +143,12 @@ def measure_model(model: nn.Module, # float64 network in eval mode
         for nm in names[1:]:
             row[f'kappa_phi_norm[{nm}]'] = relative_flatness(feature_normalized(model, nm, train), nm, train)
     row['kappa_phi_norm_max'] = max(row[f'kappa_phi_norm[{nm}]'] for nm in names[1:])
+    if cfg.with_authors: row.update(fig5_authors(model, train, seed=cfg.seed))
     return row
 
 # %% ../nbs/08_experiments.ipynb #0147a67c
 REPARAMS = ('layerwise', 'neuronwise')
+REPARAM_KINDS = REPARAMS + ('authors',)   # 'authors': NeurIPS Fig. 5's own reparameterisation (not run by default)
 
 def _atomic_save(obj, path):
     "torch.save to a temporary file in the target folder, then rename it into place."
@@ -166,20 +173,23 @@ def load_result(path: str | os.PathLike, # a result file written by `sweep`
     return res
 
 def reparameterize(model: nn.Module, # float64 ReLU MLP
-                   kind: str, # 'layerwise' or 'neuronwise'
+                   kind: str, # 'layerwise', 'neuronwise' or 'authors'
                    seed: int = 0, # seed of the random factors
                   ) -> nn.Module:
-    "A copy of `model` with random factors u or 1/u, u ~ U[5, 25], applied layer-wise (product 1) or neuron-wise."
+    "Copy of `model` with factors u or 1/u, u ~ U[5, 25], layer-wise or neuron-wise; 'authors': last layer × f, the one before ÷ f."
     if kind == 'layerwise': return layerwise_rescale(model, random_layerwise_factors(len(linear_chain(model)), seed=seed))
     if kind == 'neuronwise': return random_neuronwise(model, seed=seed)
-    raise ValueError(f"unknown reparameterisation {kind!r}; choose one of {REPARAMS}")
+    if kind == 'authors':   # measure_comparison.py: an integer f in [5, 25]; fc2 (weight, bias) ÷ f, fc3's weight × f
+        f = float(random.Random(seed).randint(5, 25)); L = len(linear_chain(model))
+        return layerwise_rescale(model, [1.0] * (L - 2) + [1 / f, f])
+    raise ValueError(f"unknown reparameterisation {kind!r}; choose one of {REPARAM_KINDS}")
 
 def _run_one(cfg, out, reparam):
     "Train (or load) and measure one config; returns the result dict that is cached."
     tr, te = load_data(cfg)
     if reparam is None:
         t0 = time.perf_counter(); model, diverged = train_model(cfg, tr); t1 = time.perf_counter()
-        row = dict(diverged=diverged, train_s=t1 - t0)
+        row = dict(diverged=diverged, train_s=t1 - t0, epochs_run=model.epochs_run, epoch_loss=model.epoch_loss)
     else:
         base = _result(cfg, out, None)
         if base['row'].get('diverged'): return dict(config=asdict(cfg), row=dict(diverged=True), state_dict={})
@@ -202,7 +212,7 @@ def _result(cfg, out, reparam):
 
 def sweep(configs: Sequence[Config], # the runs
           out: str | os.PathLike, # cache folder (one file per run and stage)
-          reparam: str | None = None, # None, 'layerwise' or 'neuronwise'
+          reparam: str | None = None, # None, 'layerwise', 'neuronwise' or 'authors'
           progress: bool = True, # show a tqdm progress bar
           threads: int = 1, # torch threads while training and measuring (restored afterwards)
          ) -> pd.DataFrame:
@@ -212,8 +222,8 @@ def sweep(configs: Sequence[Config], # the runs
     if not all(isinstance(c, Config) for c in configs): raise TypeError("sweep takes a list of Config objects")
     keys = [c.key() for c in configs]
     if len(set(keys)) != len(keys): raise ValueError("the list of configs has duplicates")
-    if reparam is not None and reparam not in REPARAMS:
-        raise ValueError(f"unknown reparameterisation {reparam!r}; choose None or one of {REPARAMS}")
+    if reparam is not None and reparam not in REPARAM_KINDS:
+        raise ValueError(f"unknown reparameterisation {reparam!r}; choose None or one of {REPARAM_KINDS}")
     rows, before = [], torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -11,12 +11,14 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad, jvp, vmap
 from .core import (check_eval, check_loss, empirical_risk, iter_batches, linear_layers, model_device_dtype,
-                              per_sample_losses, perturbed_risks, reduce_sums, sample_loss)
-from .hessian import Estimate, network_hessian_trace, lambda_max
+                              per_sample_losses, perturbed_risks, reduce_sums, sample_loss, sample_mean)
+from .hessian import Estimate, network_hessian_trace, lambda_max, layer_curvature
+import warnings
 from .flatness import network_measures
 
 # %% auto #0
-__all__ = ['fisher_rao_norm', 'fisher_rao_euler', 'PacBayes', 'pac_bayes_flatness', 'weight_norms', 'measure_all']
+__all__ = ['fisher_rao_norm', 'fisher_rao_euler', 'PacBayes', 'pac_bayes_flatness', 'weight_norms', 'exact_layers', 'measure_all',
+           'fisher_rao_authors', 'pac_bayes_sigma_authors', 'pac_bayes_bound_authors', 'fig5_authors']
 
 # %% ../nbs/07_measures.ipynb #af45a9ef
 def _params(model):
@@ -124,6 +126,18 @@ def _accuracy(model, data, batch_size):
     c, n = reduce_sums(c, n)
     return c / n
 
+def exact_layers(model: nn.Module, # the network
+                ) -> list[str]:
+    "Dotted names of the layers with an exact curvature route (nn.Linear, ungrouped nn.Conv1d / nn.Conv2d); warns about the rest."
+    ll = linear_layers(model)
+    names = [n for n, m in ll.items() if getattr(m, 'groups', 1) == 1]
+    if len(names) < len(ll):
+        warnings.warn(f"layers {[n for n in ll if n not in names]} are grouped convolutions with no exact route; their κ and "
+                      "trace are left out (relative_flatness(..., method='hutchinson') estimates them)")
+    if not names: raise ValueError("model has no layer with an exact route (nn.Linear, or a convolution with groups=1)")
+    return names
+
+# %% ../nbs/07_measures.ipynb #caabb406
 def measure_all(model: nn.Module, # the network, in eval mode
                 train, # training data: (X, y) tensors or an iterable of batches
                 test, # test data, same form
@@ -139,19 +153,20 @@ def measure_all(model: nn.Module, # the network, in eval mode
                test_loss=empirical_risk(model, test, loss_fn, batch_size),
                train_acc=_accuracy(model, train, batch_size), test_acc=_accuracy(model, test, batch_size))
     row['loss_gap'] = row['test_loss'] - row['train_loss']; row['error_gap'] = row['train_acc'] - row['test_acc']
-    nm = network_measures(model, train, loss_fn, lanczos_iters=lanczos_iters, batch_size=batch_size)
+    names = exact_layers(model)
+    nm = network_measures(model, train, loss_fn, layers=names, lanczos_iters=lanczos_iters, batch_size=batch_size)
     for l in nm.pop('layers'):
         row[f"kappa_phi[{l['layer']}]"] = l['relative_flatness']
         row[f"trace[{l['layer']}]"] = l['trace']
-    kap = [v for k, v in row.items() if k.startswith('kappa_phi[')]
+    kap = [row[f'kappa_phi[{n}]'] for n in names]
     row.update(kappa_phi_max=max(kap), kappa_phi_sum=sum(kap), **nm)
     row['trace_H'] = network_hessian_trace(model, train, loss_fn, seed=seed, batch_size=batch_size).value
     row['lambda_max'] = lambda_max(model, train, loss_fn, iters=lanczos_iters, seed=seed, batch_size=batch_size)
     row['fisher_rao'] = fisher_rao_norm(model, train, loss_fn, batch_size)
     row.update(weight_norms(model))
     from flatness_nb.compression import adaptive_sharpness
-    try: row['adaptive_sharpness'] = adaptive_sharpness(model, train, loss_fn, batch_size=batch_size)
-    except ValueError: row['adaptive_sharpness'] = float('nan')
+    try: row['adaptive_sharpness_2nd_order'] = adaptive_sharpness(model, train, loss_fn, batch_size=batch_size)
+    except ValueError: row['adaptive_sharpness_2nd_order'] = float('nan')   # a parameter outside the exact layers
     if pac_bayes:
         row['pac_bayes'] = pac_bayes_flatness(model, train, loss_fn, seed=seed, batch_size=batch_size).measure
         row['pac_bayes_mag'] = pac_bayes_flatness(model, train, loss_fn, magnitude_aware=True, seed=seed,
@@ -161,3 +176,81 @@ def measure_all(model: nn.Module, # the network, in eval mode
         c = compression_measures(model, train, batch_size=min(batch_size, 256))
         row.update(mls=c.mls, nmls=c.nmls, lvr=c.lvr, nvr=c.nvr, participation_ratio=c.pr)
     return row
+
+# %% ../nbs/07_measures.ipynb #fa3e79d1
+def fisher_rao_authors(model: nn.Module, # a classifier returning logits, in eval mode
+                       data, # (X, y) tensors or an iterable of (x, y) batches, integer labels
+                       n_layers: int | None = None, # d in the factor (d+1)²; default: the number of linear layers
+                       batch_size: int = 512, # batch size used to split (X, y) tensors
+                      ) -> float:
+    "Authors' Fisher–Rao: sqrt((d+1)² (1/n) Σ_i (⟨softmax f_i, f_i⟩ − f_{i,y_i})²), the Euler form for cross-entropy."
+    d = n_layers if n_layers is not None else len(linear_layers(model))
+    def sq(x, y):
+        f = model(x)
+        return ((F.softmax(f, 1) * f).sum(1) - f.gather(1, y[:, None])[:, 0]).pow(2).sum().item()
+    with torch.no_grad(): return math.sqrt((d + 1) ** 2 * sample_mean(model, data, sq, batch_size))
+
+# %% ../nbs/07_measures.ipynb #a8cabb5f
+def _perturbed_accuracy(model, data, noise, batch_size):
+    "Training accuracy of the model with `noise` added to its parameters (by name)."
+    p = {k: v + noise[k] for k, v in _params(model).items()}
+    dev, dt = model_device_dtype(model); c = n = 0
+    with torch.no_grad():
+        for x, y in iter_batches(data, batch_size, dev, dt):
+            c += (functional_call(model, p, (x,)).argmax(1) == y).sum().item(); n += len(x)
+    return c / n
+
+def pac_bayes_sigma_authors(model: nn.Module, # a classifier returning logits, in eval mode
+                            data, # training data: (X, y) tensors or an iterable of (x, y) batches, integer labels
+                            magnitude_eps: float | None = None, # None: plain noise; else the magnitude-aware variant's ε
+                            drop: float = 0.1, # target drop of training accuracy
+                            tol: float = 0.01, # stop when the drop is within tol of the target
+                            search_depth: int = 15, # bisection steps on [0, 2]
+                            draws: int = 3, # fresh noise draws per step
+                            seed: int = 0, # seed of the noise
+                            batch_size: int = 512, # batch size used to split (X, y) tensors
+                           ) -> float:
+    "σ of the authors' search: noise std σ² (magnitude-aware: σ²w² + ε²) on every parameter, accuracy drop ≈ `drop`."
+    check_eval(model)
+    acc0, p0 = _accuracy(model, data, batch_size), _params(model)
+    if not math.isfinite(acc0): raise ValueError("the authors' PAC-Bayes search needs integer class labels (it tracks accuracy)")
+    gen = torch.Generator(device=model_device_dtype(model)[0]).manual_seed(seed)
+    def std(s, w): return s ** 2 if magnitude_eps is None else s ** 2 * w ** 2 + magnitude_eps ** 2
+    lo, hi = 0.0, 2.0
+    for _ in range(search_depth):
+        s = (lo + hi) / 2
+        accs = [_perturbed_accuracy(model, data, {k: std(s, w) * torch.randn(w.shape, generator=gen, dtype=w.dtype,
+                                                   device=w.device) for k, w in p0.items()}, batch_size) for _ in range(draws)]
+        disp = abs(sum(accs) / draws - acc0)
+        if abs(disp - drop) < tol: break
+        if disp > drop: hi = s
+        else: lo = s
+    return s
+
+def pac_bayes_bound_authors(model: nn.Module, # the network
+                            sigma: float, # σ from `pac_bayes_sigma_authors`
+                            m: int, # number of training samples
+                           ) -> float:
+    "The quantity plotted as 'PacBayes': ‖w‖²/(4σ²) + log(m/σ) + 10, w the weights without biases (or BatchNorm)."
+    w2 = sum((p.detach() ** 2).sum().item() for n, p in model.named_parameters() if 'bias' not in n and 'bn' not in n)
+    return w2 / (4 * sigma ** 2) + math.log(m / sigma) + 10
+
+# %% ../nbs/07_measures.ipynb #0185dddf
+def fig5_authors(model: nn.Module, # a classifier of linear layers chained by ReLUs, in eval mode
+                 train, # training data: (X, y) tensors or an iterable of (x, y) batches, integer labels
+                 seed: int = 0, # seed of the PAC-Bayes noise
+                 batch_size: int = 512, # batch size used to split (X, y) tensors
+                ) -> dict:
+    "NeurIPS Fig. 5's competitors under the authors' code definitions, plus κ^φ_Tr normalised with dead features folded."
+    from flatness_nb.flatness import feature_normalized, relative_flatness
+    last, mod = list(linear_layers(model).items())[-1]
+    c = layer_curvature(model, last, train, F.cross_entropy, columns=False, batch_size=batch_size)
+    s = pac_bayes_sigma_authors(model, train, seed=seed, batch_size=batch_size)
+    sm = pac_bayes_sigma_authors(model, train, magnitude_eps=1e-3, seed=seed, batch_size=batch_size)
+    m = sum(len(x) for x, _ in iter_batches(train, batch_size))
+    return dict(trace_last=c.trace, wnorm2_last=(mod.weight.detach() ** 2).sum().item(),
+                fisher_rao_authors=fisher_rao_authors(model, train, batch_size=batch_size),
+                pac_bayes_sigma_authors=s, pac_bayes_flat_authors=1 / s ** 2, pac_bayes_bound_authors=pac_bayes_bound_authors(model, s, m),
+                pac_bayes_mag_sigma_authors=sm, pac_bayes_mag_flat_authors=1 / sm ** 2,
+                kappa_phi_norm_fold=relative_flatness(feature_normalized(model, last, train, dead='fold', batch_size=batch_size),
+                                                      last, train, batch_size=batch_size))
