@@ -145,7 +145,7 @@ LEGEND = {
     'rho_sum': ('flatness', 'sum over layers and features of ρ_l(j)', 'ICLR'),
     'trace_H': ('sharpness', 'Tr(H) over all parameters (the sharpness NeurIPS 2021 Fig. 5 compares with)', 'NeurIPS21'),
     'lambda_max': ('sharpness', 'largest eigenvalue of the Hessian over all parameters (Lanczos)', 'ICLR'),
-    'adaptive_sharpness': ('sharpness', 'average-case adaptive sharpness (ρ²/2) Σ_j w_j² H_jj at ρ = 1', 'Andriushchenko23'),
+    'adaptive_sharpness_2nd_order': ('sharpness', 'adaptive sharpness, exact second-order form (ρ²/2) Σ_j w_j² H_jj at ρ = 1 (not the Monte-Carlo average)', 'Andriushchenko23'),
     'pac_bayes': ('sharpness', '1/σ*²: σ* the largest isotropic weight noise that raises the loss by ≤ the target', 'Jiang20'),
     'pac_bayes_mag': ('sharpness', 'the same with noise scaled by each weight\'s magnitude', 'Jiang20'),
     'fisher_rao': ('norms', 'Fisher–Rao norm (1/n) Σ_i ⟨θ, ∇_θ ℓ_i⟩²', 'Liang19'),
