@@ -158,7 +158,7 @@ def format_report(r: dict) -> str:
                      f"{d['two_processes_s']:.3f} s (speed-up {d['speedup']:.2f})")
     return '\n'.join(lines)
 
-# %% ../nbs/11_benchmark.ipynb #f327f9dc
+# %% ../nbs/11_benchmark.ipynb #4afef8a7
 PEERS = {'curvlinops': 'curvlinops-for-pytorch', 'backpack': 'backpack-for-pytorch'}  # import name: pip name
 
 def peer_status() -> dict:
@@ -176,7 +176,7 @@ def _short(e: BaseException, n: int = 160) -> str:
     s = (str(e).strip().splitlines() or [''])[0]
     return s if len(s) <= n else s[:n - 1] + '…'
 
-# %% ../nbs/11_benchmark.ipynb #1d10707c
+# %% ../nbs/11_benchmark.ipynb #46e2ec22
 BENCH_MODELS = {
     'lenet5': dict(factory=lambda **kw: LeNet5(), n=2000, batch_size=500, tiny={}, layers=('fc1', 'fc2', 'conv2')),
     'resnet18': dict(factory=lambda **kw: ResNet18(num_classes=10, **kw), n=256, batch_size=128, tiny=dict(width=4),
@@ -206,7 +206,7 @@ def _spec(name):
     if name not in BENCH_MODELS: raise ValueError(f"unknown model {name!r}; choose from {sorted(BENCH_MODELS)}")
     return BENCH_MODELS[name]
 
-# %% ../nbs/11_benchmark.ipynb #305fc63d
+# %% ../nbs/11_benchmark.ipynb #2151a8e5
 def _params(model, layer):
     "The block's parameters: the layer's weight, or every parameter when layer is None."
     return [dict(model.named_parameters())[layer + '.weight']] if layer else list(model.parameters())
@@ -226,7 +226,7 @@ def _curvlinops(model, batches, layer, kind='hutchinson', matvecs=10):
                               check_deterministic=False, num_data=n)
     return dict(value=(hutchinson_trace if kind == 'hutchinson' else hutchpp_trace)(A, matvecs).item())
 
-# %% ../nbs/11_benchmark.ipynb #a3ca0e8b
+# %% ../nbs/11_benchmark.ipynb #b8e76b8e
 class Unsupported(RuntimeError):
     "A peer cannot run on this model; the message says why."
 
@@ -246,14 +246,15 @@ def _backpack_sum(model, batches, layer, ext, converter):
     return total
 
 def _backpack(model, batches, layer, ext='DiagGGNExact'):
-    "BackPACK's block trace: as the model is, else through its torch.fx converter; `Unsupported` with both reasons."
+    "BackPACK's block trace: as the model is, else through its torch.fx converter; both failures' reasons if neither runs."
     why = []
     for conv in (False, True):
         try: return dict(value=_backpack_sum(model, batches, layer, ext, conv), converter=conv)
         except Exception as e: why.append(f"{'converter' if conv else 'plain'}: {type(e).__name__}: {_short(e, 110)}")
-    raise Unsupported('; '.join(why))
+    oom = any("can't allocate memory" in w or 'out of memory' in w for w in why)   # supported, but too big: an error
+    raise (RuntimeError if oom else Unsupported)('; '.join(why))
 
-# %% ../nbs/11_benchmark.ipynb #f90b4780
+# %% ../nbs/11_benchmark.ipynb #3954d44b
 def _fb_row(model, batches):
     "The baseline row: one forward+backward pass (no value)."
     forward_backward(model, batches); return dict(value=None)
@@ -271,7 +272,7 @@ METHODS = {  # row name: (peer it needs or None, computation)
 LAYER_METHODS = tuple(k for k in METHODS if k != 'forward+backward')
 NETWORK_METHODS = ('ours Tr(H)', 'Hutchinson 10', 'DiagGGNExact', 'DiagHessian')
 
-# %% ../nbs/11_benchmark.ipynb #c96c025a
+# %% ../nbs/11_benchmark.ipynb #83364249
 def _attention(math: bool):
     "Context: scaled dot-product attention through PyTorch's math kernel (which has forward-mode derivatives) when `math`."
     if not math: return contextlib.nullcontext()
@@ -305,10 +306,10 @@ def _measure(model, batches, method, layer, dev):
     except Exception as e: return dict(error=f"{type(e).__name__}: {_short(e)}")
     return dict(seconds=t, peak_mb=_mem_peak(dev, start), **out)
 
-# %% ../nbs/11_benchmark.ipynb #f273de39
+# %% ../nbs/11_benchmark.ipynb #4a45bc59
 def _t_fb(model, batches, dev):
-    "Warm up, then the best of two forward+backward passes over the batches (seconds)."
-    forward_backward(model, batches[:1])
+    "Warm up (two samples), then the best of two forward+backward passes over the batches (seconds)."
+    forward_backward(model, [(batches[0][0][:2], batches[0][1][:2])])
     return min(_timed(lambda: forward_backward(model, batches), dev)[0] for _ in range(2))
 
 def _child_main(spec: str):
@@ -324,7 +325,7 @@ def _child_main(spec: str):
         lim = vm * 1024 + int(s['mem_gb'] * 2**30); resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
     with ctx: print(json.dumps(_measure(model, batches, s['method'], s['layer'], dev)), flush=True)
 
-# %% ../nbs/11_benchmark.ipynb #be96b92b
+# %% ../nbs/11_benchmark.ipynb #e44361d0
 def _read_json(p, timeout):
     "The next JSON line from a child's stdout within `timeout` seconds, or None."
     import select
@@ -357,7 +358,7 @@ def _tail(f):
     f.seek(0); lines = [l for l in f.read().splitlines() if l.strip()]
     return _short(lines[-1]) if lines else 'no message'
 
-# %% ../nbs/11_benchmark.ipynb #4af20910
+# %% ../nbs/11_benchmark.ipynb #590b4841
 def bench_plan(layers: tuple, # layer names
                peers: set, # usable peers
                network: bool = True, # also the whole-network rows
@@ -378,7 +379,7 @@ def _skip_reason(rows, block, method, budget):
     if r.get('status') == '> budget' or str(r.get('status', '')).startswith('skipped'): return f"skipped: {src} > budget"
     if r.get('t_fb') is not None and f * r['t_fb'] > budget: return f"skipped: predicted {f * r['t_fb']:.0f} t_fb > budget"
 
-# %% ../nbs/11_benchmark.ipynb #926e5955
+# %% ../nbs/11_benchmark.ipynb #0a1d0c2c
 def _finish(r, budget):
     "Set a row's t_fb ratio and status."
     if r.get('seconds') is not None: r['t_fb'] = r['seconds'] / r['t_fb_s']
@@ -394,7 +395,7 @@ def _add_errors(rows):
         if METHODS[r['method']][0] and r.get('value') is not None and r['block'] in ref:
             r['rel_err'] = abs(r['value'] - ref[r['block']]) / abs(ref[r['block']])
 
-# %% ../nbs/11_benchmark.ipynb #4978f8cb
+# %% ../nbs/11_benchmark.ipynb #4c038a36
 def run_model(name: str, # a key of BENCH_MODELS
               n: int | None = None, # samples (default: the model's)
               batch_size: int | None = None, # batch size (default: the model's)
@@ -431,7 +432,7 @@ def run_model(name: str, # a key of BENCH_MODELS
     _add_errors(rows)
     return dict(cfg, budget=budget, peers={p: v['version'] for p, v in peer_status().items()} if peers else {}, rows=rows)
 
-# %% ../nbs/11_benchmark.ipynb #4fe0af48
+# %% ../nbs/11_benchmark.ipynb #5f0ce45a
 def _usable_peers(peers, say):
     "Installed peers when `peers` is on; one line for each that is missing or switched off."
     if not peers: say("peers off (--no-peers): curvlinops and BackPACK rows left out"); return set()
@@ -441,7 +442,7 @@ def _usable_peers(peers, say):
         else: say(f"{PEERS[p]} not usable ({v['reason']}): its rows are left out; pip install -e \".[bench]\" adds it")
     return ok
 
-# %% ../nbs/11_benchmark.ipynb #2df5ce1c
+# %% ../nbs/11_benchmark.ipynb #af13aa18
 def format_model(r: dict) -> str:
     "A readable table of a `run_model` result."
     base = next((x for x in r['rows'] if x['method'] == 'forward+backward'), {})
@@ -455,7 +456,7 @@ def format_model(r: dict) -> str:
                      f"{f(x.get('peak_mb'), '9.0f'):>9}  {x['status']}")
     return '\n'.join(lines)
 
-# %% ../nbs/11_benchmark.ipynb #e54553a9
+# %% ../nbs/11_benchmark.ipynb #4630df34
 def main(argv=None):
     "Command line: `python -m flatness_nb.benchmark [--models resnet18,vit] [--n N] [--budget 20] [--no-peers] [--out f.json]`."
     p = argparse.ArgumentParser(description='Benchmark exact curvature: LeNet5 against the dense Hessian, or (--models) '
@@ -477,7 +478,7 @@ def main(argv=None):
     if a.out:
         with open(a.out, 'w') as f: json.dump(r, f, indent=1)
 
-# %% ../nbs/11_benchmark.ipynb #ecc1b532
+# %% ../nbs/11_benchmark.ipynb #f95ad02f
 def _lenet_main(a):
     "The LeNet5 benchmark (no --models): run, print, return."
     r = run_benchmark(a.n or 2000, a.device, a.dtype, a.batch_size or 500, memory=not a.no_memory, extra=not a.no_extra)
@@ -495,6 +496,6 @@ def _models_main(a, p):
         print(format_model(out[m]), flush=True)
     return out
 
-# %% ../nbs/11_benchmark.ipynb #8c7db669
+# %% ../nbs/11_benchmark.ipynb #c88a75af
 #| eval: false
 if __name__ == '__main__': main()
