@@ -158,7 +158,7 @@ def format_report(r: dict) -> str:
                      f"{d['two_processes_s']:.3f} s (speed-up {d['speedup']:.2f})")
     return '\n'.join(lines)
 
-# %% ../nbs/11_benchmark.ipynb #2330f7ba
+# %% ../nbs/11_benchmark.ipynb #b00dfdf1
 PEERS = {'curvlinops': 'curvlinops-for-pytorch', 'backpack': 'backpack-for-pytorch'}  # import name: pip name
 
 def peer_status() -> dict:
@@ -176,7 +176,7 @@ def _short(e: BaseException, n: int = 160) -> str:
     s = (str(e).strip().splitlines() or [''])[0]
     return s if len(s) <= n else s[:n - 1] + '…'
 
-# %% ../nbs/11_benchmark.ipynb #de25dbfe
+# %% ../nbs/11_benchmark.ipynb #fa038609
 BENCH_MODELS = {
     'lenet5': dict(factory=lambda **kw: LeNet5(), n=2000, batch_size=500, tiny={}, layers=('fc1', 'fc2', 'conv2')),
     'resnet18': dict(factory=lambda **kw: ResNet18(num_classes=10, **kw), n=256, batch_size=128, tiny=dict(width=4),
@@ -206,7 +206,7 @@ def _spec(name):
     if name not in BENCH_MODELS: raise ValueError(f"unknown model {name!r}; choose from {sorted(BENCH_MODELS)}")
     return BENCH_MODELS[name]
 
-# %% ../nbs/11_benchmark.ipynb #b7a31041
+# %% ../nbs/11_benchmark.ipynb #1384e9f5
 def _params(model, layer):
     "The block's parameters: the layer's weight, or every parameter when layer is None."
     return [dict(model.named_parameters())[layer + '.weight']] if layer else list(model.parameters())
@@ -226,7 +226,7 @@ def _curvlinops(model, batches, layer, kind='hutchinson', matvecs=10):
                               check_deterministic=False, num_data=n)
     return dict(value=(hutchinson_trace if kind == 'hutchinson' else hutchpp_trace)(A, matvecs).item())
 
-# %% ../nbs/11_benchmark.ipynb #a9dbf23c
+# %% ../nbs/11_benchmark.ipynb #0cbf83d1
 class Unsupported(RuntimeError):
     "A peer cannot run on this model; the message says why."
 
@@ -254,7 +254,7 @@ def _backpack(model, batches, layer, ext='DiagGGNExact'):
     oom = any("can't allocate memory" in w or 'out of memory' in w for w in why)   # supported, but too big: an error
     raise (RuntimeError if oom else Unsupported)('; '.join(why))
 
-# %% ../nbs/11_benchmark.ipynb #cb68385f
+# %% ../nbs/11_benchmark.ipynb #e998b646
 def _fb_row(model, batches):
     "The baseline row: one forward+backward pass (no value)."
     forward_backward(model, batches); return dict(value=None)
@@ -272,7 +272,7 @@ METHODS = {  # row name: (peer it needs or None, computation)
 LAYER_METHODS = tuple(k for k in METHODS if k != 'forward+backward')
 NETWORK_METHODS = ('ours Tr(H)', 'Hutchinson 10', 'DiagGGNExact', 'DiagHessian')
 
-# %% ../nbs/11_benchmark.ipynb #770c5743
+# %% ../nbs/11_benchmark.ipynb #f45fd4ed
 def _attention(math: bool):
     "Context: scaled dot-product attention through PyTorch's math kernel (which has forward-mode derivatives) when `math`."
     if not math: return contextlib.nullcontext()
@@ -303,24 +303,30 @@ def _warm_up(model, batches, method, layer):
     try: METHODS[method][1](model, [(batches[0][0][:2], batches[0][1][:2])], layer)
     except Exception: pass   # the timed run meets and reports the same error
 
+def _clocked(f, dev):
+    "Wall seconds and CPU seconds (this process, all its threads) of one call of f, and its result."
+    _sync(dev); w, c = time.perf_counter(), time.process_time(); out = f(); _sync(dev)
+    return time.perf_counter() - w, time.process_time() - c, out
+
 def _measure(model, batches, method, layer, dev, t_fb=None):
-    "Run one row (twice when it took < 2·t_fb; the faster counts): dict(seconds, peak_mb, value, ...) or dict(error=...)."
+    "Run one row (twice when it took < 2·t_fb; the faster counts): dict(seconds, cpu_s, peak_mb, value, ...) or dict(error=...)."
     def once():
         torch.manual_seed(0)   # peers draw their probes from torch's generator: the same probes on every run
-        return _timed(lambda: METHODS[method][1](model, batches, layer), dev)
+        return _clocked(lambda: METHODS[method][1](model, batches, layer), dev)
     start = _mem_start(dev)
     try:
-        t, out = once(); peak = _mem_peak(dev, start)
-        if t_fb and t < 2 * t_fb: t = min(t, once()[0])
+        t, c, out = once(); peak = _mem_peak(dev, start)
+        if t_fb and t < 2 * t_fb: t2, c2, _ = once(); t, c = min(t, t2), min(c, c2)
     except Unsupported as e: return dict(unsupported=str(e))
     except Exception as e: return dict(error=f"{type(e).__name__}: {_short(e)}")
-    return dict(seconds=t, peak_mb=peak, **out)
+    return dict(seconds=t, cpu_s=c, peak_mb=peak, **out)
 
-# %% ../nbs/11_benchmark.ipynb #38535634
+# %% ../nbs/11_benchmark.ipynb #be5661c4
 def _t_fb(model, batches, dev):
-    "Warm up (two samples), then the best of two forward+backward passes over the batches (seconds)."
+    "Warm up (two samples), then the best of two forward+backward passes over the batches: (wall s, CPU s)."
     forward_backward(model, [(batches[0][0][:2], batches[0][1][:2])])
-    return min(_timed(lambda: forward_backward(model, batches), dev)[0] for _ in range(2))
+    runs = [_clocked(lambda: forward_backward(model, batches), dev)[:2] for _ in range(2)]
+    return min(w for w, _ in runs), min(c for _, c in runs)
 
 def _child_main(spec: str):
     "Child process of `run_row`: set up, print t_fb, warm up, run the row under a memory limit, print the result (JSON lines)."
@@ -328,15 +334,15 @@ def _child_main(spec: str):
     if s.get('threads'): torch.set_num_threads(s['threads'])
     model, batches = bench_setup(s['model'], s['n'], s['batch_size'], s['tiny'], s['device'], s['dtype'], s['seed'])
     dev, ctx = torch.device(s['device']), _attention(s.get('math_attention', False))
-    with ctx: t_fb = _t_fb(model, batches, dev); _warm_up(model, batches, s['method'], s['layer'])
-    print(json.dumps(dict(t_fb_s=t_fb)), flush=True)
+    with ctx: (t_fb, t_cpu), _ = _t_fb(model, batches, dev), _warm_up(model, batches, s['method'], s['layer'])
+    print(json.dumps(dict(t_fb_s=t_fb, t_fb_cpu_s=t_cpu)), flush=True)
     vm = _proc_kb('VmSize')
     if vm and dev.type == 'cpu' and s.get('mem_gb'):
         import resource
         lim = vm * 1024 + int(s['mem_gb'] * 2**30); resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
     with ctx: print(json.dumps(_measure(model, batches, s['method'], s['layer'], dev, t_fb)), flush=True)
 
-# %% ../nbs/11_benchmark.ipynb #0e50f6c8
+# %% ../nbs/11_benchmark.ipynb #8b420720
 def _read_json(p, timeout):
     "The next JSON line from a child's stdout within `timeout` seconds, or None."
     import select
@@ -369,7 +375,7 @@ def _tail(f):
     f.seek(0); lines = [l for l in f.read().splitlines() if l.strip()]
     return _short(lines[-1]) if lines else 'no message'
 
-# %% ../nbs/11_benchmark.ipynb #11381d37
+# %% ../nbs/11_benchmark.ipynb #265b77d5
 def bench_plan(layers: tuple, # layer names
                peers: set, # usable peers
                network: bool = True, # also the whole-network rows
@@ -388,12 +394,14 @@ def _skip_reason(rows, block, method, budget):
     r = next((r for r in rows if r['block'] == block and r['method'] == src), None)
     if r is None: return None
     if r.get('status') == '> budget' or str(r.get('status', '')).startswith('skipped'): return f"skipped: {src} > budget"
-    if r.get('t_fb') is not None and f * r['t_fb'] > budget: return f"skipped: predicted {f * r['t_fb']:.0f} t_fb > budget"
+    cost = min(r.get('t_fb', float('inf')), r.get('cpu_t_fb', float('inf')))   # CPU time: less distorted by load
+    if cost < float('inf') and f * cost > budget: return f"skipped: predicted {f * cost:.0f} t_fb > budget"
 
-# %% ../nbs/11_benchmark.ipynb #786015e0
+# %% ../nbs/11_benchmark.ipynb #aaf62987
 def _finish(r, budget):
     "Set a row's t_fb ratio and status."
     if r.get('seconds') is not None: r['t_fb'] = r['seconds'] / r['t_fb_s']
+    if r.get('cpu_s') is not None and r.get('t_fb_cpu_s'): r['cpu_t_fb'] = r['cpu_s'] / r['t_fb_cpu_s']
     if 'unsupported' in r: r['status'] = 'unsupported: ' + r['unsupported']
     elif 'error' in r: r['status'] = 'error: ' + r['error']
     elif 'status' not in r: r['status'] = '> budget' if r.get('t_fb', 0) > budget else 'ok'
@@ -406,7 +414,7 @@ def _add_errors(rows):
         if METHODS[r['method']][0] and r.get('value') is not None and r['block'] in ref:
             r['rel_err'] = abs(r['value'] - ref[r['block']]) / abs(ref[r['block']])
 
-# %% ../nbs/11_benchmark.ipynb #7f3a78bf
+# %% ../nbs/11_benchmark.ipynb #d5c0310d
 def run_model(name: str, # a key of BENCH_MODELS
               n: int | None = None, # samples (default: the model's)
               batch_size: int | None = None, # batch size (default: the model's)
@@ -437,14 +445,14 @@ def run_model(name: str, # a key of BENCH_MODELS
         elif isolate: r.update(run_row(dict(cfg, method=method, layer=block), budget))
         else:
             with _attention(math_attention):
-                t_fb = _t_fb(model, batches, torch.device(device)); _warm_up(model, batches, method, block)
-                r.update(t_fb_s=t_fb, **_measure(model, batches, method, block, torch.device(device), t_fb))
+                (t_fb, t_cpu), _ = _t_fb(model, batches, torch.device(device)), _warm_up(model, batches, method, block)
+                r.update(t_fb_s=t_fb, t_fb_cpu_s=t_cpu, **_measure(model, batches, method, block, torch.device(device), t_fb))
         rows.append(_finish(r, budget))
-        if progress: say(f"  {name} {r['block']} {method}: {r['status'][:70]}" + (f", {r['t_fb']:.2f} t_fb" if 't_fb' in r else ''))
+        if progress: say(f"  {name} {r['block']} {method}: {r['status'][:70]}" + (f", {r['t_fb']:.2f} t_fb (CPU {r.get('cpu_t_fb', float('nan')):.2f})" if 't_fb' in r else ''))
     _add_errors(rows)
     return dict(cfg, budget=budget, peers={p: v['version'] for p, v in peer_status().items()} if peers else {}, rows=rows)
 
-# %% ../nbs/11_benchmark.ipynb #b1aa083d
+# %% ../nbs/11_benchmark.ipynb #b0bd851e
 def _usable_peers(peers, say):
     "Installed peers when `peers` is on; one line for each that is missing or switched off."
     if not peers: say("peers off (--no-peers): curvlinops and BackPACK rows left out"); return set()
@@ -454,21 +462,21 @@ def _usable_peers(peers, say):
         else: say(f"{PEERS[p]} not usable ({v['reason']}): its rows are left out; pip install -e \".[bench]\" adds it")
     return ok
 
-# %% ../nbs/11_benchmark.ipynb #00e66056
+# %% ../nbs/11_benchmark.ipynb #a776c112
 def format_model(r: dict) -> str:
     "A readable table of a `run_model` result."
     base = next((x for x in r['rows'] if x['method'] == 'forward+backward'), {})
     f = lambda v, fmt: '' if v is None else format(v, fmt)
     lines = [f"{r['model']}{' (tiny)' if r['tiny'] else ''}: n={r['n']}, batches of {r['batch_size']}, {r['dtype']}, "
              f"{r['device']}{', math attention' if r.get('math_attention') else ''}; budget {r['budget']:g} t_fb; t_fb = {f(base.get('t_fb_s'), '.3f')} s; peers {r['peers'] or 'off'}",
-             f"{'block':15}{'method':17}{'t/t_fb':>8}{'value':>12}{'rel.err':>9}{'peak MB':>9}  status"]
+             f"{'block':15}{'method':17}{'t/t_fb':>8}{'cpu/t_fb':>9}{'value':>12}{'rel.err':>9}{'peak MB':>9}  status"]
     for x in r['rows']:
         v = f(x.get('value'), '.5g') + (f"±{x['stderr']:.2g}" if x.get('stderr') else '')
-        lines.append(f"{x['block']:15}{x['method']:17}{f(x.get('t_fb'), '8.2f'):>8}{v:>12}{f(x.get('rel_err'), '9.1e'):>9}"
+        lines.append(f"{x['block']:15}{x['method']:17}{f(x.get('t_fb'), '8.2f'):>8}{f(x.get('cpu_t_fb'), '9.2f'):>9}{v:>12}{f(x.get('rel_err'), '9.1e'):>9}"
                      f"{f(x.get('peak_mb'), '9.0f'):>9}  {x['status']}")
     return '\n'.join(lines)
 
-# %% ../nbs/11_benchmark.ipynb #72eed234
+# %% ../nbs/11_benchmark.ipynb #efc93aee
 def main(argv=None):
     "Command line: `python -m flatness_nb.benchmark [--models resnet18,vit] [--n N] [--budget 20] [--no-peers] [--out f.json]`."
     p = argparse.ArgumentParser(description='Benchmark exact curvature: LeNet5 against the dense Hessian, or (--models) '
@@ -490,7 +498,7 @@ def main(argv=None):
     if a.out:
         with open(a.out, 'w') as f: json.dump(r, f, indent=1)
 
-# %% ../nbs/11_benchmark.ipynb #9af8f5ba
+# %% ../nbs/11_benchmark.ipynb #52dd71a2
 def _lenet_main(a):
     "The LeNet5 benchmark (no --models): run, print, return."
     r = run_benchmark(a.n or 2000, a.device, a.dtype, a.batch_size or 500, memory=not a.no_memory, extra=not a.no_extra)
@@ -508,6 +516,6 @@ def _models_main(a, p):
         print(format_model(out[m]), flush=True)
     return out
 
-# %% ../nbs/11_benchmark.ipynb #5a8c2a2c
+# %% ../nbs/11_benchmark.ipynb #9bb12f4a
 #| eval: false
 if __name__ == '__main__': main()
