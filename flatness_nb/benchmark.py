@@ -158,7 +158,7 @@ def format_report(r: dict) -> str:
                      f"{d['two_processes_s']:.3f} s (speed-up {d['speedup']:.2f})")
     return '\n'.join(lines)
 
-# %% ../nbs/11_benchmark.ipynb #f4f4cca2
+# %% ../nbs/11_benchmark.ipynb #0d56dddf
 PEERS = {'curvlinops': 'curvlinops-for-pytorch', 'backpack': 'backpack-for-pytorch'}  # import name: pip name
 
 def peer_status() -> dict:
@@ -176,7 +176,7 @@ def _short(e: BaseException, n: int = 160) -> str:
     s = (str(e).strip().splitlines() or [''])[0]
     return s if len(s) <= n else s[:n - 1] + '…'
 
-# %% ../nbs/11_benchmark.ipynb #6ad392da
+# %% ../nbs/11_benchmark.ipynb #4b4ced2d
 BENCH_MODELS = {
     'lenet5': dict(factory=lambda **kw: LeNet5(), n=2000, batch_size=500, tiny={}, layers=('fc1', 'fc2', 'conv2')),
     'resnet18': dict(factory=lambda **kw: ResNet18(num_classes=10, **kw), n=256, batch_size=128, tiny=dict(width=4),
@@ -206,7 +206,7 @@ def _spec(name):
     if name not in BENCH_MODELS: raise ValueError(f"unknown model {name!r}; choose from {sorted(BENCH_MODELS)}")
     return BENCH_MODELS[name]
 
-# %% ../nbs/11_benchmark.ipynb #37743e32
+# %% ../nbs/11_benchmark.ipynb #e0adb335
 def _params(model, layer):
     "The block's parameters: the layer's weight, or every parameter when layer is None."
     return [dict(model.named_parameters())[layer + '.weight']] if layer else list(model.parameters())
@@ -226,7 +226,7 @@ def _curvlinops(model, batches, layer, kind='hutchinson', matvecs=10):
                               check_deterministic=False, num_data=n)
     return dict(value=(hutchinson_trace if kind == 'hutchinson' else hutchpp_trace)(A, matvecs).item())
 
-# %% ../nbs/11_benchmark.ipynb #1ba2e322
+# %% ../nbs/11_benchmark.ipynb #be266909
 class Unsupported(RuntimeError):
     "A peer cannot run on this model; the message says why."
 
@@ -254,7 +254,7 @@ def _backpack(model, batches, layer, ext='DiagGGNExact'):
     oom = any("can't allocate memory" in w or 'out of memory' in w for w in why)   # supported, but too big: an error
     raise (RuntimeError if oom else Unsupported)('; '.join(why))
 
-# %% ../nbs/11_benchmark.ipynb #2668566c
+# %% ../nbs/11_benchmark.ipynb #a3251e65
 def _fb_row(model, batches):
     "The baseline row: one forward+backward pass (no value)."
     forward_backward(model, batches); return dict(value=None)
@@ -272,7 +272,7 @@ METHODS = {  # row name: (peer it needs or None, computation)
 LAYER_METHODS = tuple(k for k in METHODS if k != 'forward+backward')
 NETWORK_METHODS = ('ours Tr(H)', 'Hutchinson 10', 'DiagGGNExact', 'DiagHessian')
 
-# %% ../nbs/11_benchmark.ipynb #a3c3b202
+# %% ../nbs/11_benchmark.ipynb #2d139e96
 def _attention(math: bool):
     "Context: scaled dot-product attention through PyTorch's math kernel (which has forward-mode derivatives) when `math`."
     if not math: return contextlib.nullcontext()
@@ -298,6 +298,7 @@ def _mem_peak(dev, start):
     if start is None: return None
     return (torch.cuda.max_memory_allocated() / 2**20 if dev.type == 'cuda' else _proc_kb('VmHWM') / 1024) - start
 
+# %% ../nbs/11_benchmark.ipynb #18bc5b79
 def _warm_up(model, batches, method, layer):
     "Run the row on two samples first, so one-time costs (first calls, kernel set-up) stay out of its time."
     try: METHODS[method][1](model, [(batches[0][0][:2], batches[0][1][:2])], layer)
@@ -321,7 +322,7 @@ def _measure(model, batches, method, layer, dev, t_fb=None):
     except Exception as e: return dict(error=f"{type(e).__name__}: {_short(e)}")
     return dict(seconds=t, cpu_s=c, peak_mb=peak, **out)
 
-# %% ../nbs/11_benchmark.ipynb #067da4a4
+# %% ../nbs/11_benchmark.ipynb #7b69e08f
 def _t_fb(model, batches, dev):
     "Warm up (two samples), then the best of two forward+backward passes over the batches: (wall s, CPU s)."
     forward_backward(model, [(batches[0][0][:2], batches[0][1][:2])])
@@ -342,7 +343,7 @@ def _child_main(spec: str):
         lim = vm * 1024 + int(s['mem_gb'] * 2**30); resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
     with ctx(): print(json.dumps(_measure(model, batches, s['method'], s['layer'], dev, t_fb)), flush=True)
 
-# %% ../nbs/11_benchmark.ipynb #47a68a2a
+# %% ../nbs/11_benchmark.ipynb #c861af2c
 def _read_json(p, timeout):
     "The next JSON line from a child's stdout within `timeout` seconds: None on timeout, {} when the child ended first."
     import select
@@ -375,7 +376,7 @@ def _tail(f):
     f.seek(0); lines = [l for l in f.read().splitlines() if l.strip()]
     return _short(lines[-1]) if lines else 'no message'
 
-# %% ../nbs/11_benchmark.ipynb #20ebaa54
+# %% ../nbs/11_benchmark.ipynb #15b3f690
 def bench_plan(layers: tuple, # layer names
                peers: set, # usable peers
                network: bool = True, # also the whole-network rows
@@ -397,7 +398,7 @@ def _skip_reason(rows, block, method, budget):
     cost = min(r.get('t_fb', float('inf')), r.get('cpu_t_fb', float('inf')))   # CPU time: less distorted by load
     if cost < float('inf') and f * cost > budget: return f"skipped: predicted {f * cost:.0f} t_fb > budget"
 
-# %% ../nbs/11_benchmark.ipynb #00fd522e
+# %% ../nbs/11_benchmark.ipynb #70c772ca
 def _finish(r, budget):
     "Set a row's t_fb ratio and status."
     if r.get('seconds') is not None: r['t_fb'] = r['seconds'] / r['t_fb_s']
@@ -414,7 +415,7 @@ def _add_errors(rows):
         if METHODS[r['method']][0] and r.get('value') is not None and r['block'] in ref:
             r['rel_err'] = abs(r['value'] - ref[r['block']]) / abs(ref[r['block']])
 
-# %% ../nbs/11_benchmark.ipynb #2590eb18
+# %% ../nbs/11_benchmark.ipynb #94e68aed
 def run_model(name: str, # a key of BENCH_MODELS
               n: int | None = None, # samples (default: the model's)
               batch_size: int | None = None, # batch size (default: the model's)
@@ -452,7 +453,7 @@ def run_model(name: str, # a key of BENCH_MODELS
     _add_errors(rows)
     return dict(cfg, budget=budget, peers={p: v['version'] for p, v in peer_status().items()} if peers else {}, rows=rows)
 
-# %% ../nbs/11_benchmark.ipynb #5c14d6c7
+# %% ../nbs/11_benchmark.ipynb #14a8b185
 def _usable_peers(peers, say):
     "Installed peers when `peers` is on; one line for each that is missing or switched off."
     if not peers: say("peers off (--no-peers): curvlinops and BackPACK rows left out"); return set()
@@ -462,7 +463,7 @@ def _usable_peers(peers, say):
         else: say(f"{PEERS[p]} not usable ({v['reason']}): its rows are left out; pip install -e \".[bench]\" adds it")
     return ok
 
-# %% ../nbs/11_benchmark.ipynb #3bfa046b
+# %% ../nbs/11_benchmark.ipynb #d7507c28
 def format_model(r: dict) -> str:
     "A readable table of a `run_model` result."
     base = next((x for x in r['rows'] if x['method'] == 'forward+backward'), {})
@@ -476,7 +477,7 @@ def format_model(r: dict) -> str:
                      f"{f(x.get('peak_mb'), '9.0f'):>9}  {x['status']}")
     return '\n'.join(lines)
 
-# %% ../nbs/11_benchmark.ipynb #9277a383
+# %% ../nbs/11_benchmark.ipynb #615bf5ab
 def main(argv=None):
     "Command line: `python -m flatness_nb.benchmark [--models resnet18,vit] [--n N] [--budget 20] [--no-peers] [--out f.json]`."
     p = argparse.ArgumentParser(description='Benchmark exact curvature: LeNet5 against the dense Hessian, or (--models) '
@@ -498,7 +499,7 @@ def main(argv=None):
     if a.out:
         with open(a.out, 'w') as f: json.dump(r, f, indent=1)
 
-# %% ../nbs/11_benchmark.ipynb #c590a4f1
+# %% ../nbs/11_benchmark.ipynb #0800cb55
 def _lenet_main(a):
     "The LeNet5 benchmark (no --models): run, print, return."
     r = run_benchmark(a.n or 2000, a.device, a.dtype, a.batch_size or 500, memory=not a.no_memory, extra=not a.no_extra)
@@ -516,6 +517,6 @@ def _models_main(a, p):
         print(format_model(out[m]), flush=True)
     return out
 
-# %% ../nbs/11_benchmark.ipynb #6910eb3a
+# %% ../nbs/11_benchmark.ipynb #342fb636
 #| eval: false
 if __name__ == '__main__': main()
