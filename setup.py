@@ -9,6 +9,7 @@ licenses = {'apache2': ('Apache Software License 2.0', 'OSI Approved :: Apache S
 lic = licenses[c['license']]
 reqs = shlex.split(c.get('requirements', ''))
 dev_reqs = shlex.split(c.get('dev_requirements', ''))
+bench_reqs = shlex.split(c.get('bench_requirements', ''))  # the peers of the benchmark (optional)
 scripts = [s.strip() for s in c.get('console_scripts', '').split('\n') if s.strip()]
 statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable', '6 - Mature', '7 - Inactive']
 py_versions = '3.10 3.11 3.12 3.13'.split()
@@ -21,7 +22,7 @@ setuptools.setup(
                  'License :: ' + lic[1], 'Natural Language :: ' + c['language']] +
                 ['Programming Language :: Python :: ' + v for v in py_versions[py_versions.index(min_python):]],
     url=c['git_url'], packages=setuptools.find_packages(include=['flatness_nb', 'flatness_nb.*']),
-    include_package_data=True, install_requires=reqs, extras_require={'dev': dev_reqs},
+    include_package_data=True, install_requires=reqs, extras_require={'dev': dev_reqs, 'bench': bench_reqs},
     python_requires='>=' + min_python, long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown', zip_safe=False,
     entry_points={'console_scripts': scripts, 'nbdev': [f"{c['lib_path']}={c['lib_path']}._modidx:d"]},
