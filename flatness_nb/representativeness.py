@@ -8,7 +8,7 @@ import math
 from typing import Callable
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
-from .core import (check_single_process, LayerSplit, UnsupportedLayerError, check_loss, empirical_risk, iter_batches,
+from .core import (check_single_process, LayerSplit, LinearAdapter, UnsupportedLayerError, check_loss, empirical_risk, iter_batches,
                               model_device_dtype, per_sample_losses)
 from .hessian import Estimate
 from .flatness import relative_flatness
@@ -80,7 +80,7 @@ def smoothed_risk(model: nn.Module, # the network, in eval mode
     delta, sigma = _check_pos('delta', delta), _check_pos('sigma', sigma)
     draws, chunk = _check_count('draws', draws, 2), _check_count('chunk', chunk, 1)
     sp = LayerSplit(model, layer)
-    if not isinstance(sp.layer, nn.Linear):
+    if not isinstance(sp.adapter, LinearAdapter):
         raise UnsupportedLayerError(f"smoothed_risk perturbs the input vector of an nn.Linear; {sp.name!r} is a {type(sp.layer).__name__}")
     dev, dt = model_device_dtype(model)
     gen = torch.Generator(device=dev).manual_seed(seed)
