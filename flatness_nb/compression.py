@@ -234,26 +234,20 @@ def compression_measures(model: nn.Module, # the network, in eval mode
                         ) -> Compression:
     "MLS, NMLS, LVR, NVR and mean participation ratio, streamed over `data` with vmapped Jacobians."
     check_eval(model); check_finite_params(model)
-    dev, dt = model_device_dtype(model)
-    tot = dict(mls=0.0, nmls=0.0, lvr=0.0, nvr=0.0, pr=0.0, rank=0.0); n = 0
-    with torch.no_grad():
-        for x, _ in iter_batches(data, batch_size, dev, dt):
-            check_finite_output(model(x))
-            J = input_jacobians(model, x)
-            Jl, _ = layer_input_jacobians(model, x)
-            for Jn in (J, *Jl.values()): check_finite_output(Jn, 'Jacobian')
-            sv = singular_values(J)
-            lv, r = _logvol_s(sv, rank, rtol)
-            tot['mls'] += sv[:, 0].sum().item()
-            tot['lvr'] += lv.sum().item(); tot['rank'] += r.sum().item()
-            tot['pr'] += _pr_s(sv).sum().item()
-            for Jn in Jl.values():
-                sn = singular_values(Jn)
-                tot['nmls'] += sn[:, 0].sum().item()
-                tot['nvr'] += _logvol_s(sn, rank, rtol)[0].sum().item()
-            n += len(x)
-    *vals, n = reduce_sums(*tot.values(), n)
-    return Compression(**{k: v / n for k, v in zip(tot, vals)}, n=n)
+    def batch(x, _):
+        check_finite_output(model(x))
+        J = input_jacobians(model, x)
+        Jl, _ = layer_input_jacobians(model, x)
+        for Jn in (J, *Jl.values()): check_finite_output(Jn, 'Jacobian')
+        sv = singular_values(J)
+        lv, r = _logvol_s(sv, rank, rtol)
+        s = dict(mls=sv[:, 0].sum().item(), nmls=0.0, lvr=lv.sum().item(), nvr=0.0, pr=_pr_s(sv).sum().item(), rank=r.sum().item())
+        for Jn in Jl.values():
+            sn = singular_values(Jn)
+            s['nmls'] += sn[:, 0].sum().item(); s['nvr'] += _logvol_s(sn, rank, rtol)[0].sum().item()
+        return s
+    with torch.no_grad(): m, n = sample_mean(model, data, batch, batch_size, with_n=True)
+    return Compression(**m, n=n)
 
 # %% ../nbs/06_compression.ipynb #f99f1e8f
 def param_grad_sqnorms(model: nn.Module, # the network, in eval mode
@@ -471,19 +465,15 @@ def iimls_bound(model: nn.Module, # a network whose first linear layer is an nn.
     first = _lin_check(model)[0]
     sp = LayerSplit(model, first)
     W = sp.weight.detach(); d, D = W.shape
-    dev, dt = model_device_dtype(model)
-    Gd, n = torch.zeros_like(W), 0
-    with torch.no_grad():
-        for x, _ in iter_batches(data, batch_size, dev, dt):
-            phi, z, _ = sp.capture(x)
-            if not torch.equal(phi, x.reshape(len(x), -1)):
-                raise ValueError(f"the first linear layer {first!r} does not act on the input itself")
-            Jz = z_jacobian(sp, x, z)
-            Gd += Jz.pow(2).sum(1).T @ phi ** 2; n += len(x)
-    Gd, n = reduce_sums(Gd, n)
+    def batch(x, _):
+        phi, z, _ = sp.capture(x)
+        if not torch.equal(phi, x.reshape(len(x), -1)):
+            raise ValueError(f"the first linear layer {first!r} does not act on the input itself")
+        return z_jacobian(sp, x, z).pow(2).sum(1).T @ phi ** 2
+    with torch.no_grad(): Gd = sample_mean(model, data, batch, batch_size)   # (1/n) Σ_i G_jj
     Hd = layer_curvature(model, first, data, loss_fn, batch_size=batch_size, want=('diagonal',)).diagonal
     c = d   # the constant |W| / D, with |W| = d·D first-layer weights
-    return Bound(iimls(model, data, batch_size), c * (W ** 2 * Gd / n).sum().item(), c * (W ** 2 * Hd).sum().item())
+    return Bound(iimls(model, data, batch_size), c * (W ** 2 * Gd).sum().item(), c * (W ** 2 * Hd).sum().item())
 
 # %% ../nbs/06_compression.ipynb #f981de14
 def normalized_mls(model: nn.Module, # the network, in eval mode
