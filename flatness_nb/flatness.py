@@ -8,7 +8,7 @@ import copy, warnings
 from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
-from .core import LayerSplit, LinearAdapter, find_adapter, get_layer, iter_batches, linear_layers, model_device_dtype, param_name, reduce_sums
+from .core import LayerSplit, LinearAdapter, find_adapter, get_layer, sample_mean, iter_batches, linear_layers, model_device_dtype, param_name, reduce_sums
 from .hessian import (Estimate, hutchinson_relative_flatness, lambda_max, layer_curvature,
                                  layer_lambda_max)
 
@@ -155,16 +155,15 @@ def feature_moments(model: nn.Module, # the network, in eval mode
                     batch_size: int = 512, # batch size used to split (X, y) tensors
                    ) -> tuple[Tensor, Tensor]:
     "Per-feature mean and (unbiased) variance of φ(x) over the data (and tokens), streamed: sums of φ and φ²."
-    sp = LayerSplit(model, layer); dev, dt = model_device_dtype(model)
-    s1 = s2 = 0; n = 0
-    with torch.no_grad():
-        for x, _ in iter_batches(data, batch_size, dev, dt):
-            phi = sp.capture(x)[0]
-            # an nn.Linear sees its features on the last axis; any axes between (tokens) are more observations of them
-            phi = phi.reshape(-1, phi.shape[-1]) if isinstance(sp.adapter, LinearAdapter) else phi.reshape(len(phi), -1)
-            s1 = s1 + phi.sum(0); s2 = s2 + (phi ** 2).sum(0); n += len(phi)
-    s1, s2, n = reduce_sums(s1, s2, n)
-    return s1 / n, (s2 / n - (s1 / n) ** 2).clamp_min(0) * n / max(n - 1, 1)
+    sp = LayerSplit(model, layer)
+    def batch(x, _):
+        phi = sp.capture(x)[0]
+        # an nn.Linear sees its features on the last axis; any axes between (tokens) are more observations of them
+        phi = phi.reshape(-1, phi.shape[-1]) if isinstance(sp.adapter, LinearAdapter) else phi.reshape(len(phi), -1)
+        return dict(s1=phi.sum(0), s2=(phi ** 2).sum(0), t=len(phi))
+    with torch.no_grad(): m, n = sample_mean(model, data, batch, batch_size, with_n=True)
+    N, mu = round(m['t'] * n), m['s1'] / m['t']          # N observations: samples × tokens
+    return mu, (m['s2'] / m['t'] - mu ** 2).clamp_min(0) * N / max(N - 1, 1)
 
 def feature_spread(model: nn.Module, # the network, in eval mode
                    layer: str | nn.Module, # the layer whose input features are measured
