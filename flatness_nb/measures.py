@@ -182,11 +182,8 @@ def fisher_rao_authors(model: nn.Module, # a classifier returning logits, in eva
 def _perturbed_accuracy(model, data, noise, batch_size):
     "Training accuracy of the model with `noise` added to its parameters (by name)."
     p = {k: v + noise[k] for k, v in _params(model).items()}
-    dev, dt = model_device_dtype(model); c = n = 0
-    with torch.no_grad():
-        for x, y in iter_batches(data, batch_size, dev, dt):
-            c += (functional_call(model, p, (x,)).argmax(1) == y).sum().item(); n += len(x)
-    return c / n
+    hits = lambda x, y: (functional_call(model, p, (x,)).argmax(1) == y).sum().item()
+    with torch.no_grad(): return sample_mean(model, data, hits, batch_size)
 
 def pac_bayes_sigma_authors(model: nn.Module, # a classifier returning logits, in eval mode
                             data, # training data: (X, y) tensors or an iterable of (x, y) batches, integer labels
