@@ -278,20 +278,17 @@ def sharpness_split(model: nn.Module, # the network, in eval mode
                     **kw, # stopping rule of the Hutchinson part (non-nn.Linear parameters)
                    ) -> SharpnessSplit:
     "Sharpness Tr(H) of the LVR paper's loss and its Gauss–Newton and residual terms, each computed independently."
-    check_eval(model)
-    dev, dt = model_device_dtype(model)
-    batches, gn, loss, n = [], 0.0, 0.0, 0
-    for k, (x, y) in enumerate(iter_batches(data, batch_size, dev, dt)):
+    batches = []                                         # kept for the two trace passes below
+    def batch(x, y):
         with torch.no_grad(): out = model(x)
         if out.shape != y.shape: raise ValueError(f"targets have shape {tuple(y.shape)} but the outputs {tuple(out.shape)}; "
                                                   "the squared loss needs targets shaped like the output (one-hot)")
         batches.append((x, y, (out - y).detach()))
-        gn += sum(v.sum() for v in param_grad_sqnorms(model, x).values()).item()
-        loss += half_sse(out, y).item(); n += len(x)
-    gn, loss, n = reduce_sums(gn, loss, n)
+        return dict(gn=sum(v.sum() for v in param_grad_sqnorms(model, x).values()).item(), loss=half_sse(out, y).item())
+    m = sample_mean(model, data, batch, batch_size)
     tr = network_hessian_trace(model, [(x, y) for x, y, _ in batches], half_sse, batch_size=batch_size, **kw)
     res = network_hessian_trace(model, [(x, r) for x, _, r in batches], _inner, batch_size=batch_size, **kw)
-    return SharpnessSplit(tr, gn / n, res, loss / n)
+    return SharpnessSplit(tr, m['gn'], res, m['loss'])
 
 # %% ../nbs/06_compression.ipynb #37a002d8
 @dataclass
