@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, csv, importlib, json, os, sys, warnings
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
-from .core import linear_layers, check_loss, model_device_dtype
+from .core import linear_layers, check_loss, model_device_dtype, supported_layers
 
 # %% auto #0
 __all__ = ['LOSSES', 'COMMANDS', 'CLIError', 'eager_from_torchscript', 'check_file', 'import_factory', 'load_model', 'load_data',
@@ -247,7 +247,7 @@ def measure_layers(model, data, loss_fn, layers=None, method='exact', lanczos_it
     from flatness_nb.core import UnsupportedLayerError
     from tqdm.auto import tqdm
     names = list(layers) if layers else list(linear_layers(model))
-    if not names: raise CLIError("the model has no nn.Linear, nn.Conv1d or nn.Conv2d layer to measure")
+    if not names: raise CLIError(f"the model has no layer to measure (supported: {supported_layers()})")
     rows = []
     for nm in tqdm(names, desc='layers', disable=not progress):
         try: rows.append(_measure_one(model, nm, data, loss_fn, method, lanczos_iters, batch_size, seed))

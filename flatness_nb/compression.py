@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, jacrev, jacfwd, jvp, vjp, functional_call
-from .core import (UnsupportedLayerError, LayerSplit, check_eval, check_loss, empirical_risk, get_layer,
+from .core import (UnsupportedLayerError, ConvAdapter, LayerSplit, LinearAdapter, find_adapter, supported_layers, check_eval, check_loss, empirical_risk, exact_attention, get_layer, param_name,
                               iter_batches, linear_layers, model_device_dtype, per_sample_losses, perturbed_risks,
                               reduce_max, reduce_sums, sample_mean)
 from .hessian import Estimate, layer_curvature, network_hessian_trace, z_jacobian
@@ -123,7 +123,8 @@ def jacobian_spectral_norms(model: nn.Module, # the network, in eval mode
     "σ_1(J(x_i)) per sample, by batched power iteration on JᵀJ with JVPs and VJPs (no dense Jacobian)."
     check_eval(model)
     B = len(x)
-    fwd = lambda X: model(X).reshape(B, -1)
+    def fwd(X):
+        with exact_attention(): return model(X).reshape(B, -1)   # forward AD through attention
     _, vjp_fn = vjp(fwd, x)
     jvp_fn = lambda v: jvp(fwd, (x,), (v,))[1]
     gen = torch.Generator(device=x.device).manual_seed(seed)
@@ -146,8 +147,8 @@ def conv_operator(conv: nn.Conv1d | nn.Conv2d, # the convolution (its bias is ig
                   input_shape: Sequence[int], # (C, H, W) of one input image, or (C, L) for nn.Conv1d
                  ) -> tuple[Callable, Callable, tuple]:
     "The convolution as a linear map A on batches of inputs, its adjoint Aᵀ (transposed convolution), and A's output shape."
-    if not isinstance(conv, (nn.Conv1d, nn.Conv2d)): raise TypeError(f"expected an nn.Conv1d or nn.Conv2d, got {type(conv).__name__}")
-    one = isinstance(conv, nn.Conv1d)
+    if type(find_adapter(conv)) is not ConvAdapter: raise TypeError(f"expected an nn.Conv1d or nn.Conv2d, got {type(conv).__name__}")
+    one = conv.weight.dim() == 3
     if len(input_shape) != (2 if one else 3):
         raise ValueError(f"input_shape of one input must be {'(C, L)' if one else '(C, H, W)'}, got {tuple(input_shape)}")
     if isinstance(conv.padding, str) or conv.padding_mode != 'zeros':
@@ -233,26 +234,20 @@ def compression_measures(model: nn.Module, # the network, in eval mode
                         ) -> Compression:
     "MLS, NMLS, LVR, NVR and mean participation ratio, streamed over `data` with vmapped Jacobians."
     check_eval(model); check_finite_params(model)
-    dev, dt = model_device_dtype(model)
-    tot = dict(mls=0.0, nmls=0.0, lvr=0.0, nvr=0.0, pr=0.0, rank=0.0); n = 0
-    with torch.no_grad():
-        for x, _ in iter_batches(data, batch_size, dev, dt):
-            check_finite_output(model(x))
-            J = input_jacobians(model, x)
-            Jl, _ = layer_input_jacobians(model, x)
-            for Jn in (J, *Jl.values()): check_finite_output(Jn, 'Jacobian')
-            sv = singular_values(J)
-            lv, r = _logvol_s(sv, rank, rtol)
-            tot['mls'] += sv[:, 0].sum().item()
-            tot['lvr'] += lv.sum().item(); tot['rank'] += r.sum().item()
-            tot['pr'] += _pr_s(sv).sum().item()
-            for Jn in Jl.values():
-                sn = singular_values(Jn)
-                tot['nmls'] += sn[:, 0].sum().item()
-                tot['nvr'] += _logvol_s(sn, rank, rtol)[0].sum().item()
-            n += len(x)
-    *vals, n = reduce_sums(*tot.values(), n)
-    return Compression(**{k: v / n for k, v in zip(tot, vals)}, n=n)
+    def batch(x, _):
+        check_finite_output(model(x))
+        J = input_jacobians(model, x)
+        Jl, _ = layer_input_jacobians(model, x)
+        for Jn in (J, *Jl.values()): check_finite_output(Jn, 'Jacobian')
+        sv = singular_values(J)
+        lv, r = _logvol_s(sv, rank, rtol)
+        s = dict(mls=sv[:, 0].sum().item(), nmls=0.0, lvr=lv.sum().item(), nvr=0.0, pr=_pr_s(sv).sum().item(), rank=r.sum().item())
+        for Jn in Jl.values():
+            sn = singular_values(Jn)
+            s['nmls'] += sn[:, 0].sum().item(); s['nvr'] += _logvol_s(sn, rank, rtol)[0].sum().item()
+        return s
+    with torch.no_grad(): m, n = sample_mean(model, data, batch, batch_size, with_n=True)
+    return Compression(**m, n=n)
 
 # %% ../nbs/06_compression.ipynb #f99f1e8f
 def param_grad_sqnorms(model: nn.Module, # the network, in eval mode
@@ -283,20 +278,17 @@ def sharpness_split(model: nn.Module, # the network, in eval mode
                     **kw, # stopping rule of the Hutchinson part (non-nn.Linear parameters)
                    ) -> SharpnessSplit:
     "Sharpness Tr(H) of the LVR paper's loss and its Gauss–Newton and residual terms, each computed independently."
-    check_eval(model)
-    dev, dt = model_device_dtype(model)
-    batches, gn, loss, n = [], 0.0, 0.0, 0
-    for k, (x, y) in enumerate(iter_batches(data, batch_size, dev, dt)):
+    batches = []                                         # kept for the two trace passes below
+    def batch(x, y):
         with torch.no_grad(): out = model(x)
         if out.shape != y.shape: raise ValueError(f"targets have shape {tuple(y.shape)} but the outputs {tuple(out.shape)}; "
                                                   "the squared loss needs targets shaped like the output (one-hot)")
         batches.append((x, y, (out - y).detach()))
-        gn += sum(v.sum() for v in param_grad_sqnorms(model, x).values()).item()
-        loss += half_sse(out, y).item(); n += len(x)
-    gn, loss, n = reduce_sums(gn, loss, n)
+        return dict(gn=sum(v.sum() for v in param_grad_sqnorms(model, x).values()).item(), loss=half_sse(out, y).item())
+    m = sample_mean(model, data, batch, batch_size)
     tr = network_hessian_trace(model, [(x, y) for x, y, _ in batches], half_sse, batch_size=batch_size, **kw)
     res = network_hessian_trace(model, [(x, r) for x, _, r in batches], _inner, batch_size=batch_size, **kw)
-    return SharpnessSplit(tr, gn / n, res, loss / n)
+    return SharpnessSplit(tr, m['gn'], res, m['loss'])
 
 # %% ../nbs/06_compression.ipynb #37a002d8
 @dataclass
@@ -328,7 +320,7 @@ class LVRBounds:
 def _lin_check(model):
     "Names of the model's linear layers; error unless they are all nn.Linear."
     ll = linear_layers(model)
-    bad = [n for n, m in ll.items() if not isinstance(m, nn.Linear)]
+    bad = [n for n, m in ll.items() if not isinstance(find_adapter(m), LinearAdapter)]
     if bad: raise UnsupportedLayerError(f"the LVR bounds use ∇_W f = (∂f/∂z) aᵀ, which holds for nn.Linear only; layers {bad} "
                                         "are convolutions (nmls_bounds gives the NMLS bound for them; compression_measures and conv_spectral_norm work too)")
     if not ll: raise ValueError("model has no nn.Linear layers")
@@ -367,7 +359,7 @@ def lvr_bounds(model: nn.Module, # a network of nn.Linear layers (any activation
                 rl = {nm: rank or min(Jl[nm].shape[1:]) for nm in names}
             JF2 = J.pow(2).sum((1, 2)); x2 = x.reshape(len(x), -1).pow(2).sum(1)
             s['JF2'] += JF2.sum().item(); s['A'] += torch.linalg.matrix_norm(J, ord=2).sum().item()
-            gW = g[first + '.weight']
+            gW = g[param_name(first)]
             s['Bs'] += (gW.sqrt() / x2.sqrt()).sum().item(); s['xinv2'] += (1 / x2).sum().item()
             s['GW'] += gW.sum().item(); s['G'] += sum(v for v in g.values()).sum().item()
             s['logx2'] += x2.log().sum().item(); xmin2 = min(xmin2, x2.min().item())
@@ -376,7 +368,7 @@ def lvr_bounds(model: nn.Module, # a network of nn.Linear layers (any activation
             # J(x) = 0 (a sample on which the net is locally constant): log-volume −inf, and Eq. 8 holds there
             eq8 = max(eq8, torch.where(JF2 > 0, lv - r / 2 * torch.log(JF2 / r), -math.inf).max().item())
             for nm in names:
-                a2 = acts[nm].pow(2).sum(1); gl = g[nm + '.weight']
+                a2 = acts[nm].pow(2).sum(1); gl = g[param_name(nm)]
                 s['nmls'] += torch.linalg.matrix_norm(Jl[nm], ord=2).sum().item()
                 s['mid'] += (Wn[nm] * gl.sqrt() / a2.sqrt()).sum().item()
                 s['Wa'] += (Wn[nm] ** 2 / a2).sum().item()
@@ -419,14 +411,14 @@ def adaptive_sharpness(model: nn.Module, # a network whose parameters all belong
     check_finite_params(model)
     covered, tot = set(), 0.0
     for name, mod in linear_layers(model).items():
-        try: c = layer_curvature(model, name, data, loss_fn, columns=False, batch_size=batch_size)
+        try: c = layer_curvature(model, name, data, loss_fn, batch_size=batch_size, want=('diagonal', 'bias'))
         except UnsupportedLayerError: continue        # e.g. a grouped convolution: reported below
-        tot += c.weighted_diagonal; covered.add(name + '.weight')
-        if mod.bias is not None:
-            tot += (mod.bias.detach() ** 2 * torch.diagonal(c.bias_hessian)).sum().item(); covered.add(name + '.bias')
+        tot += c.weighted_diagonal; covered.add(param_name(name))
+        if getattr(mod, 'bias', None) is not None:
+            tot += (mod.bias.detach() ** 2 * torch.diagonal(c.bias_hessian)).sum().item(); covered.add(param_name(name, 'bias'))
     rest = [n for n, p in model.named_parameters() if n not in covered]
-    if rest: raise UnsupportedLayerError(f"parameters {rest} are not weights or biases of nn.Linear or nn.Conv2d (groups=1) "
-                                         "layers, so their Hessian diagonal has no exact route here; use adaptive_sharpness_mc")
+    if rest: raise UnsupportedLayerError(f"parameters {rest} are not weights or biases of layers with an exact route "
+                                         f"({supported_layers()}, groups=1), so their Hessian diagonal has no exact route here; use adaptive_sharpness_mc")
     return rho ** 2 / 2 * tot
 
 def adaptive_sharpness_mc(model: nn.Module, # the network, in eval mode
@@ -456,7 +448,8 @@ def iimls(model: nn.Module, # the network, in eval mode
     "Input-invariant MLS (1/n) Σ ‖J(x_i) x_i‖² / D, one batched JVP per batch."
     check_finite_params(model)
     def Jx2(x, _):
-        out, Jx = jvp(model, (x,), (x,)); check_finite_output(out); check_finite_output(Jx, 'Jacobian')
+        with exact_attention(): out, Jx = jvp(model, (x,), (x,))
+        check_finite_output(out); check_finite_output(Jx, 'Jacobian')
         return Jx.pow(2).sum().item() / x[0].numel()
     return sample_mean(model, data, Jx2, batch_size)
 
@@ -469,19 +462,15 @@ def iimls_bound(model: nn.Module, # a network whose first linear layer is an nn.
     first = _lin_check(model)[0]
     sp = LayerSplit(model, first)
     W = sp.weight.detach(); d, D = W.shape
-    dev, dt = model_device_dtype(model)
-    Gd, n = torch.zeros_like(W), 0
-    with torch.no_grad():
-        for x, _ in iter_batches(data, batch_size, dev, dt):
-            phi, z, _ = sp.capture(x)
-            if not torch.equal(phi, x.reshape(len(x), -1)):
-                raise ValueError(f"the first linear layer {first!r} does not act on the input itself")
-            Jz = z_jacobian(sp, x, z)
-            Gd += Jz.pow(2).sum(1).T @ phi ** 2; n += len(x)
-    Gd, n = reduce_sums(Gd, n)
-    Hd = layer_curvature(model, first, data, loss_fn, columns=False, batch_size=batch_size).diagonal
+    def batch(x, _):
+        phi, z, _ = sp.capture(x)
+        if not torch.equal(phi, x.reshape(len(x), -1)):
+            raise ValueError(f"the first linear layer {first!r} does not act on the input itself")
+        return z_jacobian(sp, x, z).pow(2).sum(1).T @ phi ** 2
+    with torch.no_grad(): Gd = sample_mean(model, data, batch, batch_size)   # (1/n) Σ_i G_jj
+    Hd = layer_curvature(model, first, data, loss_fn, batch_size=batch_size, want=('diagonal',)).diagonal
     c = d   # the constant |W| / D, with |W| = d·D first-layer weights
-    return Bound(iimls(model, data, batch_size), c * (W ** 2 * Gd / n).sum().item(), c * (W ** 2 * Hd).sum().item())
+    return Bound(iimls(model, data, batch_size), c * (W ** 2 * Gd).sum().item(), c * (W ** 2 * Hd).sum().item())
 
 # %% ../nbs/06_compression.ipynb #f981de14
 def normalized_mls(model: nn.Module, # the network, in eval mode
@@ -525,13 +514,13 @@ def layer_operator_norm(layer: nn.Module, # an nn.Linear, nn.Conv1d or nn.Conv2d
                         input_shape: Sequence[int], # shape of one input of the layer (conv: (C, H, W) or (C, L))
                        ) -> float:
     "‖A‖₂ of the layer as a linear map on one input: σ_max(W) for nn.Linear, power iteration on the convolution otherwise."
-    if isinstance(layer, nn.Linear): return torch.linalg.matrix_norm(layer.weight.detach(), ord=2).item()
+    if isinstance(find_adapter(layer), LinearAdapter): return torch.linalg.matrix_norm(layer.weight.detach(), ord=2).item()
     return conv_spectral_norm(layer, input_shape)
 
 def _authors_c(layer, out_numel, frobenius):
     "c_l of sharpdim's get_nmls: ‖K‖_F² × output positions (conv), ‖W‖_F² or ‖W‖₂² (linear)."
     w = layer.weight.detach()
-    if isinstance(layer, nn.Linear):
+    if isinstance(find_adapter(layer), LinearAdapter):
         return (w ** 2).sum().item() if frobenius else torch.linalg.matrix_norm(w, ord=2).item() ** 2
     return (w ** 2).sum().item() * (out_numel // layer.out_channels)
 
@@ -558,7 +547,7 @@ def nmls_bounds(model: nn.Module, # a network of nn.Linear / nn.Conv1d / nn.Conv
     "NMLS, the operator-norm chain (theorems), the paper's Eq. 12 form with G, and the LVR authors' Frobenius version."
     check_eval(model); check_finite_params(model)
     names, mods = _resolve_layers(model, None); dev, dt = model_device_dtype(model)
-    frob = any(not isinstance(m, nn.Linear) for m in mods)   # sharpdim: Frobenius for every layer of a non-MLP model
+    frob = any(not isinstance(find_adapter(m), LinearAdapter) for m in mods)   # sharpdim: Frobenius for every layer of a non-MLP model
     s = dict(nmls=0.0, mid=0.0, G=0.0, Gt=0.0, Wa=0.0, ca=0.0); step, opn, ca, n = 0.0, None, None, 0
     with torch.no_grad():
         for x, _ in iter_batches(data, batch_size, dev, dt):
@@ -574,7 +563,7 @@ def nmls_bounds(model: nn.Module, # a network of nn.Linear / nn.Conv1d / nn.Conv
                 s['nmls'] += torch.linalg.matrix_norm(Ja[nm], ord=2).sum().item()
                 s['mid'] += (opn[nm] * zF).sum().item(); s['Gt'] += (zF ** 2 * a2).sum().item()
                 s['Wa'] += (opn[nm] ** 2 / a2).sum().item(); s['ca'] += (ca[nm] / (a2 + 1e-4)).sum().item()
-                gw = g[nm + '.weight'].sqrt()
+                gw = g[param_name(nm)].sqrt()
                 step = max(step, torch.where(gw > 0, zF * a2.sqrt() / gw, 0.0).max().item())
             n += len(x)
     keys = list(s); *v, n = reduce_sums(*(s[k] for k in keys), n); s = {k: t / n for k, t in zip(keys, v)}

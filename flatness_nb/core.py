@@ -14,18 +14,17 @@ from torch.nn.attention import sdpa_kernel, SDPBackend
 from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
 # %% auto #0
-__all__ = ['CONV_TYPES', 'LINEAR_TYPES', 'CHECK_SAMPLES', 'UnsupportedLayerError', 'param_name', 'linear_layers', 'get_layer',
+__all__ = ['LAYER_ADAPTERS', 'CONV_TYPES', 'LINEAR_TYPES', 'CHECK_SAMPLES', 'UnsupportedLayerError', 'param_name',
+           'linear_layers', 'LayerAdapter', 'register_layer', 'supported_layers', 'find_adapter', 'layer_adapter',
+           'check_layer', 'LinearAdapter', 'ConvAdapter', 'Conv3dAdapter', 'EmbeddingAdapter', 'get_layer',
            'check_eval', 'model_device_dtype', 'iter_batches', 'count_samples', 'exact_attention', 'SelectOutput',
            'check_forward', 'check_untied', 'LayerSplit', 'check_single_use', 'unfold_patches', 'reduce_sums',
-           'reduce_max', 'sample_mean', 'check_single_process', 'check_labels', 'sample_loss', 'per_sample_losses',
-           'check_loss', 'empirical_risk', 'perturbed_risks']
+           'reduce_max', 'check_single_process', 'sample_mean', 'Estimate', 'flatten_params', 'check_labels',
+           'sample_loss', 'per_sample_losses', 'check_loss', 'empirical_risk', 'perturbed_risks']
 
 # %% ../nbs/00_core.ipynb #b3bb07fb
-CONV_TYPES = (nn.Conv1d, nn.Conv2d)
-LINEAR_TYPES = (nn.Linear, *CONV_TYPES)
-
 class UnsupportedLayerError(ValueError):
-    "The layer exists and is linear, but the requested exact computation does not support it."
+    "The layer is not one the registry knows, or its configuration has no exact factorisation."
 
 def param_name(layer_name: str, # dotted name of a module ('' when the module is the model itself)
                attr: str = 'weight', # the parameter's attribute name
@@ -40,9 +39,111 @@ def _functional_linears(model):
 
 def linear_layers(model: nn.Module, # the network
                  ) -> dict[str, nn.Module]:
-    "The model's linear layers (`nn.Linear`, `nn.Conv1d`, `nn.Conv2d`) that run as modules, by dotted name, in registration order."
+    "The model's layers of a registered type (see `supported_layers`) that run as modules, by dotted name, in registration order."
     skip = _functional_linears(model)
-    return {n: m for n, m in model.named_modules() if isinstance(m, LINEAR_TYPES) and n not in skip}
+    return {n: m for n, m in model.named_modules() if find_adapter(m) is not None and n not in skip}
+
+# %% ../nbs/00_core.ipynb #6563e66e
+class LayerAdapter:
+    "How the exact routes see one layer type: z = w φ + b with w a (d, m) matrix and φ as (B, T, m) tokens."
+    types: tuple = ()   # the module types this adapter covers
+    def refusal(self, layer) -> str | None: return None                 # why this configuration has no exact factorisation
+    def matrix(self, layer, w: Tensor) -> Tensor:                        # (…, *weight.shape) → (…, d, m)
+        return w.reshape(*w.shape[:w.dim() - layer.weight.dim()], layer.weight.shape[0], -1)
+    def unmatrix(self, layer, M: Tensor) -> Tensor: return M.reshape(*M.shape[:-2], *layer.weight.shape)  # (…, d, m) → weight shape
+    def tokens(self, layer, inp: Tensor) -> Tensor: return inp.reshape(len(inp), -1, inp.shape[-1])      # layer input → (B, T, m)
+    def perm(self, z: Tensor) -> Tensor | None: return None             # permutation putting flattened z token-major
+    def delta_z(self, layer, inp: Tensor, M: Tensor) -> Tensor: return F.linear(inp, M)   # Δz = M φ (no bias), z's shape
+    def feature_dim(self, layer) -> int: return self.matrix(layer, layer.weight).shape[-1]
+
+LAYER_ADAPTERS: dict[type, LayerAdapter] = {}
+
+def register_layer(adapter: LayerAdapter, # an adapter instance; its `types` are registered
+                  ) -> LayerAdapter:
+    "Register `adapter` for each of its module types (a later registration replaces an earlier one)."
+    for t in adapter.types: LAYER_ADAPTERS[t] = adapter
+    return adapter
+
+def supported_layers() -> str:
+    "The registered layer types, for messages: 'nn.Linear, nn.Conv1d, …'."
+    return ', '.join(f"nn.{t.__name__}" if getattr(nn, t.__name__, None) is t else t.__name__ for t in LAYER_ADAPTERS)
+
+# %% ../nbs/00_core.ipynb #ec8440e1
+def find_adapter(layer: nn.Module, # any module
+                ) -> LayerAdapter | None:
+    "The adapter registered for the layer's type (or its nearest registered base class), or None."
+    return next((LAYER_ADAPTERS[t] for t in type(layer).__mro__ if t in LAYER_ADAPTERS), None)
+
+def layer_adapter(layer: nn.Module, # a layer of a registered type
+                 ) -> LayerAdapter:
+    "The layer's adapter; one clear error listing the supported types if there is none."
+    ad = find_adapter(layer)
+    if ad is None: raise UnsupportedLayerError(f"{type(layer).__name__} is not a supported linear layer; supported: {supported_layers()} "
+                                               "(register a LayerAdapter for a new type)")
+    return ad
+
+def check_layer(layer: nn.Module, # a layer of a registered type
+                name: str = '', # its dotted name, for the message
+                hint: str = "use method='hutchinson'", # the way out, appended to the reason
+               ) -> LayerAdapter:
+    "The layer's adapter, after refusing (UnsupportedLayerError with the adapter's reason) a configuration it does not factorise."
+    ad = layer_adapter(layer)
+    why = ad.refusal(layer)
+    if why: raise UnsupportedLayerError(f"layer {name!r} is {why}; {hint}")
+    return ad
+
+# %% ../nbs/00_core.ipynb #ee47ffc0
+class LinearAdapter(LayerAdapter):
+    "nn.Linear: φ is the input's last axis; leading axes between batch and features are tokens."
+    types = (nn.Linear,)
+
+class ConvAdapter(LayerAdapter):
+    "nn.Conv1d / nn.Conv2d: φ are the padded input patches, one token per output position; z is channel-major."
+    types = (nn.Conv1d, nn.Conv2d)
+    def refusal(self, layer):
+        if layer.groups != 1: return (f"a grouped convolution (groups={layer.groups}): each group's weight sees only its own "
+                                      "channels, so there is no single patch space; only groups=1 is supported")
+    def patches(self, layer, x):                       # x already padded → (B, m, L)
+        if layer.weight.dim() == 3:                     # a 1-D convolution is a 2-D one on images of height 1
+            return F.unfold(x[:, :, None, :], (1, *layer.kernel_size), dilation=(1, *layer.dilation), stride=(1, *layer.stride))
+        return F.unfold(x, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)
+    def tokens(self, layer, inp): return unfold_patches(layer, inp).mT
+    def perm(self, z):                                  # token-major t·d+s ↦ channel-major s·T+t
+        d, T = z.shape[1], z[0, 0].numel()
+        return torch.arange(d * T, device=z.device).reshape(d, T).T.flatten()
+    def delta_z(self, layer, inp, M): return layer._conv_forward(inp, self.unmatrix(layer, M), None)
+
+register_layer(LinearAdapter()); register_layer(ConvAdapter());
+
+# %% ../nbs/00_core.ipynb #648de069
+class Conv3dAdapter(ConvAdapter):
+    "nn.Conv3d: as the other convolutions; patches by a one-hot kernel per (channel, offset), since F.unfold is 2-D only."
+    types = (nn.Conv3d,)
+    def patches(self, layer, x):
+        c, k = x.shape[1], math.prod(layer.kernel_size)
+        eye = torch.eye(k, dtype=x.dtype, device=x.device).reshape(k, 1, *layer.kernel_size).repeat(c, 1, 1, 1, 1)
+        P = F.conv3d(x, eye, None, layer.stride, 0, layer.dilation, groups=c)    # channel c·k+o = offset o of channel c
+        return P.reshape(len(x), c * k, -1)
+
+class EmbeddingAdapter(LayerAdapter):
+    "nn.Embedding: z = wᵀ-row lookup, i.e. w = weight.T (d = embedding_dim, m = num_embeddings) and φ a one-hot row per index."
+    types = (nn.Embedding,)
+    def refusal(self, layer):
+        if layer.max_norm is not None: return (f"an nn.Embedding with max_norm={layer.max_norm}: the forward pass renormalises "
+                                               "rows of the weight in place, so z is not linear in w")
+        if layer.scale_grad_by_freq: return ("an nn.Embedding with scale_grad_by_freq=True: autograd rescales its gradient by "
+                                             "token counts, so gradients are not the loss's derivatives")
+        if layer.sparse: return "an nn.Embedding with sparse=True: torch.func needs dense gradients; build it with sparse=False (same values)"
+    def matrix(self, layer, w): return w.mT
+    def unmatrix(self, layer, M): return M.mT
+    def tokens(self, layer, inp):                        # padding_idx: autograd never differentiates that row, so φ = 0 there
+        oh = F.one_hot(inp.reshape(len(inp), -1), layer.num_embeddings).to(layer.weight.dtype)
+        return oh if layer.padding_idx is None else oh * (inp.reshape(len(inp), -1, 1) != layer.padding_idx)
+    def delta_z(self, layer, inp, M): return (self.tokens(layer, inp) @ M.mT).reshape(*inp.shape, -1)
+
+register_layer(Conv3dAdapter()); register_layer(EmbeddingAdapter());
+CONV_TYPES = tuple(t for t, a in LAYER_ADAPTERS.items() if isinstance(a, ConvAdapter))
+LINEAR_TYPES = tuple(LAYER_ADAPTERS)   # kept for code that imports them: derived from the registry
 
 # %% ../nbs/00_core.ipynb #27d22dc5
 def get_layer(model: nn.Module, # the network
@@ -63,8 +164,8 @@ def get_layer(model: nn.Module, # the network
         raise UnsupportedLayerError(f"layer {name!r} belongs to an nn.MultiheadAttention, which applies its weight functionally, so "
                                     f"hooks never see its φ and z; use hutchinson_trace or dense_hessian with params=[{param_name(name)!r}], "
                                     "or build the attention from nn.Linear modules")
-    if not isinstance(mod, LINEAR_TYPES):
-        raise TypeError(f"layer {name!r} is a {type(mod).__name__}, not a linear layer (nn.Linear, nn.Conv1d or nn.Conv2d); "
+    if find_adapter(mod) is None:
+        raise TypeError(f"layer {name!r} is a {type(mod).__name__}, not a linear layer ({supported_layers()}); "
                         f"flatness is measured at linear layers, choose one of: {valid}")
     return name, mod
 
@@ -235,12 +336,13 @@ class LayerSplit:
         self.model = model
         self.name, self.layer = get_layer(model, layer)
         check_untied(model, self.name, self.layer)
+        self.adapter = layer_adapter(self.layer)
         self._checked = False            # check_forward runs on the first captured batch
 
     @property
     def weight(self) -> Tensor:
         "The layer's weight as a d×m matrix (a convolution's kernel flattened over input channels and positions)."
-        return self.layer.weight.reshape(self.layer.weight.shape[0], -1)
+        return self.adapter.matrix(self.layer, self.layer.weight)
 
     def _run(self, x, hook):
         "Run the model on `x` with `hook` on the layer; check the layer ran once and the output is a tensor."
@@ -300,19 +402,16 @@ def check_single_use(sp, # a LayerSplit
                          f"or dense_hessian with params=[{name!r}], or use a separate parameter")
 
 # %% ../nbs/00_core.ipynb #f441df43
-def unfold_patches(layer: nn.Conv1d | nn.Conv2d, # the convolution (groups=1)
-                   inp: Tensor, # its input, (B, c_in, L) or (B, c_in, H, W)
+def unfold_patches(layer: nn.Module, # a convolution of a registered type (groups=1)
+                   inp: Tensor, # its input, (B, c_in, *spatial)
                   ) -> Tensor:
     "The patches φ_{i,p} a convolution sees, (B, m, L), in the order of `weight.reshape(c_out, -1)`."
-    if not isinstance(layer, CONV_TYPES): raise TypeError(f"expected an nn.Conv1d or nn.Conv2d, got {type(layer).__name__}")
-    if layer.groups != 1:
-        raise UnsupportedLayerError(f"grouped convolution (groups={layer.groups}): each group's weight sees only its own "
-                                    "channels, so there is no single patch space; only groups=1 is supported")
+    ad = find_adapter(layer)
+    if not isinstance(ad, ConvAdapter): raise TypeError(f"expected a convolution ({', '.join(t.__name__ for t in CONV_TYPES)}), got {type(layer).__name__}")
+    if ad.refusal(layer): raise UnsupportedLayerError(ad.refusal(layer))
     pad = layer._reversed_padding_repeated_twice
     x = F.pad(inp, pad, mode='constant' if layer.padding_mode == 'zeros' else layer.padding_mode) if any(pad) else inp
-    if isinstance(layer, nn.Conv1d):   # a 1-D convolution is a 2-D one on images of height 1
-        return F.unfold(x[:, :, None, :], (1, *layer.kernel_size), dilation=(1, *layer.dilation), stride=(1, *layer.stride))
-    return F.unfold(x, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)
+    return ad.patches(layer, x)
 
 # %% ../nbs/00_core.ipynb #cb9ba59b
 _REDUCERS: list = []
@@ -325,26 +424,55 @@ def reduce_max(*maxima):
     "Combine partial maxima (tensors elementwise, or numbers) over all workers taking part; the identity in a single process."
     return _REDUCERS[-1](maxima, 'max') if _REDUCERS else maxima
 
-def sample_mean(model: nn.Module, # the network, in eval mode
-                data, # (X, y) tensors or an iterable of (x, y) batches
-                batch_sum: Callable, # (x, y) -> the sum over the batch's samples of a per-sample quantity (number or tensor)
-                batch_size: int = 512, # batch size used to split (X, y) tensors
-               ):
-    "(1/n) Σ_i of a per-sample quantity, streamed batch by batch, with its sums reduced across processes."
-    check_eval(model)
-    dev, dt = model_device_dtype(model)
-    tot, n = 0.0, 0
-    for x, y in iter_batches(data, batch_size, dev, dt):
-        if n == 0: check_forward(model, x[:CHECK_SAMPLES])
-        tot = tot + batch_sum(x, y); n += len(x)
-    tot, n = reduce_sums(tot, n)
-    return tot / n
-
 def check_single_process(name: str, # the measure's name, for the message
                         ):
     "Refuse to run a measure whose loops do not reduce across processes while data are sharded (no silent shard-local value)."
     if _REDUCERS: raise NotImplementedError(f"{name} does not combine partial results across processes (it is not built from "
                                             "sums and maxima over samples); call it on the full data in one process")
+
+# %% ../nbs/00_core.ipynb #9c0c1610
+def _add(a, b): return {k: a[k] + b[k] for k in a} if isinstance(a, dict) else a + b
+
+def sample_mean(model: nn.Module, # the network, in eval mode
+                data, # (X, y) tensors or an iterable of (x, y) batches
+                batch_sum: Callable, # (x, y) -> the batch's sum of a per-sample quantity: number, tensor or dict of them
+                batch_size: int = 512, # batch size used to split (X, y) tensors
+                first: Callable | None = None, # (x, y) -> None, run once on the first batch (e.g. a loss check or a plan)
+                with_n: bool = False, # also return the number of samples n
+               ):
+    "(1/n) Σ_i of a per-sample quantity, streamed batch by batch, with its sums reduced across processes."
+    check_eval(model)
+    dev, dt = model_device_dtype(model)
+    tot, n = None, 0
+    for x, y in iter_batches(data, batch_size, dev, dt):
+        if n == 0:
+            check_forward(model, x[:CHECK_SAMPLES])
+            if first is not None: first(x, y)
+        s = batch_sum(x, y); tot = s if tot is None else _add(tot, s); n += len(x)
+    keys = list(tot) if isinstance(tot, dict) else None
+    *vals, n = reduce_sums(*(tot.values() if keys else [tot]), n)
+    out = {k: v / n for k, v in zip(keys, vals)} if keys else vals[0] / n
+    return (out, n) if with_n else out
+
+# %% ../nbs/00_core.ipynb #394a2048
+@dataclass
+class Estimate:
+    "A Monte-Carlo estimate with its standard error."
+    value: float  # the mean of the probe values
+    stderr: float # standard error of the mean (0 for exact values)
+    n: int        # number of probes (0 for exact values)
+    def __float__(self): return float(self.value)
+    def __repr__(self): return f"Estimate({self.value:.6g} ± {self.stderr:.2g}, n={self.n})"
+
+# %% ../nbs/00_core.ipynb #446985ad
+def flatten_params(params: dict[str, Tensor], # tensors by name (e.g. parameters or directions)
+                  ) -> tuple[Tensor, Callable[[Tensor], dict[str, Tensor]]]:
+    "The tensors as one flat vector (dict order, row-major), and the map from a flat vector (…, N) back to the dict's shapes."
+    if not params: raise ValueError("no tensors to flatten; name at least one parameter")
+    names, shapes = list(params), [p.shape for p in params.values()]
+    sizes = [math.prod(s) for s in shapes]
+    def unflatten(v): return {k: t.reshape(*v.shape[:-1], *s) for k, t, s in zip(names, v.split(sizes, -1), shapes)}
+    return torch.cat([p.reshape(-1) for p in params.values()]), unflatten
 
 # %% ../nbs/00_core.ipynb #68c5eced
 _CLASS_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss, nn.MultiMarginLoss)
@@ -424,17 +552,8 @@ def empirical_risk(model: nn.Module, # the network, in eval mode
                    batch_size: int = 512, # batch size used to split (X, y) tensors
                   ) -> float:
     "E_emp: the mean of per-sample losses over `data`, streamed."
-    check_eval(model)
-    dev, dt = model_device_dtype(model)
-    tot, n = 0.0, 0
-    with torch.no_grad():
-        for k, (x, y) in enumerate(iter_batches(data, batch_size, dev, dt)):
-            if k == 0: check_forward(model, x[:CHECK_SAMPLES])
-            out = model(x)
-            if k == 0: check_loss(loss_fn, out, y)
-            tot += per_sample_losses(loss_fn, out, y).sum().item(); n += len(x)
-    tot, n = reduce_sums(tot, n)
-    return tot / n
+    first = lambda x, y: check_loss(loss_fn, model(x), y)
+    with torch.no_grad(): return sample_mean(model, data, lambda x, y: per_sample_losses(loss_fn, model(x), y).sum().item(), batch_size, first)
 
 # %% ../nbs/00_core.ipynb #8b639e51
 def perturbed_risks(model: nn.Module, # the network, in eval mode
@@ -450,13 +569,7 @@ def perturbed_risks(model: nn.Module, # the network, in eval mode
     if bad: raise ValueError(f"deltas name unknown parameters {bad}; the model has: {list(p0)}")
     shapes = {k: tuple(d.shape[1:]) for k, d in deltas.items() if d.shape[1:] != p0[k].shape}
     if shapes: raise ValueError(f"deltas {shapes} do not have the parameter's shape after the leading draw dimension")
-    dev, dt = model_device_dtype(model)
     L = lambda p, x, y: per_sample_losses(loss_fn, functional_call(model, p, (x,)), y).sum()
-    draws = next(iter(deltas.values())).shape[0]
-    acc, n = torch.zeros(draws, dtype=dt, device=dev), 0
-    with torch.no_grad():
-        for k, (x, y) in enumerate(iter_batches(data, batch_size, dev, dt)):
-            if k == 0: check_loss(loss_fn, check_forward(model, x[:CHECK_SAMPLES]), y[:CHECK_SAMPLES])
-            acc += vmap(lambda d: L({q: p0[q] + d[q] if q in d else p0[q] for q in p0}, x, y))(deltas); n += len(x)
-    acc, n = reduce_sums(acc, n)
-    return acc / n
+    batch = lambda x, y: vmap(lambda d: L({q: p0[q] + d[q] if q in d else p0[q] for q in p0}, x, y))(deltas)
+    first = lambda x, y: check_loss(loss_fn, model(x[:CHECK_SAMPLES]), y[:CHECK_SAMPLES])
+    with torch.no_grad(): return sample_mean(model, data, batch, batch_size, first)

@@ -231,9 +231,10 @@ def _theorems(rep):
 
 # %% ../nbs/12_demo.ipynb #86229ceb
 def main(argv=None):
-    "`python -m flatness_nb.demo [options]` is `flatness-nb demo [options]` (see `flatness_nb.cli`)."
-    from flatness_nb.cli import main as cli_main
-    cli_main(['demo', *(sys.argv[1:] if argv is None else argv)])
+    "`python -m flatness_nb.demo [options]` runs `flatness-nb demo [options]` as its own process (cli imports demo, never the reverse)."
+    import subprocess
+    args = sys.argv[1:] if argv is None else list(argv)
+    sys.exit(subprocess.call([sys.executable, '-m', 'flatness_nb.cli', 'demo', *args]))
 
 # %% ../nbs/12_demo.ipynb #2810437e
 #| eval: false

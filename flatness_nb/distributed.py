@@ -146,7 +146,7 @@ def _one_hot(data, k):
 
 def _more_measures(model, data):
     "The measures of `measures`, `robustness` and `compression` that reduce across processes."
-    from flatness_nb.core import linear_layers
+    from flatness_nb.core import LinearAdapter, find_adapter, linear_layers
     from flatness_nb.measures import fisher_rao_norm, pac_bayes_flatness
     from flatness_nb.robustness import feature_robustness_mc, haar_orthogonal
     from flatness_nb.compression import (adaptive_sharpness_mc, compression_measures, iimls, lvr_bounds, normalized_mls,
@@ -161,7 +161,7 @@ def _more_measures(model, data):
     out.update(_floats(adaptive_sharpness_mc(model, data, F.cross_entropy, rho=0.1, draws=8), 'adaptive_mc'))
     out.update(_floats(compression_measures(model, data), 'compression'))
     Y = _one_hot(data, 3)
-    if all(isinstance(m, nn.Linear) for m in linear_layers(model).values()):
+    if all(isinstance(find_adapter(m), LinearAdapter) for m in linear_layers(model).values()):
         out.update(_floats(lvr_bounds(model, Y), 'lvr'))   # includes sharpness_split; maxima and a minimum inside
     else: out.update(_floats(sharpness_split(model, Y, min_probes=32, max_probes=32, probes_per_pass=16), 'split'))
     return out
@@ -194,7 +194,7 @@ def time_sharded(n: int = 2000, # samples
                  batch_size: int = 250, # batch size
                 ) -> float:
     "Seconds for κ^φ_Tr of LeNet5's fc2 on n images, sharded over the current process group."
-    from flatness_nb.benchmark import LeNet5
+    from flatness_nb.zoo import LeNet5
     from flatness_nb.hessian import layer_curvature
     init_from_env()
     torch.manual_seed(0)

@@ -8,7 +8,7 @@ import copy, warnings
 from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
-from .core import LayerSplit, get_layer, iter_batches, linear_layers, model_device_dtype, param_name, reduce_sums
+from .core import LayerSplit, LinearAdapter, find_adapter, get_layer, sample_mean, iter_batches, linear_layers, model_device_dtype, param_name, reduce_sums
 from .hessian import (Estimate, hutchinson_relative_flatness, lambda_max, layer_curvature,
                                  layer_lambda_max)
 
@@ -22,27 +22,27 @@ def relative_flatness(model: nn.Module, # the network, in eval mode
                       layer: str | nn.Module, # a linear layer of `model`: module object or dotted name
                       data, # (X, y) tensors or an iterable of (x, y) batches
                       loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss; E_emp is the mean per-sample loss
-                      method: str = 'exact', # 'exact' (nn.Linear, nn.Conv2d) or 'hutchinson' (returns an Estimate)
+                      method: str = 'exact', # 'exact' (any layer type in `supported_layers()`) or 'hutchinson' (returns an Estimate)
                       route: str = 'auto', # exact route: 'auto', 'last', 'gauss_newton' or 'full'
                       batch_size: int = 512, # batch size used to split (X, y) tensors
                       **kw, # Hutchinson options: dist, seed, probes_per_pass, min_probes, max_probes, rtol
                      ) -> float | Estimate:
     "Relative flatness κ^φ_Tr of one linear layer (NeurIPS 2021, Def. 3)."
     if method == 'exact':
-        return layer_curvature(model, layer, data, loss_fn, route, columns=False, batch_size=batch_size).relative_flatness
+        return layer_curvature(model, layer, data, loss_fn, route, batch_size=batch_size, want=('kappa',)).relative_flatness
     if method == 'hutchinson': return hutchinson_relative_flatness(model, layer, data, loss_fn, batch_size=batch_size, **kw)
     raise ValueError(f"method must be 'exact' or 'hutchinson', got {method!r}")
 
 # %% ../nbs/02_relative_flatness.ipynb #8ffc1063
 def layer_measures(model: nn.Module, # the network, in eval mode
-                   layer: str | nn.Module, # an nn.Linear or nn.Conv2d of `model`
+                   layer: str | nn.Module, # a layer of `model` of a type in `supported_layers()`
                    data, # (X, y) tensors or an iterable of (x, y) batches
                    loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
                    lanczos_iters: int = 60, # Lanczos steps for λ_max (each one pass over the data)
                    batch_size: int = 512, # batch size used to split (X, y) tensors
                   ) -> dict:
     "Relative flatness and the ICLR measures of one linear layer, exact (λ_max by Lanczos)."
-    c = layer_curvature(model, layer, data, loss_fn, batch_size=batch_size)
+    c = layer_curvature(model, layer, data, loss_fn, batch_size=batch_size, want=('kappa', 'rho'))
     w2 = (c.weight ** 2).sum().item()
     lmax = layer_lambda_max(model, layer, data, loss_fn, iters=lanczos_iters, batch_size=batch_size)
     return dict(layer=c.name, relative_flatness=c.relative_flatness, trace=c.trace, lambda_max=lmax, weight_norm2=w2,
@@ -57,7 +57,7 @@ def network_measures(model: nn.Module, # the network, in eval mode
                      batch_size: int = 512, # batch size used to split (X, y) tensors
                     ) -> dict:
     "The ICLR network-wise measures, plus each layer's measures under 'layers'."
-    names = list(layers) if layers is not None else [n for n, m in linear_layers(model).items() if isinstance(m, nn.Linear)]
+    names = list(layers) if layers is not None else [n for n, m in linear_layers(model).items() if isinstance(find_adapter(m), LinearAdapter)]
     per = [layer_measures(model, nm, data, loss_fn, lanczos_iters, batch_size) for nm in names]
     wnames = [param_name(nm) for nm in names]
     lmax = lambda_max(model, data, loss_fn, wnames, iters=lanczos_iters, batch_size=batch_size)
@@ -155,16 +155,15 @@ def feature_moments(model: nn.Module, # the network, in eval mode
                     batch_size: int = 512, # batch size used to split (X, y) tensors
                    ) -> tuple[Tensor, Tensor]:
     "Per-feature mean and (unbiased) variance of φ(x) over the data (and tokens), streamed: sums of φ and φ²."
-    sp = LayerSplit(model, layer); dev, dt = model_device_dtype(model)
-    s1 = s2 = 0; n = 0
-    with torch.no_grad():
-        for x, _ in iter_batches(data, batch_size, dev, dt):
-            phi = sp.capture(x)[0]
-            # an nn.Linear sees its features on the last axis; any axes between (tokens) are more observations of them
-            phi = phi.reshape(-1, phi.shape[-1]) if isinstance(sp.layer, nn.Linear) else phi.reshape(len(phi), -1)
-            s1 = s1 + phi.sum(0); s2 = s2 + (phi ** 2).sum(0); n += len(phi)
-    s1, s2, n = reduce_sums(s1, s2, n)
-    return s1 / n, (s2 / n - (s1 / n) ** 2).clamp_min(0) * n / max(n - 1, 1)
+    sp = LayerSplit(model, layer)
+    def batch(x, _):
+        phi = sp.capture(x)[0]
+        # an nn.Linear sees its features on the last axis; any axes between (tokens) are more observations of them
+        phi = phi.reshape(-1, phi.shape[-1]) if isinstance(sp.adapter, LinearAdapter) else phi.reshape(len(phi), -1)
+        return dict(s1=phi.sum(0), s2=(phi ** 2).sum(0), t=len(phi))
+    with torch.no_grad(): m, n = sample_mean(model, data, batch, batch_size, with_n=True)
+    N, mu = round(m['t'] * n), m['s1'] / m['t']          # N observations: samples × tokens
+    return mu, (m['s2'] / m['t'] - mu ** 2).clamp_min(0) * N / max(N - 1, 1)
 
 def feature_spread(model: nn.Module, # the network, in eval mode
                    layer: str | nn.Module, # the layer whose input features are measured

@@ -10,16 +10,16 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, functional_call
-from .core import (CHECK_SAMPLES, CONV_TYPES, LINEAR_TYPES, LayerSplit, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
-                              exact_attention, get_layer, iter_batches, param_name,
-                              linear_layers, model_device_dtype, per_sample_losses, reduce_sums, sample_loss,
-                              unfold_patches)
+from .core import (CHECK_SAMPLES, Estimate, LayerSplit, flatten_params, sample_mean, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
+                              check_layer, exact_attention, get_layer, layer_adapter, iter_batches, param_name,
+                              linear_layers, model_device_dtype, per_sample_losses, reduce_sums, sample_loss)
 
 # %% auto #0
-__all__ = ['ROUTES', 'output_loss_hessian', 'z_jacobian', 'detect_route', 'check_exact_layer', 'token_view', 'hz_batch',
-           'LayerCurvature', 'layer_curvature', 'layer_hessian_trace', 'dense_hessian', 'oracle_summaries', 'Estimate',
-           'hvp', 'hutchinson', 'hutchinson_relative_flatness', 'hutchinson_trace', 'network_hessian_trace',
-           'lanczos_max', 'lambda_max', 'layer_lambda_max']
+__all__ = ['ROUTES', 'QUANTITIES', 'output_loss_hessian', 'z_jacobian', 'detect_route', 'check_exact_layer', 'token_view',
+           'hz_batch', 'curvature_request', 'CurvaturePlan', 'make_plan', 'LayerCurvature', 'curvature_sums',
+           'layer_curvature', 'layer_hessian_trace', 'dense_hessian', 'oracle_summaries', 'layer_dense_hessian', 'hvp',
+           'hutchinson', 'hutchinson_relative_flatness', 'hutchinson_trace', 'network_hessian_trace', 'lanczos_max',
+           'lambda_max', 'layer_lambda_max']
 
 # %% ../nbs/01_hessian.ipynb #1f6ccccf
 def _loss_kind(loss_fn, y):
@@ -87,25 +87,17 @@ ROUTES = ('auto', 'last', 'gauss_newton', 'full')
 
 def check_exact_layer(sp: LayerSplit, # model split at the layer
                      ):
-    "Raise UnsupportedLayerError unless the layer has an exact route: nn.Linear, or nn.Conv1d/nn.Conv2d with groups=1."
-    lay = sp.layer
-    if isinstance(lay, CONV_TYPES) and lay.groups != 1:
-        raise UnsupportedLayerError(f"layer {sp.name!r} is a grouped convolution (groups={lay.groups}); use method='hutchinson'")
-    if not isinstance(lay, LINEAR_TYPES):
-        raise UnsupportedLayerError(f"layer {sp.name!r} is a {type(lay).__name__}; exact routes cover nn.Linear, "
-                                    "nn.Conv1d and nn.Conv2d; use method='hutchinson'")
+    "Raise UnsupportedLayerError (the adapter's reason) unless the layer has an exact route; the registry lists the types."
+    check_layer(sp.layer, sp.name)
 
 def token_view(sp: LayerSplit, # model split at an exact-route layer
                phi: Tensor, # the layer's input on a batch
                z: Tensor, # the layer's output on the batch
               ) -> tuple[Tensor, Tensor | None]:
-    "Features as (B, T, m) tokens (a convolution's patches), and the permutation putting flattened z in token-major order."
-    if isinstance(sp.layer, nn.Linear): return phi.reshape(len(phi), -1, phi.shape[-1]), None
-    d, T = z.shape[1], z[0, 0].numel()                  # channels, output positions
-    perm = torch.arange(d * T, device=z.device).reshape(d, T).T.flatten()    # token-major t·d+s ↦ channel-major s·T+t
-    return unfold_patches(sp.layer, phi).mT, perm
+    "Features as (B, T, m) tokens (a convolution's patches, an embedding's one-hot rows), and the permutation putting z token-major."
+    return sp.adapter.tokens(sp.layer, phi), sp.adapter.perm(z)
 
-def hz_batch(sp: LayerSplit, # model split at an nn.Linear, nn.Conv1d or nn.Conv2d layer
+def hz_batch(sp: LayerSplit, # model split at a layer with an exact route (see `check_exact_layer`)
              x: Tensor, # batch of inputs
              y: Tensor, # batch of labels
              loss_fn: Callable, # a standard PyTorch loss
@@ -116,8 +108,8 @@ def hz_batch(sp: LayerSplit, # model split at an nn.Linear, nn.Conv1d or nn.Conv
     if route not in ROUTES[1:]: raise ValueError(f"route must be one of {ROUTES[1:]}, got {route!r}")
     phi, z, out = sp.capture(x)
     check_labels(loss_fn, out, y)                       # closed forms never index the labels: check them on every batch
-    perm = None
-    if phi.dim() > 2 or isinstance(sp.layer, CONV_TYPES): phi, perm = token_view(sp, phi, z)
+    phi, perm = token_view(sp, phi, z)
+    if phi.shape[1] == 1: phi = phi[:, 0]               # one token per sample: the flat (B, m) form
     if route == 'last':
         if out is not z: raise ValueError(f"route='last' needs layer {sp.name!r} to produce the model output; use 'auto'")
         Hz = output_loss_hessian(loss_fn, out, y)
@@ -127,127 +119,162 @@ def hz_batch(sp: LayerSplit, # model split at an nn.Linear, nn.Conv1d or nn.Conv
     else: Hz = _hz_full(sp, x, y, z, loss_fn)
     return phi, (Hz if perm is None else Hz[:, perm][:, :, perm])
 
-# %% ../nbs/01_hessian.ipynb #6ce6df57
-def _token_sums(phi: Tensor, # token features, (B, T, m)
-                Hz: Tensor, # per-sample H^z over all tokens' outputs, (B, T·d, T·d)
-                W: Tensor, # the weight, (d, m)
-                columns: bool, # also return the column terms ρ(j)
-               ) -> tuple:
-    "Batch sums of the block traces, bias Hessian, diagonal and ρ for a layer applied to every token."
-    B, T, m = phi.shape; d = W.shape[0]
-    H5 = Hz.reshape(B, T, d, T, d)                      # [b, t, s, u, s']
-    blocks = torch.einsum('btsuv,btu->sv', H5, phi @ phi.mT)        # Σ_{t,u} H^z[(t,s),(u,s')] ⟨φ_t, φ_u⟩
-    Hd = torch.diagonal(H5, dim1=2, dim2=4)             # [b, t, u, s] = H^z[(t,s),(u,s)]
-    diag = torch.einsum('btus,btuj->sj', Hd, phi[:, :, None, :] * phi[:, None, :, :])
-    rho = None
-    if columns:                                          # ρ(j) = Σ_b v_bjᵀ H^z_b v_bj with v_bj = φ_b[:, j] ⊗ w[:, j]
-        V = torch.einsum('btj,sj->bjts', phi, W).reshape(B, m, T * d)
-        rho = (V * (V @ Hz)).sum((0, 2))
-    return blocks, H5.sum((0, 1, 3)), diag, rho
+# %% ../nbs/01_hessian.ipynb #29bcdb7e
+def _flat_blocks(phi, Hz, W): return torch.einsum('b,bst->st', (phi ** 2).sum(1), Hz)
+def _flat_diagonal(phi, Hz, W): return torch.diagonal(Hz, dim1=1, dim2=2).T @ phi ** 2
+def _flat_rho(phi, Hz, W): return ((phi ** 2) * ((Hz @ W) * W).sum(1)).sum(0)
+_FLAT = dict(block_traces=_flat_blocks, bias=lambda phi, Hz, W: Hz.sum(0), diagonal=_flat_diagonal, rho=_flat_rho)
 
-def _flat_sums(phi, Hz, W, columns):
-    "Batch sums of the block traces, bias Hessian, diagonal and ρ for (B, m) features and H^z (B, d, d)."
-    rho = ((phi ** 2) * ((Hz @ W) * W).sum(1)).sum(0) if columns else None
-    return (torch.einsum('b,bst->st', (phi ** 2).sum(1), Hz), Hz.sum(0), torch.diagonal(Hz, dim1=1, dim2=2).T @ phi ** 2,
-            rho)
+def _h5(phi, Hz): B, T, m = phi.shape; return Hz.reshape(B, T, Hz.shape[1] // T, T, -1)    # [b, t, s, u, s']
+def _token_blocks(phi, Hz, W): return torch.einsum('btsuv,btu->sv', _h5(phi, Hz), phi @ phi.mT)   # Σ_{t,u} H[(t,s),(u,s')]⟨φ_t, φ_u⟩
+def _token_diagonal(phi, Hz, W): return torch.einsum('btus,btj,buj->sj', torch.diagonal(_h5(phi, Hz), dim1=2, dim2=4), phi, phi)
+def _token_rho(phi, Hz, W):                               # ρ(j) = Σ_b v_bjᵀ H^z_b v_bj with v_bj = φ_b[:, j] ⊗ w[:, j]
+    V = torch.einsum('btj,sj->bjts', phi, W).reshape(len(phi), W.shape[1], -1)
+    return (V * (V @ Hz)).sum((0, 2))
+_TOKEN = dict(block_traces=_token_blocks, bias=lambda phi, Hz, W: _h5(phi, Hz).sum((0, 1, 3)), diagonal=_token_diagonal, rho=_token_rho)
 
-def _gn_token_sums(sp, x, y, loss_fn, W, columns):
-    "Gauss–Newton batch sums for a token/patch layer from per-sample output gradients ∇_W f_c, without forming H^z."
+# %% ../nbs/01_hessian.ipynb #11a9607b
+_GN = dict(block_traces=lambda P, HP, q, Hl, W: torch.einsum('bcsj,bcvj->sv', P, HP),
+           bias=lambda P, HP, q, Hl, W: torch.einsum('bcs,bce,bev->sv', q, Hl, q),
+           diagonal=lambda P, HP, q, Hl, W: (P * HP).sum((0, 1)),
+           rho=lambda P, HP, q, Hl, W: ((P * W).sum(2) * (HP * W).sum(2)).sum((0, 1)))
+
+def _gn_token_sums(sp, x, y, loss_fn, W, want):
+    "Gauss–Newton batch sums of the requested quantities for a token/patch layer from ∇_W f_c, without forming H^z."
     phi, z, out = sp.capture(x)
     check_labels(loss_fn, out, y)
     phi, perm = token_view(sp, phi, z)
     J = z_jacobian(sp, x, z)                            # (B, k, T·d), k backward passes for the batch
     if perm is not None: J = J[:, :, perm]
-    B, k = J.shape[:2]; T, m = phi.shape[1:]; d = W.shape[0]
-    J = J.reshape(B, k, T, d)
+    B, k = J.shape[:2]; T = phi.shape[1]
+    J = J.reshape(B, k, T, -1)
     Hl = output_loss_hessian(loss_fn, out, y)           # (B, k, k)
     P = torch.einsum('bcts,btj->bcsj', J, phi)          # ∇_W f_c of every sample, (B, k, d, m)
     HP = torch.einsum('bce,besj->bcsj', Hl, P)
-    q = J.sum(2)                                        # ∇_b f_c, (B, k, d)
-    blocks = torch.einsum('bcsj,bcvj->sv', P, HP)
-    Hb = torch.einsum('bcs,bce,bev->sv', q, Hl, q)
-    rho = ((P * W).sum(2) * (HP * W).sum(2)).sum((0, 1)) if columns else None
-    return blocks, Hb, (P * HP).sum((0, 1)), rho
+    return {q: _GN[q](P, HP, J.sum(2), Hl, W) for q in want}
 
+# %% ../nbs/01_hessian.ipynb #02e35971
+QUANTITIES = ('block_traces', 'bias', 'diagonal', 'rho')   # what a curvature request can name
+_ALIASES = dict(trace='block_traces', kappa='block_traces', relative_flatness='block_traces', bias_hessian='bias', columns='rho')
+
+def curvature_request(want: Sequence[str] | None = None, # quantities (QUANTITIES, or 'trace'/'kappa'); None: all
+                      columns: bool = True, # with want=None: include the column terms ρ(j)
+                     ) -> tuple[str, ...]:
+    "The quantities to accumulate, in a fixed order; one clear error for an unknown name."
+    if want is None: return QUANTITIES if columns else QUANTITIES[:3]
+    if isinstance(want, str): want = [want]
+    bad = [q for q in want if _ALIASES.get(q, q) not in QUANTITIES]
+    if bad or not want: raise ValueError(f"unknown curvature quantities {bad}; request some of {QUANTITIES + tuple(_ALIASES)}")
+    return tuple(q for q in QUANTITIES if q in {_ALIASES.get(w, w) for w in want})
+
+# %% ../nbs/01_hessian.ipynb #37d1cbb0
+@dataclass
+class CurvaturePlan:
+    "How a layer's curvature is computed, decided once from the first batch."
+    route: str        # 'last', 'gauss_newton' or 'full'
+    per: int          # T·d: the size of one sample's z
+    gn_direct: bool   # token layer on the Gauss–Newton route: sums from ∇_W f_c, no (T·d)² matrix
+    chunk: int        # samples per H^z chunk (B·(T·d)² ≤ max_hz_elements), 0 = whole batch
+
+def make_plan(sp: LayerSplit, # model split at an exact-route layer
+              x: Tensor, y: Tensor, # the first batch
+              loss_fn: Callable, # a standard PyTorch loss
+              route: str = 'auto', # 'auto', 'last', 'gauss_newton' or 'full'
+              max_hz_elements: int = 2 ** 24, # memory budget of one H^z chunk, in elements
+             ) -> CurvaturePlan:
+    "Check the loss on the first batch, resolve the route, and size the chunks."
+    if route not in ROUTES: raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
+    with torch.no_grad():
+        check_loss(loss_fn, sp.capture(x)[2], y)
+        found = detect_route(sp, x)
+        per = sp.capture(x[:1])[1].numel()
+    if route == 'gauss_newton' and found == 'full':
+        raise ValueError(f"route='gauss_newton' is exact only when the head after layer {sp.name!r} is piecewise "
+                         "linear, and this head has curvature (a smooth activation such as tanh); use 'auto' or 'full'")
+    route = found if route == 'auto' else route
+    token = per != sp.weight.shape[0]                    # several tokens (or positions) per sample
+    gn_direct = token and route == 'gauss_newton'
+    return CurvaturePlan(route, per, gn_direct, max(1, max_hz_elements // per ** 2) if token and not gn_direct else 0)
+
+# %% ../nbs/01_hessian.ipynb #8bce7cfb
 @dataclass
 class LayerCurvature:
-    "Exact curvature summaries of one linear layer's Hessian (see the table above)."
+    "Exact curvature summaries of one linear layer's Hessian (see the table above); quantities not requested are None."
     name: str            # dotted layer name
     route: str           # route used: 'last', 'gauss_newton' or 'full'
     n: int               # number of samples
     weight: Tensor       # w, (d, m)
-    block_traces: Tensor # Tr(H_{s,s'}), (d, d)
-    bias_hessian: Tensor # Hessian w.r.t. the bias, (d, d)
-    diagonal: Tensor     # diagonal of H as a (d, m) matrix
-    rho: Tensor | None = None # column terms ρ(j), (m,)
+    block_traces: Tensor | None = None # Tr(H_{s,s'}), (d, d)
+    bias_hessian: Tensor | None = None # Hessian w.r.t. the bias, (d, d)
+    diagonal: Tensor | None = None     # diagonal of H as a (d, m) matrix
+    rho: Tensor | None = None          # column terms ρ(j), (m,)
 
+    def _need(self, q, v):
+        if v is None: raise ValueError(f"{q} was not requested from layer_curvature; add it to want=")
+        return v
     @property
     def trace(self) -> float:
         "Tr(H) with respect to the weight."
-        return self.block_traces.trace().item()
+        return self._need('block_traces', self.block_traces).trace().item()
     @property
     def relative_flatness(self) -> float:
         "κ^φ_Tr = Σ_{s,s'} ⟨w_s, w_s'⟩ Tr(H_{s,s'})."
-        return ((self.weight @ self.weight.T) * self.block_traces).sum().item()
+        return ((self.weight @ self.weight.T) * self._need('block_traces', self.block_traces)).sum().item()
     @property
     def weighted_diagonal(self) -> float:
         "Σ_j w_j² H_jj over the weight entries (the adaptive-sharpness term)."
-        return ((self.weight ** 2) * self.diagonal).sum().item()
+        return ((self.weight ** 2) * self._need('diagonal', self.diagonal)).sum().item()
 
+# %% ../nbs/01_hessian.ipynb #56739738
+def curvature_sums(sp: LayerSplit, # model split at an exact-route layer
+                   x: Tensor, y: Tensor, # one batch
+                   loss_fn: Callable, # a standard PyTorch loss
+                   plan: CurvaturePlan, # from `make_plan`
+                   want: tuple, # from `curvature_request`
+                  ) -> dict[str, Tensor]:
+    "Sums over one batch of the requested quantities, chunked as the plan says."
+    W, tot = sp.weight.detach(), {}
+    for xs, ys in zip(x.split(plan.chunk or len(x)), y.split(plan.chunk or len(x))):
+        if plan.gn_direct: s = _gn_token_sums(sp, xs, ys, loss_fn, W, want)
+        else:
+            phi, Hz = hz_batch(sp, xs, ys, loss_fn, plan.route)
+            s = {q: (_TOKEN if phi.dim() == 3 else _FLAT)[q](phi, Hz, W) for q in want}
+        tot = {q: tot[q] + v if q in tot else v for q, v in s.items()}
+    return tot
+
+# %% ../nbs/01_hessian.ipynb #17d6a23d
 def layer_curvature(model: nn.Module, # the network, in eval mode
-                    layer: str | nn.Module, # an nn.Linear of `model`: module or dotted name
+                    layer: str | nn.Module, # a layer of `model` of a registered type: module or dotted name
                     data, # (X, y) tensors or an iterable of (x, y) batches
                     loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss; E_emp is the mean per-sample loss
                     route: str = 'auto', # 'auto', 'last', 'gauss_newton' or 'full'
-                    columns: bool = True, # also compute the column terms ρ(j)
+                    columns: bool = True, # with want=None: also compute the column terms ρ(j)
                     batch_size: int = 512, # batch size used to split (X, y) tensors
                     max_hz_elements: int = 2 ** 24, # token inputs: samples per H^z chunk are capped so B·(T·d)² stays below this
+                    want: Sequence[str] | None = None, # quantities to compute (see `curvature_request`); None: all
+                    plan: CurvaturePlan | None = None, # a plan made earlier for this layer and data (default: from the first batch)
                    ) -> LayerCurvature:
-    "Exact curvature of E_emp with respect to one linear layer, streamed over `data`."
-    if route not in ROUTES: raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
-    sp = LayerSplit(model, layer)
-    check_exact_layer(sp)
-    dev, dt = model_device_dtype(model)
-    W = sp.weight.detach()
-    d, m = W.shape
-    T = torch.zeros(d, d, dtype=dt, device=dev); Hb = torch.zeros_like(T)
-    D = torch.zeros(d, m, dtype=dt, device=dev); rho = torch.zeros(m, dtype=dt, device=dev) if columns else None
-    n = 0
-    with torch.no_grad():
-        for k, (x, y) in enumerate(iter_batches(data, batch_size, dev, dt)):
-            if k == 0:
-                _, _, out = sp.capture(x)
-                check_loss(loss_fn, out, y)
-                found = detect_route(sp, x)
-                if route == 'gauss_newton' and found == 'full':
-                    raise ValueError(f"route='gauss_newton' is exact only when the head after layer {sp.name!r} is piecewise "
-                                     "linear, and this head has curvature (a smooth activation such as tanh); use 'auto' or 'full'")
-                if route == 'auto': route = found
-                per = sp.capture(x[:1])[1].numel()          # T·d: the size of one sample's z
-                token = per != d or isinstance(sp.layer, CONV_TYPES)
-                gn_direct = token and route == 'gauss_newton'   # sums from ∇_W f_c: no (T·d)² matrix at all
-                chunk = len(x) if not token or gn_direct else max(1, max_hz_elements // per ** 2)
-            for xs, ys in zip(x.split(chunk), y.split(chunk)):
-                if gn_direct: sums = _gn_token_sums(sp, xs, ys, loss_fn, W, columns)
-                else:
-                    phi, Hz = hz_batch(sp, xs, ys, loss_fn, route)
-                    sums = (_token_sums if phi.dim() == 3 else _flat_sums)(phi, Hz, W, columns)
-                T += sums[0]; Hb += sums[1]; D += sums[2]
-                if columns: rho += sums[3]
-            n += len(x)
-    if columns: T, Hb, D, rho, n = reduce_sums(T, Hb, D, rho, n)
-    else: T, Hb, D, n = reduce_sums(T, Hb, D, n)
-    return LayerCurvature(sp.name, route, n, W, T / n, Hb / n, D / n, rho / n if columns else None)
+    "Exact curvature of E_emp with respect to one layer, streamed over `data`: only the requested quantities."
+    want = curvature_request(want, columns)
+    sp = LayerSplit(model, layer); check_exact_layer(sp)
+    plans = [plan] if plan is not None else []
+    def first(x, y):
+        if not plans: plans.append(make_plan(sp, x, y, loss_fn, route, max_hz_elements))
+    def batch(x, y):
+        with torch.no_grad(): return curvature_sums(sp, x, y, loss_fn, plans[0], want)
+    m, n = sample_mean(model, data, batch, batch_size, first, with_n=True)
+    return LayerCurvature(sp.name, plans[0].route, n, sp.weight.detach(), **{('bias_hessian' if q == 'bias' else q): v for q, v in m.items()})
 
+# %% ../nbs/01_hessian.ipynb #bd54bf93
 def layer_hessian_trace(model: nn.Module, # the network, in eval mode
-                        layer: str | nn.Module, # an nn.Linear of `model`
+                        layer: str | nn.Module, # a layer of `model` of a registered type
                         data, # (X, y) tensors or an iterable of (x, y) batches
                         loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
                         route: str = 'auto', # exact route, see `layer_curvature`
                         batch_size: int = 512, # batch size used to split (X, y) tensors
                        ) -> float:
-    "Tr(H) of E_emp with respect to one linear layer's weight, exact."
-    return layer_curvature(model, layer, data, loss_fn, route, columns=False, batch_size=batch_size).trace
+    "Tr(H) of E_emp with respect to one layer's weight, exact (a trace-only request: no diagonal, no ρ)."
+    return layer_curvature(model, layer, data, loss_fn, route, batch_size=batch_size, want=('trace',)).trace
 
 # %% ../nbs/01_hessian.ipynb #7e6fdd7b
 def _loss_of_params(model, loss_fn):
@@ -276,22 +303,11 @@ def dense_hessian(model: nn.Module, # the network, in eval mode
     check_eval(model)
     names = list(params) if params is not None else [n for n, _ in model.named_parameters()]
     p0 = _named_params(model, names)
-    shapes = [p.shape for p in p0.values()]; sizes = [p.numel() for p in p0.values()]
-    N = sum(sizes)
+    flat0, unflat = flatten_params(p0); N = flat0.numel()
     if N > max_size: raise ValueError(f"the dense Hessian has {N}² entries (> max_size={max_size}²); it is an oracle "
                                       "for small models: use layer_curvature or the Hutchinson estimators")
-    flat0 = torch.cat([p.flatten() for p in p0.values()])
     L = _loss_of_params(model, loss_fn)
-    def E(flat, x, y):
-        ps = {nm: t.reshape(s) for nm, t, s in zip(names, flat.split(sizes), shapes)}
-        return L(ps, x, y)
-    dev, dt = model_device_dtype(model)
-    H, n = torch.zeros(N, N, dtype=dt, device=dev), 0
-    with torch.no_grad():
-        for x, y in iter_batches(data, batch_size, dev, dt):
-            H += torch.func.hessian(E)(flat0, x, y); n += len(x)
-    H, n = reduce_sums(H, n)
-    return H / n
+    with torch.no_grad(): return sample_mean(model, data, lambda x, y: torch.func.hessian(lambda f: L(unflat(f), x, y))(flat0), batch_size)
 
 # %% ../nbs/01_hessian.ipynb #09854ae1
 def oracle_summaries(H: Tensor, # dense Hessian of one layer's weight, (dm, dm)
@@ -303,6 +319,19 @@ def oracle_summaries(H: Tensor, # dense Hessian of one layer's weight, (dm, dm)
     return dict(block_traces=torch.einsum('atbt->ab', H4), diagonal=torch.diagonal(H, 0).reshape(d, m),
                 rho=torch.einsum('aj,ajbj,bj->j', W, H4, W))
 
+# %% ../nbs/01_hessian.ipynb #aa0dcf8c
+def layer_dense_hessian(model: nn.Module, # the network, in eval mode
+                        layer: str | nn.Module, # a layer of a registered type
+                        data, # (X, y) tensors or an iterable of (x, y) batches
+                        loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
+                        **kw, # passed to `dense_hessian`
+                       ) -> Tensor:
+    "Dense Hessian of E_emp w.r.t. one layer's weight, ordered as the row-major entries of its (d, m) matrix (the adapter's view)."
+    name, mod = get_layer(model, layer)
+    H = dense_hessian(model, data, loss_fn, [param_name(name)], **kw)
+    i = layer_adapter(mod).matrix(mod, torch.arange(H.shape[0], device=H.device).reshape(mod.weight.shape)).flatten()
+    return H[i][:, i]
+
 # %% ../nbs/01_hessian.ipynb #3aceaceb
 def _relerr(a, b):
     "Relative error ‖a − b‖ / max(‖b‖, tiny)."
@@ -310,15 +339,6 @@ def _relerr(a, b):
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 # %% ../nbs/01_hessian.ipynb #947d1c5b
-@dataclass
-class Estimate:
-    "A Monte-Carlo estimate with its standard error."
-    value: float  # the mean of the probe values
-    stderr: float # standard error of the mean (0 for exact values)
-    n: int        # number of probes (0 for exact values)
-    def __float__(self): return float(self.value)
-    def __repr__(self): return f"Estimate({self.value:.6g} ± {self.stderr:.2g}, n={self.n})"
-
 def hvp(model: nn.Module, # the network, in eval mode
         data, # (X, y) tensors or an iterable of (x, y) batches
         loss_fn: Callable, # a standard PyTorch loss
@@ -333,17 +353,9 @@ def hvp(model: nn.Module, # the network, in eval mode
                              f"(parameter shapes: { {k: tuple(p0[k].shape) for k in bad} })")
     if len({v.shape[0] for v in vecs.values()}) > 1: raise ValueError("every direction needs the same number p of probes")
     L = _loss_of_params(model, loss_fn)
-    dev, dt = model_device_dtype(model)
-    acc, n = {k: torch.zeros_like(v) for k, v in vecs.items()}, 0
-    with torch.no_grad():
-        for x, y in iter_batches(data, batch_size, dev, dt):
-            if n == 0: check_loss(loss_fn, check_forward(model, x[:CHECK_SAMPLES]), y[:CHECK_SAMPLES])
-            gL = grad(lambda p: L(p, x, y))
-            hv = vmap(lambda v: jvp(gL, (p0,), (v,))[1])(vecs)
-            for k in acc: acc[k] += hv[k]
-            n += len(x)
-    *vals, n = reduce_sums(*acc.values(), n)
-    return {k: v / n for k, v in zip(acc, vals)}
+    batch = lambda x, y: vmap(lambda v: jvp(grad(lambda p: L(p, x, y)), (p0,), (v,))[1])(vecs)
+    first = lambda x, y: check_loss(loss_fn, model(x[:CHECK_SAMPLES]), y[:CHECK_SAMPLES])
+    with torch.no_grad(): return sample_mean(model, data, batch, batch_size, first)
 
 def hutchinson(draw: Callable[[int], dict[str, Tensor]], # draw(p) -> p probe directions per parameter name
                quad: Callable[[dict[str, Tensor]], Tensor], # probe directions -> p quadratic-form values
@@ -394,7 +406,7 @@ def hutchinson_relative_flatness(model: nn.Module, # the network, in eval mode
     W = sp.weight.detach(); d, m = W.shape
     gen = torch.Generator(device=W.device).manual_seed(seed)
     pname = param_name(sp.name)
-    draw = lambda p: {pname: (W @ _probe((p, m, m), gen, dist, W.dtype, W.device)).reshape(p, *sp.layer.weight.shape)}
+    draw = lambda p: {pname: sp.adapter.unmatrix(sp.layer, W @ _probe((p, m, m), gen, dist, W.dtype, W.device))}
     return hutchinson(draw, _quad(model, data, loss_fn, batch_size), **kw)
 
 def hutchinson_trace(model: nn.Module, # the network, in eval mode
@@ -425,17 +437,16 @@ def network_hessian_trace(model: nn.Module, # the network, in eval mode
     "Tr(H) over all parameters: exact for linear and convolutional weights and biases where affordable, Hutchinson for the rest."
     exact, covered = 0.0, set()
     dev, dt = model_device_dtype(model)
-    x0 = next(iter(iter_batches(data, batch_size, dev, dt)))[0]
+    x0, y0 = next(iter(iter_batches(data, batch_size, dev, dt)))
     for name, mod in linear_layers(model).items():
         sp = LayerSplit(model, name)
         try: check_exact_layer(sp)
         except UnsupportedLayerError: continue
-        route = detect_route(sp, x0)
-        with torch.no_grad(): per = sp.capture(x0[:1])[1].numel()
-        if route == 'full' and per != sp.weight.shape[0] and per > max_exact_hvps: continue
-        c = layer_curvature(model, name, data, loss_fn, route, columns=False, batch_size=batch_size)
+        plan = make_plan(sp, x0, y0, loss_fn)           # the same plan layer_curvature would make
+        if plan.route == 'full' and plan.per != sp.weight.shape[0] and plan.per > max_exact_hvps: continue
+        c = layer_curvature(model, name, data, loss_fn, batch_size=batch_size, want=('trace', 'bias'), plan=plan)
         exact += c.trace; covered.add(param_name(name))
-        if mod.bias is not None: exact += c.bias_hessian.trace().item(); covered.add(param_name(name, 'bias'))
+        if getattr(mod, 'bias', None) is not None: exact += c.bias_hessian.trace().item(); covered.add(param_name(name, 'bias'))
     rest = [n for n, p in model.named_parameters() if n not in covered]     # every parameter, frozen or not
     if not rest: return Estimate(exact, 0.0, 0)
     e = hutchinson_trace(model, data, loss_fn, rest, seed=seed, batch_size=batch_size, **kw)
@@ -479,13 +490,10 @@ def lambda_max(model: nn.Module, # the network, in eval mode
     "Largest eigenvalue of the Hessian of E_emp with respect to `params`, by Lanczos on streamed HVPs."
     names = list(params) if params is not None else [n for n, _ in model.named_parameters()]
     p0 = _named_params(model, names)
-    shapes = [p.shape for p in p0.values()]; sizes = [p.numel() for p in p0.values()]
+    flat0, unflat = flatten_params(p0)
     dev, dt = model_device_dtype(model)
-    def mv(v):
-        V = {k: t.reshape(1, *s) for k, t, s in zip(names, v.split(sizes), shapes)}
-        HV = hvp(model, data, loss_fn, V, batch_size)
-        return torch.cat([HV[k].flatten() for k in names])
-    v0 = torch.randn(sum(sizes), generator=torch.Generator(device=dev).manual_seed(seed), dtype=dt, device=dev)
+    mv = lambda v: flatten_params(hvp(model, data, loss_fn, unflat(v[None]), batch_size))[0]
+    v0 = torch.randn(flat0.numel(), generator=torch.Generator(device=dev).manual_seed(seed), dtype=dt, device=dev)
     return lanczos_max(mv, v0, iters, tol)
 
 def layer_lambda_max(model: nn.Module, # the network, in eval mode

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad, jvp, vmap
-from .core import (check_eval, check_loss, empirical_risk, iter_batches, linear_layers, model_device_dtype,
+from .core import (check_eval, layer_adapter, supported_layers, check_loss, empirical_risk, exact_attention, iter_batches, linear_layers, model_device_dtype,
                               per_sample_losses, perturbed_risks, reduce_sums, sample_loss, sample_mean)
 from .hessian import Estimate, network_hessian_trace, lambda_max, layer_curvature
 import warnings
@@ -32,15 +32,12 @@ def fisher_rao_norm(model: nn.Module, # the network, in eval mode
                    ) -> float:
     "Fisher–Rao norm (1/n) Σ_i ⟨θ, ∇_θ ℓ_i⟩², by one forward-mode pass per batch."
     check_eval(model)
-    p0 = _params(model); dev, dt = model_device_dtype(model)
-    tot, n = 0.0, 0
-    with torch.no_grad():
-        for k, (x, y) in enumerate(iter_batches(data, batch_size, dev, dt)):
-            if k == 0: check_loss(loss_fn, model(x), y)
+    p0 = _params(model)
+    def batch(x, y):
+        with exact_attention():   # forward AD through attention
             _, d = jvp(lambda p: per_sample_losses(loss_fn, functional_call(model, p, (x,)), y), (p0,), (p0,))
-            tot += (d ** 2).sum().item(); n += len(x)
-    tot, n = reduce_sums(tot, n)
-    return tot / n
+        return (d ** 2).sum().item()
+    with torch.no_grad(): return sample_mean(model, data, batch, batch_size, lambda x, y: check_loss(loss_fn, model(x), y))
 
 def fisher_rao_euler(model: nn.Module, # a bias-free network of linear layers with ReLU-type activations
                      data, # (X, y) tensors or an iterable of (x, y) batches
@@ -49,18 +46,13 @@ def fisher_rao_euler(model: nn.Module, # a bias-free network of linear layers wi
                     ) -> float:
     "Fisher–Rao norm by Euler's identity, (L+1)² (1/n) Σ ⟨∂ℓ/∂f, f⟩², for bias-free positively homogeneous nets."
     lin = linear_layers(model)
-    if any(m.bias is not None for m in lin.values()) or len(_params(model)) != len(lin):
+    if any(getattr(m, 'bias', None) is not None for m in lin.values()) or len(_params(model)) != len(lin):
         raise ValueError("the Euler form needs a bias-free network whose only parameters are linear-layer weights; "
                          "use fisher_rao_norm")
-    dev, dt = model_device_dtype(model); depth = len(lin)
-    tot, n = 0.0, 0
-    with torch.no_grad():
-        for x, y in iter_batches(data, batch_size, dev, dt):
-            out = model(x)
-            g = vmap(grad(lambda o, t: sample_loss(loss_fn, o, t)))(out, y)
-            tot += (((g * out).flatten(1).sum(1)) ** 2).sum().item(); n += len(x)
-    tot, n = reduce_sums(tot, n)
-    return depth ** 2 * tot / n
+    def batch(x, y):
+        out = model(x); g = vmap(grad(lambda o, t: sample_loss(loss_fn, o, t)))(out, y)
+        return (((g * out).flatten(1).sum(1)) ** 2).sum().item()
+    with torch.no_grad(): return len(lin) ** 2 * sample_mean(model, data, batch, batch_size)
 
 # %% ../nbs/07_measures.ipynb #1a9e2627
 @dataclass
@@ -118,23 +110,19 @@ def weight_norms(model: nn.Module, # the network
 # %% ../nbs/07_measures.ipynb #136826c5
 def _accuracy(model, data, batch_size):
     "Fraction of correct argmax predictions (NaN for non-classification labels)."
-    dev, dt = model_device_dtype(model); c = n = 0
-    with torch.no_grad():
-        for x, y in iter_batches(data, batch_size, dev, dt):
-            if y.is_floating_point(): return float('nan')
-            c += (model(x).argmax(1) == y).sum().item(); n += len(x)
-    c, n = reduce_sums(c, n)
-    return c / n
+    hits = lambda x, y: float('nan') if y.is_floating_point() else (model(x).argmax(1) == y).sum().item()
+    with torch.no_grad(): return sample_mean(model, data, hits, batch_size)
 
 def exact_layers(model: nn.Module, # the network
                 ) -> list[str]:
-    "Dotted names of the layers with an exact curvature route (nn.Linear, ungrouped nn.Conv1d / nn.Conv2d); warns about the rest."
+    "Dotted names of the layers with an exact curvature route (registered types whose adapter accepts them); warns about the rest."
     ll = linear_layers(model)
-    names = [n for n, m in ll.items() if getattr(m, 'groups', 1) == 1]
+    why = {n: layer_adapter(m).refusal(m) for n, m in ll.items()}
+    names = [n for n in ll if not why[n]]
     if len(names) < len(ll):
-        warnings.warn(f"layers {[n for n in ll if n not in names]} are grouped convolutions with no exact route; their κ and "
+        warnings.warn(f"layers {[n for n in ll if why[n]]} have no exact route ({'; '.join(w for w in why.values() if w)}); their κ and "
                       "trace are left out (relative_flatness(..., method='hutchinson') estimates them)")
-    if not names: raise ValueError("model has no layer with an exact route (nn.Linear, or a convolution with groups=1)")
+    if not names: raise ValueError(f"model has no layer with an exact route ({supported_layers()}, in a configuration they support)")
     return names
 
 # %% ../nbs/07_measures.ipynb #caabb406
@@ -156,9 +144,9 @@ def measure_all(model: nn.Module, # the network, in eval mode
     names = exact_layers(model)
     nm = network_measures(model, train, loss_fn, layers=names, lanczos_iters=lanczos_iters, batch_size=batch_size)
     for l in nm.pop('layers'):
-        row[f"kappa_phi[{l['layer']}]"] = l['relative_flatness']
-        row[f"trace[{l['layer']}]"] = l['trace']
-    kap = [row[f'kappa_phi[{n}]'] for n in names]
+        row[f"kappa_phi[{l['layer'] or 'model'}]"] = l['relative_flatness']
+        row[f"trace[{l['layer'] or 'model'}]"] = l['trace']
+    kap = [row[f"kappa_phi[{n or 'model'}]"] for n in names]
     row.update(kappa_phi_max=max(kap), kappa_phi_sum=sum(kap), **nm)
     row['trace_H'] = network_hessian_trace(model, train, loss_fn, seed=seed, batch_size=batch_size).value
     row['lambda_max'] = lambda_max(model, train, loss_fn, iters=lanczos_iters, seed=seed, batch_size=batch_size)
@@ -194,11 +182,8 @@ def fisher_rao_authors(model: nn.Module, # a classifier returning logits, in eva
 def _perturbed_accuracy(model, data, noise, batch_size):
     "Training accuracy of the model with `noise` added to its parameters (by name)."
     p = {k: v + noise[k] for k, v in _params(model).items()}
-    dev, dt = model_device_dtype(model); c = n = 0
-    with torch.no_grad():
-        for x, y in iter_batches(data, batch_size, dev, dt):
-            c += (functional_call(model, p, (x,)).argmax(1) == y).sum().item(); n += len(x)
-    return c / n
+    hits = lambda x, y: (functional_call(model, p, (x,)).argmax(1) == y).sum().item()
+    with torch.no_grad(): return sample_mean(model, data, hits, batch_size)
 
 def pac_bayes_sigma_authors(model: nn.Module, # a classifier returning logits, in eval mode
                             data, # training data: (X, y) tensors or an iterable of (x, y) batches, integer labels
@@ -244,7 +229,7 @@ def fig5_authors(model: nn.Module, # a classifier of linear layers chained by Re
     "NeurIPS Fig. 5's competitors under the authors' code definitions, plus κ^φ_Tr normalised with dead features folded."
     from flatness_nb.flatness import feature_normalized, relative_flatness
     last, mod = list(linear_layers(model).items())[-1]
-    c = layer_curvature(model, last, train, F.cross_entropy, columns=False, batch_size=batch_size)
+    c = layer_curvature(model, last, train, F.cross_entropy, batch_size=batch_size, want=('trace',))
     s = pac_bayes_sigma_authors(model, train, seed=seed, batch_size=batch_size)
     sm = pac_bayes_sigma_authors(model, train, magnitude_eps=1e-3, seed=seed, batch_size=batch_size)
     m = sum(len(x) for x, _ in iter_batches(train, batch_size))

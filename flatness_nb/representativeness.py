@@ -8,7 +8,7 @@ import math
 from typing import Callable
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
-from .core import (check_single_process, LayerSplit, UnsupportedLayerError, check_loss, empirical_risk, iter_batches,
+from .core import (check_single_process, LayerSplit, LinearAdapter, sample_mean, UnsupportedLayerError, check_loss, empirical_risk, iter_batches,
                               model_device_dtype, per_sample_losses)
 from .hessian import Estimate
 from .flatness import relative_flatness
@@ -38,17 +38,13 @@ def true_risk(model: nn.Module, # the network, in eval mode
              ) -> Estimate:
     "Monte-Carlo risk E(f): mean per-sample loss on fresh data, with standard error sd/√N."
     check_single_process('true_risk')
-    dev, dt = model_device_dtype(model)
-    s = s2 = 0.0; n = 0
-    with torch.no_grad():
-        for k, (x, y) in enumerate(iter_batches(data, batch_size, dev, dt)):
-            out = model(x)
-            if k == 0: check_loss(loss_fn, out, y)
-            l = per_sample_losses(loss_fn, out, y)
-            s += l.sum().item(); s2 += (l ** 2).sum().item(); n += len(l)
+    def batch(x, y):
+        l = per_sample_losses(loss_fn, model(x), y)
+        return dict(s=l.sum().item(), s2=(l ** 2).sum().item())
+    with torch.no_grad(): m, n = sample_mean(model, data, batch, batch_size, lambda x, y: check_loss(loss_fn, model(x), y), with_n=True)
     if n < 2: raise ValueError(f"true_risk needs at least 2 fresh samples for a standard error, got {n}")
-    mean = s / n
-    return Estimate(mean, math.sqrt(max(s2 / n - mean ** 2, 0.0) * n / (n - 1) / n), n)
+    mean = m['s']
+    return Estimate(mean, math.sqrt(max(m['s2'] - mean ** 2, 0.0) * n / (n - 1) / n), n)
 
 def kernel_noise(phi: Tensor, # features, (B, m)
                  delta: float, # relative bandwidth δ: the kernel around φ_i has support radius δ‖φ_i‖
@@ -80,25 +76,22 @@ def smoothed_risk(model: nn.Module, # the network, in eval mode
     delta, sigma = _check_pos('delta', delta), _check_pos('sigma', sigma)
     draws, chunk = _check_count('draws', draws, 2), _check_count('chunk', chunk, 1)
     sp = LayerSplit(model, layer)
-    if not isinstance(sp.layer, nn.Linear):
+    if not isinstance(sp.adapter, LinearAdapter):
         raise UnsupportedLayerError(f"smoothed_risk perturbs the input vector of an nn.Linear; {sp.name!r} is a {type(sp.layer).__name__}")
     dev, dt = model_device_dtype(model)
     gen = torch.Generator(device=dev).manual_seed(seed)
     W = sp.weight.detach()
-    tot, n = torch.zeros(draws, dtype=dt, device=dev), 0
-    with torch.no_grad():
-        for k, (x, y) in enumerate(iter_batches(data, batch_size, dev, dt)):
-            phi, _, out = sp.capture(x)
-            if k == 0: check_loss(loss_fn, out, y)
-            if phi.dim() != 2: raise UnsupportedLayerError(f"layer {sp.name!r} sees inputs of shape {tuple(phi.shape)}; only (B, m) features are supported")
-            for s in range(0, draws, chunk):
-                c = min(chunk, draws - s)
-                shift = kernel_noise(phi, delta, sigma, c, gen).reshape(c * len(x), -1) @ W.T
-                xr = x.repeat(c, *([1] * (x.dim() - 1))); yr = y.repeat(c, *([1] * (y.dim() - 1)))
-                L = per_sample_losses(loss_fn, sp._run(xr, lambda inp, o: o + shift), yr).reshape(c, len(x))
-                tot[s:s + c] += L.sum(1)
-            n += len(x)
-    v = tot / n
+    def batch(x, y):
+        phi = sp.capture(x)[0]
+        if phi.dim() != 2: raise UnsupportedLayerError(f"layer {sp.name!r} sees inputs of shape {tuple(phi.shape)}; only (B, m) features are supported")
+        tot = []
+        for s in range(0, draws, chunk):
+            c = min(chunk, draws - s)
+            shift = kernel_noise(phi, delta, sigma, c, gen).reshape(c * len(x), -1) @ W.T
+            xr = x.repeat(c, *([1] * (x.dim() - 1))); yr = y.repeat(c, *([1] * (y.dim() - 1)))
+            tot.append(per_sample_losses(loss_fn, sp._run(xr, lambda inp, o: o + shift), yr).reshape(c, len(x)).sum(1))
+        return torch.cat(tot)
+    with torch.no_grad(): v = sample_mean(model, data, batch, batch_size, lambda x, y: check_loss(loss_fn, model(x), y))
     return Estimate(v.mean().item(), (v.std() / math.sqrt(draws)).item(), draws)
 
 def representativeness(model: nn.Module, # the network, in eval mode

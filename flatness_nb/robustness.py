@@ -12,7 +12,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad
 from scipy import special as _sps
-from .core import (check_single_process, exact_attention, reduce_sums, unfold_patches, LayerSplit, UnsupportedLayerError, check_eval, check_loss, iter_batches,
+from .core import (check_single_process, exact_attention, reduce_sums, sample_mean, unfold_patches, LinearAdapter, check_layer, layer_adapter, LayerSplit, UnsupportedLayerError, check_eval, check_loss, iter_batches,
                               model_device_dtype, per_sample_losses)
 from .hessian import Estimate
 
@@ -26,13 +26,7 @@ __all__ = ['feature_dim', 'check_matrices', 'perturbed_features', 'perturbed_for
 def feature_dim(layer: nn.Module, # an nn.Linear, nn.Conv1d or nn.Conv2d
                ) -> int:
     "m: the dimension of the feature (patch) space the layer's weight acts on."
-    if isinstance(layer, nn.Linear): return layer.in_features
-    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
-        if layer.groups != 1:
-            raise UnsupportedLayerError(f"grouped convolution (groups={layer.groups}): a feature matrix A on the full "
-                                        "patch space would mix groups; only groups=1 is supported")
-        return layer.weight[0].numel()
-    raise TypeError(f"expected nn.Linear, nn.Conv1d or nn.Conv2d, got {type(layer).__name__}")
+    return check_layer(layer, hint="a feature matrix A acts on one feature space").feature_dim(layer)
 
 def check_matrices(A: Tensor, # one m×m matrix or a stack (p, m, m)
                    m: int, # the feature dimension
@@ -55,16 +49,16 @@ def _check_delta(delta):
 
 def _delta_z(layer, inp, WA):
     "The change w A φ of the layer output: the layer's linear map with weight wA and no bias."
-    if isinstance(layer, nn.Linear): return F.linear(inp, WA)
-    return layer._conv_forward(inp, WA.reshape(layer.weight.shape), None)
+    return layer_adapter(layer).delta_z(layer, inp, WA)
 
 def perturbed_features(layer: nn.Module, # the nn.Linear or nn.Conv2d
                        inp: Tensor, # the layer's input
                        A: Tensor, # one m×m feature matrix
                       ) -> Tensor:
     "(I + A)φ: (…, m) for a linear layer, patches (B, m, L) for a convolution."
-    if isinstance(layer, nn.Linear): return inp + inp @ A.T
-    P = unfold_patches(layer, inp)
+    ad = layer_adapter(layer)
+    if isinstance(ad, LinearAdapter): return inp + inp @ A.T
+    P = ad.tokens(layer, inp).mT                          # (B, m, T): patches or one-hot rows as columns
     return P + A @ P
 
 def perturbed_forward(model: nn.Module, # the network, in eval mode
@@ -107,18 +101,10 @@ def feature_robustness_matrices(model: nn.Module, # the network, in eval mode
     sp = LayerSplit(model, layer)
     dev, dt = model_device_dtype(model)
     A = check_matrices(A, feature_dim(sp.layer)).to(device=dev, dtype=dt)
-    tot, n = torch.zeros(len(A), dtype=dt, device=dev), 0
-    with torch.no_grad():
-        for k, (x, y) in enumerate(iter_batches(data, batch_size, dev, dt)):
-            base = model(x)
-            if k == 0: check_loss(loss_fn, base, y)
-            l0 = per_sample_losses(loss_fn, base, y)
-            for s in range(0, len(A), chunk):
-                L = _feature_losses(sp, x, y, loss_fn, A[s:s + chunk], label_fn)
-                tot[s:s + chunk] += (L - l0).sum(1)
-            n += len(x)
-    tot, n = reduce_sums(tot, n)
-    return tot / n
+    def batch(x, y):
+        l0 = per_sample_losses(loss_fn, model(x), y)
+        return torch.cat([(_feature_losses(sp, x, y, loss_fn, A[s:s + chunk], label_fn) - l0).sum(1) for s in range(0, len(A), chunk)])
+    with torch.no_grad(): return sample_mean(model, data, batch, batch_size, lambda x, y: check_loss(loss_fn, model(x), y))
 
 def feature_robustness(model: nn.Module, # the network, in eval mode
                        layer: str | nn.Module, # a linear layer of `model`: module or dotted name
