@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, contextlib, copy, json, subprocess, sys, time, warnings
 from functools import partial
 import torch, torch.nn as nn, torch.nn.functional as F
-from .core import iter_batches, model_device_dtype
+from .core import iter_batches, model_device_dtype, param_name
 from .hessian import hvp, layer_curvature, layer_hessian_trace, network_hessian_trace
 from .flatness import relative_flatness
 from .zoo import LeNet5, ResNet18, SmallViT  # LeNet5: the model lives in the zoo; importable from here as before
@@ -46,10 +46,10 @@ def forward_backward(model, data, batch_size=500):
 
 def dense_column_time(model, layer, data, n_cols=16, batch_size=500):
     "Seconds per Hessian column of the dense method, from one vectorised pass computing `n_cols` columns."
-    w = dict(model.named_parameters())[layer + '.weight']
+    w = dict(model.named_parameters())[param_name(layer)]
     E = torch.zeros(n_cols, w.numel(), dtype=w.dtype, device=w.device)
     E[torch.arange(n_cols), torch.arange(n_cols)] = 1
-    t, _ = _timed(lambda: hvp(model, data, F.cross_entropy, {layer + '.weight': E.reshape(n_cols, *w.shape)}, batch_size),
+    t, _ = _timed(lambda: hvp(model, data, F.cross_entropy, {param_name(layer): E.reshape(n_cols, *w.shape)}, batch_size),
                   w.device)
     return t / n_cols
 
@@ -75,10 +75,10 @@ def run_benchmark(n: int = 2000, # number of samples
     fb = lambda: _timed(lambda: forward_backward(model, data, batch_size), dev, repeat=3)[0]
     res = dict(device=str(dev), dtype=dtype, n=n, threads=torch.get_num_threads(), t_fb_s=fb(), layers={})
     for name in layers:
-        layer_curvature(model, name, (X[:batch_size].to(dev, dt), y[:batch_size].to(dev)), columns=False)  # warm-up
+        layer_curvature(model, name, (X[:batch_size].to(dev, dt), y[:batch_size].to(dev)), want=('kappa',))  # warm-up
         t_fb = fb()   # re-measured next to each layer, so a change in machine load affects both sides of the ratio
-        t_ours, c = _timed(lambda: layer_curvature(model, name, data, columns=False, batch_size=batch_size), dev, repeat=3)
-        dm = dict(model.named_parameters())[name + '.weight'].numel()
+        t_ours, c = _timed(lambda: layer_curvature(model, name, data, batch_size=batch_size, want=('kappa',)), dev, repeat=3)
+        dm = dict(model.named_parameters())[param_name(name)].numel()
         t_dense = dense_column_time(model, name, data, dense_cols, batch_size) * dm
         t_fb = min(t_fb, fb())
         res['layers'][name] = dict(route=c.route, kappa=c.relative_flatness, t_fb_s=t_fb, ours_s=t_ours,
@@ -102,7 +102,7 @@ def _memory_child(n, device, dtype, batch_size, layer='fc2'):
     dev = torch.device(device); model = LeNet5().to(dev, getattr(torch, dtype)).eval()
     dl = torch.utils.data.DataLoader(SyntheticImages(n), batch_size=batch_size)
     if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats()
-    if layer is not None: layer_curvature(model, layer, dl, columns=False)
+    if layer is not None: layer_curvature(model, layer, dl, want=('kappa',))
     else: next(iter(dl))   # baseline: interpreter, torch, model and one batch, no measure
     if dev.type == 'cuda': print(torch.cuda.max_memory_allocated() / 2**20)
     else: print(_peak_rss_mb())
@@ -209,7 +209,7 @@ def _spec(name):
 # %% ../nbs/11_benchmark.ipynb #e0adb335
 def _params(model, layer):
     "The block's parameters: the layer's weight, or every parameter when layer is None."
-    return [dict(model.named_parameters())[layer + '.weight']] if layer else list(model.parameters())
+    return [dict(model.named_parameters())[param_name(layer)]] if layer else list(model.parameters())
 
 def _ours(model, batches, layer, what='trace'):
     "Our exact Tr(H) or κ^φ_Tr of a layer; for the whole network, `network_hessian_trace` with its standard error."
@@ -234,7 +234,7 @@ def _backpack_sum(model, batches, layer, ext, converter):
     "Σ over the block of BackPACK's diagonal `ext` ('DiagGGNExact' or 'DiagHessian'), batch means weighted by batch size."
     from backpack import backpack, extend, extensions
     m = copy.deepcopy(model)
-    for nm, p in m.named_parameters(): p.requires_grad_(layer is None or nm == layer + '.weight')
+    for nm, p in m.named_parameters(): p.requires_grad_(layer is None or nm == param_name(layer))
     m, lf = extend(m, use_converter=converter), extend(nn.CrossEntropyLoss())
     attr, n, total = {'DiagGGNExact': 'diag_ggn_exact', 'DiagHessian': 'diag_h'}[ext], sum(len(y) for _, y in batches), 0.0
     with warnings.catch_warnings():   # torch notes that hooks fire for frozen inputs: expected here
