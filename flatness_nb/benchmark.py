@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_benchmark.ipynb #eb41e4c0
 from __future__ import annotations
-import argparse, contextlib, copy, json, subprocess, sys, time, warnings
+import argparse, contextlib, copy, json, os, subprocess, sys, time, warnings
 from functools import partial
 import torch, torch.nn as nn, torch.nn.functional as F
 from .core import iter_batches, model_device_dtype, param_name
@@ -26,9 +26,11 @@ class SyntheticImages(torch.utils.data.Dataset):
         g = torch.Generator().manual_seed(int(i))
         return torch.randn(3, 32, 32, generator=g), torch.randint(0, self.k, (), generator=g)
 
+# %% ../nbs/11_benchmark.ipynb #b8e44d49
 def _sync(dev):
     if dev.type == 'cuda': torch.cuda.synchronize()
 
+# %% ../nbs/11_benchmark.ipynb #fff90e07
 def _timed(f, dev, repeat=1):
     "Best wall time of `repeat` calls of f (after synchronising the device)."
     best, out = float('inf'), None
@@ -37,6 +39,7 @@ def _timed(f, dev, repeat=1):
         best = min(best, time.perf_counter() - t)
     return best, out
 
+# %% ../nbs/11_benchmark.ipynb #7652e73b
 def forward_backward(model, data, batch_size=500):
     "One forward + backward pass of the mean cross-entropy over the data (the cost unit t_fb)."
     dev, dt = model_device_dtype(model)
@@ -44,6 +47,7 @@ def forward_backward(model, data, batch_size=500):
     for x, y in iter_batches(data, batch_size, dev, dt):
         (F.cross_entropy(model(x), y, reduction='sum') / 1).backward()
 
+# %% ../nbs/11_benchmark.ipynb #995f0a1d
 def dense_column_time(model, layer, data, n_cols=16, batch_size=500):
     "Seconds per Hessian column of the dense method, from one vectorised pass computing `n_cols` columns."
     w = dict(model.named_parameters())[param_name(layer)]
@@ -96,6 +100,7 @@ def run_benchmark(n: int = 2000, # number of samples
         if dev.type == 'cpu': res['distributed'] = process_scaling(n)
     return res
 
+# %% ../nbs/11_benchmark.ipynb #7dd5f69a
 def _memory_child(n, device, dtype, batch_size, layer='fc2'):
     "Run in a fresh process: κ of `layer` on streamed synthetic images; print peak memory in MB."
     torch.set_num_threads(1)  # nbdev_test runs two notebooks at once on 2 cores
@@ -107,6 +112,7 @@ def _memory_child(n, device, dtype, batch_size, layer='fc2'):
     if dev.type == 'cuda': print(torch.cuda.max_memory_allocated() / 2**20)
     else: print(_peak_rss_mb())
 
+# %% ../nbs/11_benchmark.ipynb #19844f0c
 def _peak_rss_mb():
     "Peak resident memory of this process in MB: VmHWM on Linux (ru_maxrss there includes the parent's peak at fork)."
     try:
@@ -116,12 +122,14 @@ def _peak_rss_mb():
         import resource
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+# %% ../nbs/11_benchmark.ipynb #4089e597
 def peak_memory_mb(n, device='cpu', dtype='float32', batch_size=500, layer='fc2'):
     "Peak memory (MB; resident set on CPU, allocated on CUDA) of a fresh process computing κ of `layer` on n streamed samples."
     code = f"from flatness_nb.benchmark import _memory_child; _memory_child({n}, {device!r}, {dtype!r}, {batch_size}, {layer!r})"
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
+# %% ../nbs/11_benchmark.ipynb #c36f6c71
 def process_scaling(n: int = 2000, # samples
                    ) -> dict:
     "κ^φ_Tr of fc2 on n images, one process with 2 threads against two processes with 1 thread each (torchrun)."
@@ -133,6 +141,7 @@ def process_scaling(n: int = 2000, # samples
         t[procs] = json.loads(r.stdout.strip().splitlines()[-1])['seconds']
     return dict(n=n, one_process_s=t[1], two_processes_s=t[2], speedup=t[1] / t[2])
 
+# %% ../nbs/11_benchmark.ipynb #47512b4c
 def format_report(r: dict) -> str:
     "A readable table of a `run_benchmark` result."
     lines = [f"LeNet5, n={r['n']}, {r['device']}, {r['dtype']}, {r['threads']} threads: t_fb = {r['t_fb_s']:.3f} s",
@@ -161,6 +170,7 @@ def format_report(r: dict) -> str:
 # %% ../nbs/11_benchmark.ipynb #0d56dddf
 PEERS = {'curvlinops': 'curvlinops-for-pytorch', 'backpack': 'backpack-for-pytorch'}  # import name: pip name
 
+# %% ../nbs/11_benchmark.ipynb #c9c55bfe
 def peer_status() -> dict:
     "For each peer: {'version': installed version or None, 'reason': why it cannot be used, or None}."
     from importlib import import_module
@@ -171,6 +181,7 @@ def peer_status() -> dict:
         except Exception as e: out[mod] = dict(version=None, reason=f"{type(e).__name__}: {_short(e)}")
     return out
 
+# %% ../nbs/11_benchmark.ipynb #ce0fd9b9
 def _short(e: BaseException, n: int = 160) -> str:
     "First line of an exception's message, cut to n characters."
     s = (str(e).strip().splitlines() or [''])[0]
@@ -185,6 +196,7 @@ BENCH_MODELS = {
                 layers=('head', 'blocks.0.fc1', 'blocks.0.fc2')),
 }
 
+# %% ../nbs/11_benchmark.ipynb #14a90c4e
 def bench_setup(name: str, # a key of BENCH_MODELS
                 n: int, # number of samples
                 batch_size: int, # samples per batch (every row uses these same batches)
@@ -201,6 +213,7 @@ def bench_setup(name: str, # a key of BENCH_MODELS
     X, y = torch.stack([ds[i][0] for i in range(n)]), torch.stack([ds[i][1] for i in range(n)])
     return model, [(a.to(device, dt), b.to(device)) for a, b in zip(X.split(batch_size), y.split(batch_size))]
 
+# %% ../nbs/11_benchmark.ipynb #8cb6c3c0
 def _spec(name):
     "The BENCH_MODELS entry, or a one-line error naming the choices."
     if name not in BENCH_MODELS: raise ValueError(f"unknown model {name!r}; choose from {sorted(BENCH_MODELS)}")
@@ -211,6 +224,7 @@ def _params(model, layer):
     "The block's parameters: the layer's weight, or every parameter when layer is None."
     return [dict(model.named_parameters())[param_name(layer)]] if layer else list(model.parameters())
 
+# %% ../nbs/11_benchmark.ipynb #9729d737
 def _ours(model, batches, layer, what='trace'):
     "Our exact Tr(H) or κ^φ_Tr of a layer; for the whole network, `network_hessian_trace` with its standard error."
     if layer is None:
@@ -218,6 +232,7 @@ def _ours(model, batches, layer, what='trace'):
     f = layer_hessian_trace if what == 'trace' else relative_flatness
     return dict(value=f(model, layer, batches))
 
+# %% ../nbs/11_benchmark.ipynb #a7e15777
 def _curvlinops(model, batches, layer, kind='hutchinson', matvecs=10):
     "curvlinops' Hutchinson or Hutch++ trace of the block's Hessian, with `matvecs` matrix-vector products."
     from curvlinops import HessianLinearOperator, hutchinson_trace, hutchpp_trace
@@ -230,6 +245,7 @@ def _curvlinops(model, batches, layer, kind='hutchinson', matvecs=10):
 class Unsupported(RuntimeError):
     "A peer cannot run on this model; the message says why."
 
+# %% ../nbs/11_benchmark.ipynb #d5970306
 def _backpack_sum(model, batches, layer, ext, converter):
     "Σ over the block of BackPACK's diagonal `ext` ('DiagGGNExact' or 'DiagHessian'), batch means weighted by batch size."
     from backpack import backpack, extend, extensions
@@ -245,6 +261,7 @@ def _backpack_sum(model, batches, layer, ext, converter):
             m.zero_grad(set_to_none=True)
     return total
 
+# %% ../nbs/11_benchmark.ipynb #50a3dd56
 def _backpack(model, batches, layer, ext='DiagGGNExact'):
     "BackPACK's block trace: as the model is, else through its torch.fx converter; both failures' reasons if neither runs."
     why = []
@@ -279,12 +296,14 @@ def _attention(math: bool):
     from torch.nn.attention import sdpa_kernel, SDPBackend
     return sdpa_kernel([SDPBackend.MATH])
 
+# %% ../nbs/11_benchmark.ipynb #6319853f
 def _proc_kb(key):
     "A field of /proc/self/status in kB (None where there is no such file)."
     try:
         with open('/proc/self/status') as f: return next(int(l.split()[1]) for l in f if l.startswith(key + ':'))
     except (OSError, StopIteration): return None
 
+# %% ../nbs/11_benchmark.ipynb #f0847a90
 def _mem_start(dev):
     "Reset the peak-memory counter; return the memory in use now (MB), or None where the peak cannot be reset."
     if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(); return torch.cuda.memory_allocated() / 2**20
@@ -293,6 +312,7 @@ def _mem_start(dev):
     except OSError: return None
     return _proc_kb('VmRSS') / 1024
 
+# %% ../nbs/11_benchmark.ipynb #96c0076b
 def _mem_peak(dev, start):
     "Peak memory since `_mem_start` minus the memory in use then (MB), or None."
     if start is None: return None
@@ -304,11 +324,13 @@ def _warm_up(model, batches, method, layer):
     try: METHODS[method][1](model, batches[:1], layer)
     except Exception: pass   # the timed run meets and reports the same error
 
+# %% ../nbs/11_benchmark.ipynb #3f17073b
 def _clocked(f, dev):
     "Wall seconds and CPU seconds (this process, all its threads) of one call of f, and its result."
     _sync(dev); w, c = time.perf_counter(), time.process_time(); out = f(); _sync(dev)
     return time.perf_counter() - w, time.process_time() - c, out
 
+# %% ../nbs/11_benchmark.ipynb #de2fea8e
 def _measure(model, batches, method, layer, dev, t_fb=None):
     "Run one row (twice when it took < 2·t_fb; the faster counts): dict(seconds, cpu_s, peak_mb, value, ...) or dict(error=...)."
     def once():
@@ -329,6 +351,7 @@ def _t_fb(model, batches, dev):
     runs = [_clocked(lambda: forward_backward(model, batches), dev)[:2] for _ in range(3)]
     return min(w for w, _ in runs), min(c for _, c in runs)
 
+# %% ../nbs/11_benchmark.ipynb #a656131b
 def _child_main(spec: str):
     "Child process of `run_row`: set up, print t_fb, warm up, run the row under a memory limit, print the result (JSON lines)."
     s = json.loads(spec)
@@ -351,6 +374,7 @@ def _read_json(p, timeout):
     line = p.stdout.readline()
     return json.loads(line) if line.strip() else {}
 
+# %% ../nbs/11_benchmark.ipynb #eb34b6b4
 def run_row(spec: dict, # model, n, batch_size, tiny, device, dtype, seed, threads, mem_gb, method, layer
             budget: float, # stop the row after budget·t_fb seconds
             setup_timeout: float = 600, # seconds allowed for the child's imports, data and t_fb
@@ -371,6 +395,7 @@ def run_row(spec: dict, # model, n, batch_size, tiny, device, dtype, seed, threa
             if p.poll() is None: p.kill()
             p.wait()
 
+# %% ../nbs/11_benchmark.ipynb #b3ce6376
 def _tail(f):
     "Last line of a child's stderr file."
     f.seek(0); lines = [l for l in f.read().splitlines() if l.strip()]
@@ -388,6 +413,7 @@ def bench_plan(layers: tuple, # layer names
 
 _PREDICT = {'Hutchinson 50': ('Hutchinson 10', 5), 'Hutch++ 51': ('Hutchinson 10', 5.1), 'ours κ^φ_Tr': ('ours Tr(H)', 1)}
 
+# %% ../nbs/11_benchmark.ipynb #e952d9d0
 def _skip_reason(rows, block, method, budget):
     "Why the row is skipped: its cost predicted from an earlier row of the same block is over the budget; else None."
     if method not in _PREDICT: return None
@@ -408,6 +434,7 @@ def _finish(r, budget):
     elif 'status' not in r: r['status'] = '> budget' if r.get('t_fb', 0) > budget else 'ok'
     return r
 
+# %% ../nbs/11_benchmark.ipynb #dab30a2f
 def _add_errors(rows):
     "Relative error of every peer row against our exact Tr(H) of the same block."
     ref = {r['block']: r['value'] for r in rows if r['method'] == 'ours Tr(H)' and r.get('value') is not None}
@@ -483,7 +510,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description='Benchmark exact curvature: LeNet5 against the dense Hessian, or (--models) '
                                             'side by side with curvlinops and BackPACK.')
     p.add_argument('--models', default=None, help=f"comma-separated, from {sorted(BENCH_MODELS)}, or 'all'")
-    p.add_argument('--n', type=int, default=None); p.add_argument('--device', default='cpu')
+    p.add_argument('--n', type=int, default=None); p.add_argument('--device', default=os.environ.get('FLATNESS_DEVICE', '').strip() or 'cpu')
     p.add_argument('--dtype', default='float32'); p.add_argument('--batch-size', type=int, default=None)
     p.add_argument('--budget', type=float, default=20.0, help='per-row limit, in t_fb (with --models)')
     p.add_argument('--peers', action=argparse.BooleanOptionalAction, default=True, help='curvlinops / BackPACK rows')
@@ -505,6 +532,7 @@ def _lenet_main(a):
     r = run_benchmark(a.n or 2000, a.device, a.dtype, a.batch_size or 500, memory=not a.no_memory, extra=not a.no_extra)
     print(format_report(r)); return r
 
+# %% ../nbs/11_benchmark.ipynb #e05bb3db
 def _models_main(a, p):
     "The side-by-side benchmark of each model in --models: run, print a table per model, return all rows."
     names = sorted(BENCH_MODELS) if a.models == 'all' else [m.strip() for m in a.models.split(',') if m.strip()]

@@ -18,6 +18,7 @@ __all__ = ['LOSSES', 'COMMANDS', 'CLIError', 'eager_from_torchscript', 'check_fi
 class CLIError(Exception):
     "An error the command line reports as one line, with a non-zero exit code."
 
+# %% ../nbs/09_cli.ipynb #153c4518
 def _copy_params(dst, src):
     "Copy the parameters and buffers of a scripted module into an eager one."
     with torch.no_grad():
@@ -25,6 +26,7 @@ def _copy_params(dst, src):
         for n, b in dst.named_buffers(recurse=False): b.copy_(getattr(src, n))
     return dst
 
+# %% ../nbs/09_cli.ipynb #ff857d6a
 def _eager_layer(s):
     "Eager twin of one scripted standard layer."
     kind = s.original_name
@@ -44,6 +46,7 @@ def _eager_layer(s):
     raise CLIError(f"cannot rebuild scripted layer type {kind!r} as an eager module; save a state_dict and pass "
                    "--factory module:function instead")
 
+# %% ../nbs/09_cli.ipynb #1229d80a
 def eager_from_torchscript(sm: torch.jit.ScriptModule, # a scripted nn.Sequential of standard layers
                           ) -> nn.Sequential:
     "Rebuild a scripted nn.Sequential as an eager one with the same weights (hooks work on the result)."
@@ -64,10 +67,12 @@ def check_file(path: str, # a path given on the command line
     if not os.access(p, os.R_OK): raise CLIError(f"{what} {str(path)!r} is not readable (permission denied)")
     return p
 
+# %% ../nbs/09_cli.ipynb #bbace80e
 def _cwd_on_path():
     "Put the current folder first on sys.path, as `python -m` does (a console script does not)."
     if os.getcwd() not in sys.path: sys.path.insert(0, os.getcwd())
 
+# %% ../nbs/09_cli.ipynb #d3b26533
 def import_factory(spec: str, # 'module:function'; the module is searched in the current folder, then on sys.path
                   ):
     "The function named by `--factory`."
@@ -83,12 +88,14 @@ def import_factory(spec: str, # 'module:function'; the module is searched in the
     if not callable(build): raise CLIError(f"cannot import factory {spec!r}: module {mod!r} has no function {fn!r}")
     return build
 
+# %% ../nbs/09_cli.ipynb #cccb167c
 def _not_a(p: Path, what: str, e: Exception) -> CLIError:
     "The one-line error for a file that torch cannot load as a `what` file."
     msg = ' '.join(str(e).split())
     why = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
     return CLIError(f"{str(p)!r} is not a torch {what} file (torch.load failed with {why[:200]})")
 
+# %% ../nbs/09_cli.ipynb #a5fd6d6b
 def _torch_load(p: Path, what: str, weights_only: bool):
     "torch.load, or a one-line error: the file is not a torch file of that kind, and why."
     try: return torch.load(p, map_location='cpu', weights_only=weights_only)
@@ -103,6 +110,7 @@ def _build(spec):
     if not isinstance(model, nn.Module): raise CLIError(f"--factory {spec}() returned a {type(model).__name__}, not an nn.Module")
     return model
 
+# %% ../nbs/09_cli.ipynb #379b5797
 def _load_whole(p: Path):
     "A scripted Sequential (rebuilt eager) or a pickled nn.Module."
     try:
@@ -120,6 +128,7 @@ def _load_whole(p: Path):
     if not isinstance(model, nn.Module): raise CLIError(f"{str(p)!r} is not a torch model file: it holds a {type(model).__name__}")
     return model
 
+# %% ../nbs/09_cli.ipynb #a9833eaa
 def load_model(path: str, # model file
                factory: str | None = None, # 'module:function' that builds the model (then `path` holds a state_dict)
                device: str = 'cpu', # device to load onto
@@ -174,6 +183,7 @@ def _count(s: str) -> int:
     if v < 1: raise argparse.ArgumentTypeError(f"must be ≥ 1, got {v}")
     return v
 
+# %% ../nbs/09_cli.ipynb #22da3350
 def _seed(s: str) -> int:
     "argparse type: a whole number ≥ 0."
     try: v = int(s)
@@ -181,12 +191,14 @@ def _seed(s: str) -> int:
     if v < 0: raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got {s!r}")
     return v
 
+# %% ../nbs/09_cli.ipynb #38d26fc8
 def _shard(s: str) -> str:
     "argparse type: 'i/k' with 0 ≤ i < k."
     i, _, k = s.partition('/')
     if not (i.isdigit() and k.isdigit() and int(i) < int(k)): raise argparse.ArgumentTypeError(f"expected i/k with 0 ≤ i < k, got {s!r}")
     return s
 
+# %% ../nbs/09_cli.ipynb #b06d8dc9
 class _Parser(argparse.ArgumentParser):
     "argparse whose errors are one line: `prog: error: message (see prog --help)`."
     def error(self, message): self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -209,6 +221,7 @@ def check_device(spec: str, # the --device argument
                                           f"{' '.join(str(e).split()).split('. ')[0][:150]}); use --device cpu") from None
     return d
 
+# %% ../nbs/09_cli.ipynb #3e528895
 def check_out(path: str | None, # the --out argument (None: nothing is written)
               kind: str = 'folder', # 'folder' (created when missing) or 'file'
              ):
@@ -223,6 +236,7 @@ def check_out(path: str | None, # the --out argument (None: nothing is written)
     if not os.access(a, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
         raise CLIError(f"--out {str(path)!r} is not writable (permission denied)")
 
+# %% ../nbs/09_cli.ipynb #62d1cfc7
 def check_distributed():
     "`--distributed` needs torchrun's environment."
     if 'RANK' not in os.environ:
@@ -232,6 +246,7 @@ def check_distributed():
 # %% ../nbs/09_cli.ipynb #03189a0b
 LOSSES = {'ce': F.cross_entropy, 'mse': nn.MSELoss()}
 
+# %% ../nbs/09_cli.ipynb #c6228743
 def _measure_one(model, nm, data, loss_fn, method, lanczos_iters, batch_size, seed):
     "The row of one layer."
     from flatness_nb.flatness import layer_measures, relative_flatness
@@ -241,6 +256,7 @@ def _measure_one(model, nm, data, loss_fn, method, lanczos_iters, batch_size, se
     m = layer_measures(model, nm, data, loss_fn, lanczos_iters, batch_size)
     return dict(layer=nm, method='exact', **{k: v for k, v in m.items() if k not in ('layer', 'rho')})
 
+# %% ../nbs/09_cli.ipynb #521d9ca0
 def measure_layers(model, data, loss_fn, layers=None, method='exact', lanczos_iters=40, batch_size=512, seed=0,
                    progress=True) -> list[dict]:
     "One row of measures per layer (default: every linear and convolutional layer)."
@@ -256,6 +272,7 @@ def measure_layers(model, data, loss_fn, layers=None, method='exact', lanczos_it
             rows.append(dict(layer=nm, method='skipped: ' + ' '.join(str(e).split())))
     return rows
 
+# %% ../nbs/09_cli.ipynb #0013b72c
 def write_rows(rows: list[dict], out: str, stem: str):
     "Write rows as `stem.json` and `stem.csv` in folder `out`."
     d = Path(out); d.mkdir(parents=True, exist_ok=True)
@@ -264,6 +281,7 @@ def write_rows(rows: list[dict], out: str, stem: str):
     with open(d / f'{stem}.csv', 'w', newline='') as f:
         w = csv.DictWriter(f, keys); w.writeheader(); w.writerows(rows)
 
+# %% ../nbs/09_cli.ipynb #485ec301
 def _fmt_rows(rows):
     "Rows as an aligned text table."
     keys = list(dict.fromkeys(k for r in rows for k in r))
@@ -288,6 +306,7 @@ def _check_model_on_data(model, X, y, lf, a):
     try: check_loss(lf, out, y[:2].to(dev))
     except ValueError as e: raise CLIError(str(e)) from None
 
+# %% ../nbs/09_cli.ipynb #2e704563
 def cmd_measure(a):
     "`flatness-nb measure`: a saved model on a dataset."
     dev = check_device(a.device); check_out(a.out); rank = 0
@@ -338,6 +357,7 @@ def cmd_demo(a):
     demo_plot(rep, out / 'demo.png')
     print(f"\nreport files: {out}/report.json (everything above), demo.json and demo.csv (the per-layer table), demo.png")
 
+# %% ../nbs/09_cli.ipynb #e6a0e0a3
 def cmd_sweep(a):
     "`flatness-nb sweep`: the correlation study of notebook 08 (cached, resumable)."
     from flatness_nb.experiments import STUDIES, main as sweep_main
@@ -347,6 +367,7 @@ def cmd_sweep(a):
     sweep_main(['--full' if a.full else '--small', '--out', a.out, '--study', a.study, '--n-boot', str(a.n_boot)]
                + (['--shard', a.shard] if a.shard else []))
 
+# %% ../nbs/09_cli.ipynb #5d345311
 def cmd_bench(a):
     "`flatness-nb bench`: the LeNet5 benchmark of notebook 11."
     from flatness_nb.benchmark import main as bench_main
@@ -359,6 +380,13 @@ def _add(p, *names, **kw):
     "Add one argument to parser `p`; returns `p` (for chaining)."
     p.add_argument(*names, **kw); return p
 
+# %% ../nbs/09_cli.ipynb #devsw0cd
+def _default_device() -> str:
+    "The default of --device: FLATNESS_DEVICE when set, else cpu."
+    return os.environ.get('FLATNESS_DEVICE', '').strip() or 'cpu'
+
+
+# %% ../nbs/09_cli.ipynb #a47e01dd
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `flatness-nb`; every command takes only the options it uses."
     p = _Parser(prog='flatness-nb', description='Measure loss-landscape flatness of PyTorch models.')
@@ -378,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(m, '--layer', action='append', help='layer name (repeatable; default: every linear and convolutional layer)')
     _add(m, '--split', default='train', choices=['train', 'test']); _add(m, '--loss', default='ce', choices=sorted(LOSSES))
     _add(m, '--method', default='exact', choices=['exact', 'hutchinson'])
-    _add(m, '--device', default='cpu'); _add(m, '--dtype', default='float64', choices=['float32', 'float64'])
+    _add(m, '--device', default=_default_device()); _add(m, '--dtype', default='float64', choices=['float32', 'float64'])
     _add(m, '--batch-size', type=_count, default=512); _add(m, '--seed', type=_seed, default=0)
     _add(m, '--out', default=None, help='folder for measures.json / measures.csv')
     _add(m, '--distributed', action='store_true', help='shard the data over torchrun processes')
@@ -390,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(w, '--shard', type=_shard, default=None, help='i/k: this worker fills every k-th config from i')
     b = sub.add_parser('bench', parents=[dbg], help='benchmark exact κ against the dense Hessian (LeNet5)')
     _add(b, '--n', type=_count, default=2000); _add(b, '--out', default=None, help='JSON file for the results')
-    _add(b, '--device', default='cpu'); _add(b, '--dtype', default='float32', choices=['float32', 'float64'])
+    _add(b, '--device', default=_default_device()); _add(b, '--dtype', default='float32', choices=['float32', 'float64'])
     _add(b, '--batch-size', type=_count, default=500); _add(b, '--no-memory', action='store_true')
     return p
 
@@ -398,11 +426,13 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {'demo': cmd_demo, 'measure': cmd_measure, 'sweep': cmd_sweep, 'bench': cmd_bench}
 _EXPECTED = (CLIError, ValueError, TypeError, OSError)   # errors whose message already says what went wrong
 
+# %% ../nbs/09_cli.ipynb #46134768
 def _one_line(e: Exception) -> str:
     "An exception as one line; an unexpected kind is named and points to --debug."
     msg = ' '.join(str(e).split())
     return msg if isinstance(e, _EXPECTED) else f"{type(e).__name__}: {msg} (rerun with --debug for the traceback)"
 
+# %% ../nbs/09_cli.ipynb #6e44196e
 def main(argv=None):
     "Entry point of the `flatness-nb` console script: one line and exit code 2 on any error (130 on Ctrl-C)."
     a = build_parser().parse_args(argv)

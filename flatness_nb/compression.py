@@ -38,6 +38,7 @@ def check_finite_params(model: nn.Module, # the network
     if bad: raise ValueError(f"parameters {bad} contain NaN or inf; the measures need finite weights "
                              "(did training diverge? load a finite checkpoint)")
 
+# %% ../nbs/06_compression.ipynb #d4d438b6
 def check_finite_output(out: Tensor, # the model's output (or a Jacobian) on one batch
                         what: str = 'output', # what `out` is, for the message
                        ):
@@ -46,10 +47,12 @@ def check_finite_output(out: Tensor, # the model's output (or a Jacobian) on one
         raise ValueError(f"the model's {what} contains NaN or inf although inputs and weights are finite; "
                          "a non-finite value in the forward pass (log of 0, division by 0, overflow) must be fixed first")
 
+# %% ../nbs/06_compression.ipynb #5f556a3a
 def _flat_out(model, x):
     "Model output on a batch of one sample `x`, flattened to (k,)."
     return model(x.unsqueeze(0)).reshape(-1)
 
+# %% ../nbs/06_compression.ipynb #a4dc1e5b
 def input_jacobians(model: nn.Module, # the network, in eval mode
                     x: Tensor, # batch of inputs (B, ...)
                     mode: str = 'auto', # 'rev' (jacrev), 'fwd' (jacfwd) or 'auto' (rev when k <= D)
@@ -74,6 +77,7 @@ def _resolve_layers(model, layers):
     got = [get_layer(model, l) for l in layers]
     return [n for n, _ in got], [m for _, m in got]
 
+# %% ../nbs/06_compression.ipynb #66b66b9b
 def layer_inputs(model: nn.Module, # the network, in eval mode
                  x: Tensor, # batch of inputs
                  layers: Sequence | None = None, # linear layers (modules or names); default all
@@ -92,6 +96,7 @@ def layer_inputs(model: nn.Module, # the network, in eval mode
                                               "its input a_(l-1) is only defined for a layer used exactly once")
     return {n: got[n][0] for n in names}
 
+# %% ../nbs/06_compression.ipynb #f84d0283
 def _shifted(model, mods, x, shifts):
     "Model output with each layer's input a replaced by a + shift."
     hs = [m.register_forward_pre_hook(lambda mod, inp, e=e: (inp[0] + e,) + tuple(inp[1:])) for m, e in zip(mods, shifts)]
@@ -99,6 +104,7 @@ def _shifted(model, mods, x, shifts):
     finally:
         for h in hs: h.remove()
 
+# %% ../nbs/06_compression.ipynb #643f7f06
 def layer_input_jacobians(model: nn.Module, # the network, in eval mode
                           x: Tensor, # batch of inputs
                           layers: Sequence | None = None, # linear layers (modules or names); default all
@@ -163,6 +169,7 @@ def conv_operator(conv: nn.Conv1d | nn.Conv2d, # the convolution (its bias is ig
     At = lambda u: convT_f(u, w, None, st, pd, op, gr, dl)
     return A, At, tuple(out)
 
+# %% ../nbs/06_compression.ipynb #0c4e3e94
 def conv_spectral_norm(conv: nn.Conv1d | nn.Conv2d, # the convolution
                        input_shape: Sequence[int], # (C, H, W) of one input image, or (C, L)
                        iters: int = 1000, # maximum number of power iterations
@@ -187,6 +194,7 @@ def singular_values(J: Tensor, # batch of Jacobians (B, k, D)
     "Singular values of each J_i in decreasing order, (B, min(k, D)); SVD of the taller orientation (much faster on CPU)."
     return torch.linalg.svdvals(J.mT if J.shape[1] < J.shape[2] else J)
 
+# %% ../nbs/06_compression.ipynb #e1296950
 def _logvol_s(s, rank, rtol):
     "log LVR and rank from singular values (B, q)."
     q = s.shape[1]
@@ -197,11 +205,13 @@ def _logvol_s(s, rank, rtol):
     keep = torch.arange(q, device=s.device)[None, :] < r[:, None]
     return torch.where(keep, s.log(), torch.zeros_like(s)).sum(1), r
 
+# %% ../nbs/06_compression.ipynb #19fd02f1
 def _pr_s(s):
     "Participation ratio from singular values (B, q)."
     lam = s ** 2
     return lam.sum(1) ** 2 / (lam ** 2).sum(1)
 
+# %% ../nbs/06_compression.ipynb #ba751f6e
 def log_volumes(J: Tensor, # batch of Jacobians (B, k, D)
                 rank: int | None = None, # fixed number r of top singular values; None: numerical rank
                 rtol: float = 1e-8, # numerical rank: count σ_j > rtol·σ_1
@@ -209,6 +219,7 @@ def log_volumes(J: Tensor, # batch of Jacobians (B, k, D)
     "Per-sample log LVR = Σ_{j≤r} log σ_j and the rank r used, both of shape (B,)."
     return _logvol_s(singular_values(J), rank, rtol)
 
+# %% ../nbs/06_compression.ipynb #1c263e9f
 def participation_ratio(J: Tensor, # batch of Jacobians (B, k, D)
                        ) -> Tensor:
     "Per-sample PR = (Σλ_j)² / Σλ_j² of the eigenvalues λ_j of JJᵀ (NaN where J = 0)."
@@ -226,6 +237,7 @@ class Compression:
     rank: float  # mean rank r used for the log volume of J(x_i)
     n: int       # number of samples
 
+# %% ../nbs/06_compression.ipynb #012f10ca
 def compression_measures(model: nn.Module, # the network, in eval mode
                          data, # (X, y) tensors or an iterable of (x, y) batches (labels are ignored)
                          rank: int | None = None, # fixed top-r for every log volume; None: numerical rank
@@ -260,10 +272,12 @@ def param_grad_sqnorms(model: nn.Module, # the network, in eval mode
     G = vmap(jacrev(f), in_dims=(None, 0))(params, x)
     return {n: g.reshape(len(x), -1).pow(2).sum(1) for n, g in G.items()}
 
+# %% ../nbs/06_compression.ipynb #062869ff
 def _inner(out, r):
     "Auxiliary loss ⟨f, r⟩ summed over the batch; its Hessian is Σ_c r_c ∇²f_c."
     return (out * r).sum()
 
+# %% ../nbs/06_compression.ipynb #72394b26
 @dataclass
 class SharpnessSplit:
     "Tr(H) of L = (1/2n) Σ‖f − y‖² over all parameters and its split Tr(H) = G + R."
@@ -272,6 +286,7 @@ class SharpnessSplit:
     residual: Estimate # R = (1/n) Σ_i Σ_c (f_c − y_c)(x_i) Tr ∇²_θ f_c(x_i)
     loss: float       # L
 
+# %% ../nbs/06_compression.ipynb #8aef4508
 def sharpness_split(model: nn.Module, # the network, in eval mode
                     data, # (X, y) tensors or an iterable of (x, y) batches; y has the output's shape (one-hot)
                     batch_size: int = 256, # batch size used to split (X, y) tensors
@@ -302,6 +317,7 @@ class Bound:
         r = self.rhs if trace else self.rhs_gn
         return self.lhs <= r + tol * max(abs(self.lhs), abs(r), 1e-300)
 
+# %% ../nbs/06_compression.ipynb #f4cd68a7
 @dataclass
 class LVRBounds:
     "The LVR paper's inequalities on one network and data set (see the table above)."
@@ -317,6 +333,7 @@ class LVRBounds:
     rank: int      # fixed rank r of J(x) used in Eq. 8–9
     n: int
 
+# %% ../nbs/06_compression.ipynb #e5942aef
 def _lin_check(model):
     "Names of the model's linear layers; error unless they are all nn.Linear."
     ll = linear_layers(model)
@@ -326,10 +343,52 @@ def _lin_check(model):
     if not ll: raise ValueError("model has no nn.Linear layers")
     return list(ll)
 
+# %% ../nbs/06_compression.ipynb #73268c74
 def _log(v):
     "Natural log with log 0 = −inf."
     return math.log(v) if v > 0 else -math.inf
 
+# %% ../nbs/06_compression.ipynb #lvrh0aa
+def _lvr_layer_batch(s: dict, # running sums of lvr_bounds (nmls, mid, Wa), updated in place
+                     per: dict, # running sums of one layer (lv, loga2), updated in place
+                     a: Tensor, # the layer's input activations on the batch, (B, m)
+                     Jn: Tensor, # ∂f/∂a on the batch, (B, k, m)
+                     gl: Tensor, # per-sample squared gradient norms of the layer's weight, (B,)
+                     Wn: float, # operator norm of the layer's weight
+                     r: int, # rank of the log-volume
+                    ) -> float:
+    "Add one batch's Eq. 10 and Eq. 12 sums of one layer; return the batch's largest Eq. 5 ratio."
+    a2 = a.pow(2).sum(1)
+    s['nmls'] += torch.linalg.matrix_norm(Jn, ord=2).sum().item()
+    s['mid'] += (Wn * gl.sqrt() / a2.sqrt()).sum().item()
+    s['Wa'] += (Wn ** 2 / a2).sum().item()
+    per['lv'] += log_volumes(Jn, r)[0].sum().item()
+    per['loga2'] += a2.log().sum().item()
+    num, den = Jn.pow(2).sum((1, 2)).sqrt() * a2.sqrt(), Wn * gl.sqrt()
+    # den = 0 means a = 0 or ∂f/∂z = 0, and either makes num = 0: the sample satisfies Eq. 5 as 0 ≤ 0
+    return torch.where(den > 0, num / den, 0.0).max().item()
+
+# %% ../nbs/06_compression.ipynb #lvrh1aa
+def _lvr_result(model, data, batch_size, s, per, names, Wn, r, rl, n, eq5, eq8, xmin2) -> LVRBounds:
+    "Assemble lvr_bounds' result from its reduced sums (and the sharpness split, one more pass over the data)."
+    sp = sharpness_split(model, data, batch_size)
+    T, G, W1 = sp.trace.value, s['G'] / n, Wn[names[0]]
+    # logs of geometric means are kept as logs: one sample with a zero activation vector (every ReLU of a layer off) makes
+    # the mean log −inf and the bound +inf (vacuous, but true), where exp() would underflow to 0 and divide by zero
+    eq9 = lambda S: r / 2 * (_log(W1 ** 2 * S / r) - s['logx2'] / n)
+    eq10 = lambda S: sum(rl[nm] / 2 * (_log(Wn[nm] ** 2 * S / rl[nm]) - per[nm]['loga2'] / n) for nm in names)
+    c = W1 * math.sqrt(s['xinv2'] / n)
+    return LVRBounds(split=sp,
+        eq5=Bound(eq5, 1.0, 1.0),
+        eq6=Bound(s['JF2'] / n, W1 ** 2 / xmin2 * G, W1 ** 2 / xmin2 * T),
+        eq8=Bound(eq8, 0.0, 0.0),
+        eq9=Bound(s['lv'] / n, eq9(G), eq9(T)),
+        eq10=Bound(sum(p['lv'] for p in per.values()) / n, eq10(G), eq10(T)),
+        chain=(s['A'] / n, W1 * s['Bs'] / n, c * math.sqrt(s['GW'] / n), c * math.sqrt(G), c * math.sqrt(T)),
+        eq12=Bound(s['nmls'] / n, math.sqrt(G * s['Wa'] / n), math.sqrt(T * s['Wa'] / n)),
+        eq12_mid=s['mid'] / n, rank=r, n=n)
+
+# %% ../nbs/06_compression.ipynb #717df531
 def lvr_bounds(model: nn.Module, # a network of nn.Linear layers (any activations), in eval mode
                data, # (X, y) tensors or an iterable of (x, y) batches; y one-hot, shaped like the output
                rank: int | None = None, # fixed rank r for Eq. 8–10 (default min(k, dim) per Jacobian)
@@ -368,37 +427,14 @@ def lvr_bounds(model: nn.Module, # a network of nn.Linear layers (any activation
             # J(x) = 0 (a sample on which the net is locally constant): log-volume −inf, and Eq. 8 holds there
             eq8 = max(eq8, torch.where(JF2 > 0, lv - r / 2 * torch.log(JF2 / r), -math.inf).max().item())
             for nm in names:
-                a2 = acts[nm].pow(2).sum(1); gl = g[param_name(nm)]
-                s['nmls'] += torch.linalg.matrix_norm(Jl[nm], ord=2).sum().item()
-                s['mid'] += (Wn[nm] * gl.sqrt() / a2.sqrt()).sum().item()
-                s['Wa'] += (Wn[nm] ** 2 / a2).sum().item()
-                per[nm]['lv'] += log_volumes(Jl[nm], rl[nm])[0].sum().item()
-                per[nm]['loga2'] += a2.log().sum().item()
-                num, den = Jl[nm].pow(2).sum((1, 2)).sqrt() * a2.sqrt(), Wn[nm] * gl.sqrt()
-                # den = 0 means a = 0 or ∂f/∂z = 0, and either makes num = 0: the sample satisfies Eq. 5 as 0 ≤ 0
-                eq5 = max(eq5, torch.where(den > 0, num / den, 0.0).max().item())
+                eq5 = max(eq5, _lvr_layer_batch(s, per[nm], acts[nm], Jl[nm], g[param_name(nm)], Wn[nm], rl[nm]))
             n += len(x)
     keys, pk = list(s), [(nm, q) for nm in names for q in ('lv', 'loga2')]
     *v, n = reduce_sums(*(s[k] for k in keys), *(per[nm][q] for nm, q in pk), n)
     s = dict(zip(keys, v[:len(keys)]))
     for (nm, q), t in zip(pk, v[len(keys):]): per[nm][q] = t
     eq5, eq8, neg_xmin2 = reduce_max(eq5, eq8, -xmin2); xmin2 = -neg_xmin2   # a minimum is −max(−x)
-    sp = sharpness_split(model, data, batch_size)
-    T, G, W1 = sp.trace.value, s['G'] / n, Wn[first]
-    # logs of geometric means are kept as logs: one sample with a zero activation vector (every ReLU of a layer off) makes
-    # the mean log −inf and the bound +inf (vacuous, but true), where exp() would underflow to 0 and divide by zero
-    eq9 = lambda S: r / 2 * (_log(W1 ** 2 * S / r) - s['logx2'] / n)
-    eq10 = lambda S: sum(rl[nm] / 2 * (_log(Wn[nm] ** 2 * S / rl[nm]) - per[nm]['loga2'] / n) for nm in names)
-    c = W1 * math.sqrt(s['xinv2'] / n)
-    return LVRBounds(split=sp,
-        eq5=Bound(eq5, 1.0, 1.0),
-        eq6=Bound(s['JF2'] / n, W1 ** 2 / xmin2 * G, W1 ** 2 / xmin2 * T),
-        eq8=Bound(eq8, 0.0, 0.0),
-        eq9=Bound(s['lv'] / n, eq9(G), eq9(T)),
-        eq10=Bound(sum(p['lv'] for p in per.values()) / n, eq10(G), eq10(T)),
-        chain=(s['A'] / n, W1 * s['Bs'] / n, c * math.sqrt(s['GW'] / n), c * math.sqrt(G), c * math.sqrt(T)),
-        eq12=Bound(s['nmls'] / n, math.sqrt(G * s['Wa'] / n), math.sqrt(T * s['Wa'] / n)),
-        eq12_mid=s['mid'] / n, rank=r, n=n)
+    return _lvr_result(model, data, batch_size, s, per, names, Wn, r, rl, n, eq5, eq8, xmin2)
 
 # %% ../nbs/06_compression.ipynb #7262ecec
 def adaptive_sharpness(model: nn.Module, # a network whose parameters all belong to nn.Linear / nn.Conv2d layers, in eval mode
@@ -421,6 +457,7 @@ def adaptive_sharpness(model: nn.Module, # a network whose parameters all belong
                                          f"({supported_layers()}, groups=1), so their Hessian diagonal has no exact route here; use adaptive_sharpness_mc")
     return rho ** 2 / 2 * tot
 
+# %% ../nbs/06_compression.ipynb #55c4ccfb
 def adaptive_sharpness_mc(model: nn.Module, # the network, in eval mode
                           data, # (X, y) tensors or an iterable of (x, y) batches
                           loss_fn: Callable = half_sse, # a standard PyTorch loss
@@ -453,6 +490,7 @@ def iimls(model: nn.Module, # the network, in eval mode
         return Jx.pow(2).sum().item() / x[0].numel()
     return sample_mean(model, data, Jx2, batch_size)
 
+# %% ../nbs/06_compression.ipynb #7c33e9f0
 def iimls_bound(model: nn.Module, # a network whose first linear layer is an nn.Linear acting on the input
                 data, # (X, y) tensors or an iterable of (x, y) batches; y one-hot
                 loss_fn: Callable = half_sse, # the loss whose Hessian diagonal gives the Tr-H-form right side
@@ -517,6 +555,7 @@ def layer_operator_norm(layer: nn.Module, # an nn.Linear, nn.Conv1d or nn.Conv2d
     if isinstance(find_adapter(layer), LinearAdapter): return torch.linalg.matrix_norm(layer.weight.detach(), ord=2).item()
     return conv_spectral_norm(layer, input_shape)
 
+# %% ../nbs/06_compression.ipynb #e3920e52
 def _authors_c(layer, out_numel, frobenius):
     "c_l of sharpdim's get_nmls: ‖K‖_F² × output positions (conv), ‖W‖_F² or ‖W‖₂² (linear)."
     w = layer.weight.detach()
@@ -524,6 +563,7 @@ def _authors_c(layer, out_numel, frobenius):
         return (w ** 2).sum().item() if frobenius else torch.linalg.matrix_norm(w, ord=2).item() ** 2
     return (w ** 2).sum().item() * (out_numel // layer.out_channels)
 
+# %% ../nbs/06_compression.ipynb #b6a4d4ef
 @dataclass
 class NMLSBounds:
     "NMLS and its upper bounds for networks of linear and convolutional layers (see the text above)."

@@ -26,17 +26,20 @@ __all__ = ['LAYER_ADAPTERS', 'CONV_TYPES', 'LINEAR_TYPES', 'CHECK_SAMPLES', 'Uns
 class UnsupportedLayerError(ValueError):
     "The layer is not one the registry knows, or its configuration has no exact factorisation."
 
+# %% ../nbs/00_core.ipynb #3c9ecc04
 def param_name(layer_name: str, # dotted name of a module ('' when the module is the model itself)
                attr: str = 'weight', # the parameter's attribute name
               ) -> str:
     "The parameter's name in `model.named_parameters()`: 'fc.weight', or 'weight' when the layer is the whole model."
     return f"{layer_name}.{attr}" if layer_name else attr
 
+# %% ../nbs/00_core.ipynb #05c821fe
 def _functional_linears(model):
     "Names of linear modules that their parent applies functionally (nn.MultiheadAttention's out_proj): hooks never fire."
     return {param_name(n, c) for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)
             for c, _ in m.named_children()}
 
+# %% ../nbs/00_core.ipynb #954ec3cf
 def linear_layers(model: nn.Module, # the network
                  ) -> dict[str, nn.Module]:
     "The model's layers of a registered type (see `supported_layers`) that run as modules, by dotted name, in registration order."
@@ -58,12 +61,14 @@ class LayerAdapter:
 
 LAYER_ADAPTERS: dict[type, LayerAdapter] = {}
 
+# %% ../nbs/00_core.ipynb #2474c6b8
 def register_layer(adapter: LayerAdapter, # an adapter instance; its `types` are registered
                   ) -> LayerAdapter:
     "Register `adapter` for each of its module types (a later registration replaces an earlier one)."
     for t in adapter.types: LAYER_ADAPTERS[t] = adapter
     return adapter
 
+# %% ../nbs/00_core.ipynb #082d1f78
 def supported_layers() -> str:
     "The registered layer types, for messages: 'nn.Linear, nn.Conv1d, …'."
     return ', '.join(f"nn.{t.__name__}" if getattr(nn, t.__name__, None) is t else t.__name__ for t in LAYER_ADAPTERS)
@@ -74,6 +79,7 @@ def find_adapter(layer: nn.Module, # any module
     "The adapter registered for the layer's type (or its nearest registered base class), or None."
     return next((LAYER_ADAPTERS[t] for t in type(layer).__mro__ if t in LAYER_ADAPTERS), None)
 
+# %% ../nbs/00_core.ipynb #597a9aa4
 def layer_adapter(layer: nn.Module, # a layer of a registered type
                  ) -> LayerAdapter:
     "The layer's adapter; one clear error listing the supported types if there is none."
@@ -82,6 +88,7 @@ def layer_adapter(layer: nn.Module, # a layer of a registered type
                                                "(register a LayerAdapter for a new type)")
     return ad
 
+# %% ../nbs/00_core.ipynb #0ea2ace9
 def check_layer(layer: nn.Module, # a layer of a registered type
                 name: str = '', # its dotted name, for the message
                 hint: str = "use method='hutchinson'", # the way out, appended to the reason
@@ -97,6 +104,7 @@ class LinearAdapter(LayerAdapter):
     "nn.Linear: φ is the input's last axis; leading axes between batch and features are tokens."
     types = (nn.Linear,)
 
+# %% ../nbs/00_core.ipynb #96b038fc
 class ConvAdapter(LayerAdapter):
     "nn.Conv1d / nn.Conv2d: φ are the padded input patches, one token per output position; z is channel-major."
     types = (nn.Conv1d, nn.Conv2d)
@@ -125,6 +133,7 @@ class Conv3dAdapter(ConvAdapter):
         P = F.conv3d(x, eye, None, layer.stride, 0, layer.dilation, groups=c)    # channel c·k+o = offset o of channel c
         return P.reshape(len(x), c * k, -1)
 
+# %% ../nbs/00_core.ipynb #85a77a77
 class EmbeddingAdapter(LayerAdapter):
     "nn.Embedding: z = wᵀ-row lookup, i.e. w = weight.T (d = embedding_dim, m = num_embeddings) and φ a one-hot row per index."
     types = (nn.Embedding,)
@@ -191,6 +200,7 @@ def model_device_dtype(model: nn.Module, # the network
     if p is None: raise ValueError("model has no parameters")
     return p.device, p.dtype
 
+# %% ../nbs/00_core.ipynb #299aa81f
 def _as_batch(b, k):
     "Check one element of a data iterable is an `(x, y)` pair with a leading sample dimension."
     if not (isinstance(b, (tuple, list)) and len(b) == 2 and all(torch.is_tensor(t) for t in b)):
@@ -201,6 +211,7 @@ def _as_batch(b, k):
                         "must be wrapped in a DataLoader)")
     return b
 
+# %% ../nbs/00_core.ipynb #b466e31f
 def _is_xy(data): return isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data)
 
 # %% ../nbs/00_core.ipynb #fb1a1954
@@ -249,6 +260,7 @@ def iter_batches(data, # (X, y) tensors, a TensorDataset, or a re-iterable colle
     if k == 0: raise ValueError("data is empty: no batch was given; pass at least one sample")
     if n == 0: raise ValueError(f"data has no samples: all {k} batches are empty; pass at least one sample")
 
+# %% ../nbs/00_core.ipynb #3d3ec91e
 def count_samples(data, # (X, y) tensors or an iterable of (x, y) batches
                   batch_size: int = 512, # batch size used to split (X, y) tensors
                  ) -> int:
@@ -266,12 +278,14 @@ def exact_attention():
         with sdpa_kernel([SDPBackend.MATH]): yield
     finally: torch.backends.mha.set_fastpath_enabled(fast)
 
+# %% ../nbs/00_core.ipynb #090409cb
 def _check_output(out):
     "Raise unless the model returned one tensor."
     if not torch.is_tensor(out):
         raise TypeError(f"the model returned a {type(out).__name__}, not a tensor; measures need the one output the loss takes: "
                         "wrap the model, e.g. SelectOutput(model, 0) or SelectOutput(model, 'logits')")
 
+# %% ../nbs/00_core.ipynb #4bf1a78f
 class SelectOutput(nn.Module):
     "A model whose forward returns a tuple or dict, made to return one tensor `model(x)[key]` (layer names gain the prefix 'model.')."
     def __init__(self,
@@ -285,6 +299,7 @@ class SelectOutput(nn.Module):
 # %% ../nbs/00_core.ipynb #1a0023f0
 CHECK_SAMPLES = 16   # the first batch's samples on which the forward-pass contract is checked (cheap next to a pass)
 
+# %% ../nbs/00_core.ipynb #ceeb23c5
 def check_forward(model: nn.Module, # the network, in eval mode
                   x: Tensor, # a batch of inputs
                  ) -> Tensor:
@@ -303,6 +318,7 @@ def check_forward(model: nn.Module, # the network, in eval mode
                          "or torch.rand in forward); make the forward pass deterministic before measuring")
     return a
 
+# %% ../nbs/00_core.ipynb #0702f1c9
 def check_untied(model: nn.Module, # the network
                  name: str, # the layer's dotted name
                  layer: nn.Module, # the layer
@@ -416,14 +432,17 @@ def unfold_patches(layer: nn.Module, # a convolution of a registered type (group
 # %% ../nbs/00_core.ipynb #cb9ba59b
 _REDUCERS: list = []
 
+# %% ../nbs/00_core.ipynb #1212fd1e
 def reduce_sums(*sums):
     "Combine partial sums (tensors or numbers) over all workers taking part; the identity in a single process."
     return _REDUCERS[-1](sums, 'sum') if _REDUCERS else sums
 
+# %% ../nbs/00_core.ipynb #7258ca7a
 def reduce_max(*maxima):
     "Combine partial maxima (tensors elementwise, or numbers) over all workers taking part; the identity in a single process."
     return _REDUCERS[-1](maxima, 'max') if _REDUCERS else maxima
 
+# %% ../nbs/00_core.ipynb #978c8497
 def check_single_process(name: str, # the measure's name, for the message
                         ):
     "Refuse to run a measure whose loops do not reduce across processes while data are sharded (no silent shard-local value)."
@@ -433,6 +452,7 @@ def check_single_process(name: str, # the measure's name, for the message
 # %% ../nbs/00_core.ipynb #9c0c1610
 def _add(a, b): return {k: a[k] + b[k] for k in a} if isinstance(a, dict) else a + b
 
+# %% ../nbs/00_core.ipynb #75dc0b10
 def sample_mean(model: nn.Module, # the network, in eval mode
                 data, # (X, y) tensors or an iterable of (x, y) batches
                 batch_sum: Callable, # (x, y) -> the batch's sum of a per-sample quantity: number, tensor or dict of them
@@ -478,11 +498,13 @@ def flatten_params(params: dict[str, Tensor], # tensors by name (e.g. parameters
 _CLASS_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss, nn.MultiMarginLoss)
 _CLASS_FNS = (F.cross_entropy, F.nll_loss, F.multi_margin_loss)
 
+# %% ../nbs/00_core.ipynb #34410640
 def _loss_option(loss_fn, key, default=None):
     "An option of a loss module or of a functools.partial of a loss function (e.g. weight, reduction, ignore_index)."
     if isinstance(loss_fn, nn.Module): return getattr(loss_fn, key, default)
     return (getattr(loss_fn, 'keywords', None) or {}).get(key, default)
 
+# %% ../nbs/00_core.ipynb #3071a0c0
 def check_labels(loss_fn: Callable, # a standard PyTorch loss
                  out: Tensor, # batch of outputs
                  y: Tensor, # batch of labels
@@ -506,6 +528,7 @@ def sample_loss(loss_fn: Callable, # a standard PyTorch loss on (output batch, l
     "ℓ(f(x), y) for one sample: `loss_fn` on a batch of one."
     return loss_fn(out.unsqueeze(0), y.unsqueeze(0))
 
+# %% ../nbs/00_core.ipynb #8f52ff11
 def per_sample_losses(loss_fn: Callable, # a standard PyTorch loss
                       out: Tensor, # batch of outputs
                       y: Tensor, # batch of labels
@@ -514,6 +537,7 @@ def per_sample_losses(loss_fn: Callable, # a standard PyTorch loss
     _check_output(out); check_labels(loss_fn, out, y)
     return vmap(lambda o, t: sample_loss(loss_fn, o, t))(out, y)
 
+# %% ../nbs/00_core.ipynb #3a5c4377
 def _check_batch_reduction(loss_fn, out, y):
     "Refuse a loss whose batch value is neither the mean nor the sum of its per-sample values (class weights, custom reductions)."
     if _loss_option(loss_fn, 'weight') is not None and _loss_option(loss_fn, 'reduction', 'mean') == 'mean':
@@ -546,6 +570,7 @@ def check_loss(loss_fn: Callable, # a standard PyTorch loss
                                         "('mean' or 'sum') that returns a scalar")
     _check_batch_reduction(loss_fn, out, y)
 
+# %% ../nbs/00_core.ipynb #baf88620
 def empirical_risk(model: nn.Module, # the network, in eval mode
                    data, # (X, y) tensors or an iterable of (x, y) batches
                    loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss

@@ -23,11 +23,13 @@ def _check_pos_int(name, v, lo=1):
         raise ValueError(f"{name} must be an integer ≥ {lo}, got {v!r}")
     return int(v)
 
+# %% ../nbs/04_data.ipynb #61e87471
 def _haar(m, gen):
     "One Haar-distributed orthogonal m×m matrix (QR of a Gaussian, signs fixed by diag(R))."
     Q, R = torch.linalg.qr(torch.randn(m, m, generator=gen, dtype=torch.float64))
     return Q * torch.sign(torch.diagonal(R))
 
+# %% ../nbs/04_data.ipynb #ca532e55
 class InvertibleMLP(nn.Module):
     "A random square MLP with leaky-ReLU activations and well-conditioned weights, with its exact inverse."
     def __init__(self,
@@ -132,10 +134,12 @@ def _check_frac(name, v):
     if not (isinstance(v, float) and 0 < v < 1): raise ValueError(f"{name} must be a float in (0, 1), got {v!r}")
     return v
 
+# %% ../nbs/04_data.ipynb #a1a4a6ca
 def _as_tensors(X, y, dtype):
     "numpy arrays -> (float tensor, int64 tensor)."
     return torch.as_tensor(np.asarray(X), dtype=dtype or torch.get_default_dtype()), torch.as_tensor(np.asarray(y), dtype=torch.int64)
 
+# %% ../nbs/04_data.ipynb #1313fab8
 def digits_data(test_frac: float = 0.25, # share of the 1797 images held out for testing
                 seed: int = 0, # seed of the split permutation
                 dtype=None, # float dtype of X (default: torch's default dtype)
@@ -149,6 +153,7 @@ def digits_data(test_frac: float = 0.25, # share of the 1797 images held out for
     X, y = d.data / 16.0, d.target
     return _as_tensors(X[perm[:k]], y[perm[:k]], dtype), _as_tensors(X[perm[k:]], y[perm[k:]], dtype)
 
+# %% ../nbs/04_data.ipynb #f27cc1f7
 def mnist1d_data(num_samples: int = 5000, # total number of signals (train + test), a multiple of 10
                  train_split: float = 0.8, # share used for training (the generator's own split)
                  seed: int = 42, # the generator's seed (42 reproduces the published MNIST-1D)
@@ -168,6 +173,7 @@ def mnist1d_data(num_samples: int = 5000, # total number of signals (train + tes
     finally: _random.setstate(py_state); np.random.set_state(np_state)
     return _as_tensors(ds['x'], ds['y'], dtype), _as_tensors(ds['x_test'], ds['y_test'], dtype)
 
+# %% ../nbs/04_data.ipynb #169256fd
 def loaders(train: tuple[Tensor, Tensor], # (X, y) training tensors
             test: tuple[Tensor, Tensor], # (X, y) test tensors
             batch_size: int = 128, # batch size of both loaders
@@ -190,6 +196,7 @@ _MNIST_FILES = {True: ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'), Fa
 _HOWTO = ("obtain them on a machine with internet access, e.g. `torchvision.datasets.{cls}(root, train=True, download=True)` "
           "and the same with train=False, then copy the folder `{sub}` into {root}")
 
+# %% ../nbs/04_data.ipynb #35c96944
 def read_idx(path: str | os.PathLike, # an IDX file, plain or gzipped (by the .gz suffix)
             ) -> np.ndarray:
     "Read one IDX file (the MNIST format) into a numpy array."
@@ -205,12 +212,14 @@ def read_idx(path: str | os.PathLike, # an IDX file, plain or gzipped (by the .g
         raise ValueError(f"{path}: header announces shape {shape} ({need} data bytes) but the file holds {len(buf) - 4 - 4 * k}")
     return np.frombuffer(buf, dtype=dt, offset=4 + 4 * k).reshape(shape).astype(dt.newbyteorder('='))
 
+# %% ../nbs/04_data.ipynb #89bec7d4
 def _find(folder, name):
     "The file `name` or `name.gz` in folder, or None."
     for cand in (folder / name, folder / (name + '.gz')):
         if cand.is_file(): return cand
     return None
 
+# %% ../nbs/04_data.ipynb #8f431276
 def _load_idx_set(root, sub, cls, train, dtype):
     "Images and labels of an MNIST-style set in <root>/<sub>/raw."
     folder = Path(root) / sub / 'raw'
@@ -228,6 +237,7 @@ def _load_idx_set(root, sub, cls, train, dtype):
     X = torch.as_tensor(img.astype(np.float64) / 255.0, dtype=dtype or torch.get_default_dtype()).unsqueeze(1)
     return X, torch.as_tensor(lab.astype(np.int64))
 
+# %% ../nbs/04_data.ipynb #f991424f
 def load_mnist(root: str | os.PathLike, # folder holding MNIST/raw/ (torchvision layout)
                train: bool = True, # training (60000) or test (10000) split
                dtype=None, # float dtype of the images
@@ -235,6 +245,7 @@ def load_mnist(root: str | os.PathLike, # folder holding MNIST/raw/ (torchvision
     "MNIST from torchvision's raw IDX files: images (N, 1, 28, 28) in [0, 1], labels (N,) int64."
     return _load_idx_set(root, 'MNIST', 'MNIST', train, dtype)
 
+# %% ../nbs/04_data.ipynb #06f60b2f
 def load_fashion_mnist(root: str | os.PathLike, # folder holding FashionMNIST/raw/ (torchvision layout)
                        train: bool = True, # training or test split
                        dtype=None, # float dtype of the images
@@ -242,12 +253,14 @@ def load_fashion_mnist(root: str | os.PathLike, # folder holding FashionMNIST/ra
     "FashionMNIST from torchvision's raw IDX files: images (N, 1, 28, 28) in [0, 1], labels (N,) int64."
     return _load_idx_set(root, 'FashionMNIST', 'FashionMNIST', train, dtype)
 
+# %% ../nbs/04_data.ipynb #9949cb07
 def _get(d, key):
     "d[key] with bytes or str keys."
     for k in (key.encode(), key):
         if k in d: return d[k]
     raise KeyError(key)
 
+# %% ../nbs/04_data.ipynb #dafb66fc
 def load_cifar10(root: str | os.PathLike, # folder holding cifar-10-batches-py/ (torchvision layout)
                  train: bool = True, # the five training batches or the test batch
                  dtype=None, # float dtype of the images

@@ -29,6 +29,7 @@ class Steps:
         yield
         if self.on: print(f"{'':>{len(str(self.total)) * 2 + 3}} done in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
 
+# %% ../nbs/12_demo.ipynb #ef41938a
 def mlp(widths=(64, 32, 32, 10), # layer widths
        ) -> nn.Sequential:
     "A ReLU MLP with named layers fc1, relu1, fc2, ..., fcL."
@@ -38,6 +39,7 @@ def mlp(widths=(64, 32, 32, 10), # layer widths
         if i < len(widths) - 1: layers[f'relu{i}'] = nn.ReLU()
     return nn.Sequential(layers)
 
+# %% ../nbs/12_demo.ipynb #49c3461e
 def train_mlp(train, # (X, y) training tensors
               widths=(64, 32, 32, 10), # layer widths
               steps: int = 300, # full-batch Adam steps
@@ -53,6 +55,7 @@ def train_mlp(train, # (X, y) training tensors
         opt.zero_grad(); F.cross_entropy(model(train[0]), train[1]).backward(); opt.step()
     return model.eval()
 
+# %% ../nbs/12_demo.ipynb #721bef1f
 def accuracy(model, data):
     "Fraction of correctly classified samples."
     with torch.no_grad(): return (model(data[0]).argmax(1) == data[1]).double().mean().item()
@@ -69,6 +72,7 @@ def theorem5_check(model, layer, data, delta=0.01, draws=256, seed=0):
     return dict(layer=layer, delta=delta, E_F=e.value, stderr=e.stderr, predicted=pred, ratio=e.value / pred,
                 ratio_se=e.stderr / pred, holds=abs(e.value - pred) <= 3 * e.stderr + 0.05 * pred)
 
+# %% ../nbs/12_demo.ipynb #f3c2c3f4
 def lvr_check(model, data):
     "The LVR paper's MLS chain A ≤ B ≤ C ≤ D and Eq. 12, with G = (1/n)Σ‖∇_θ f‖² (valid without interpolation)."
     from flatness_nb.compression import lvr_bounds
@@ -106,6 +110,7 @@ def run_demo(seed: int = 0, # seed of the split, the initialisation and the prob
     rep['seconds'] = time.perf_counter() - t0
     return rep
 
+# %% ../nbs/12_demo.ipynb #a7f1a4b1
 def _layer_row(model, name, train, seed):
     "The demo's row for one layer: exact measures and the Hutchinson estimate of κ^φ_Tr."
     m = layer_measures(model, name, train)
@@ -168,8 +173,11 @@ def split_key(key: str) -> tuple[str, str | None]:
 
 # %% ../nbs/12_demo.ipynb #a2276ee8
 def _g(v) -> str: return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+# %% ../nbs/12_demo.ipynb #ed617be4
 def _cite(src: str) -> str: return f"  [{src}]" if src else ''
 
+# %% ../nbs/12_demo.ipynb #d2e0d83a
 def format_measures(row: dict) -> list[str]:
     "`measure_all`'s row grouped into sections: per-layer keys as one row per measure, one column per layer."
     per, flat = {}, {}
@@ -194,8 +202,11 @@ def format_measures(row: dict) -> list[str]:
 
 # %% ../nbs/12_demo.ipynb #fff4dcb5
 def _rule(title): return ['', title, '─' * len(title)]
+
+# %% ../nbs/12_demo.ipynb #e1221df9
 def _ok(b): return 'holds' if b else 'FAILS'
 
+# %% ../nbs/12_demo.ipynb #e7c67098
 def format_demo(rep: dict) -> str:
     "The demo report: sections, named layers, a legend per measure and the paper it comes from."
     out = _rule("flatness_nb demo: a ReLU MLP on sklearn's digits") + [
@@ -218,6 +229,7 @@ def format_demo(rep: dict) -> str:
     out.append(f"\n({rep['seconds']:.1f} s in all)")
     return '\n'.join(out)
 
+# %% ../nbs/12_demo.ipynb #a1f9ceaf
 def _theorems(rep):
     "The theorem-check section of the report."
     t, l = rep['theorem5'], rep['lvr']

@@ -16,10 +16,12 @@ __all__ = ['DistributedError', 'sharded_sums', 'shard', 'init_from_env', 'self_c
 class DistributedError(RuntimeError):
     "Another rank failed; this rank stopped instead of waiting for it."
 
+# %% ../nbs/10_distributed.ipynb #a98b4b87
 def _comm_device(group):
     "Device that collectives on `group` need: CUDA for NCCL, CPU otherwise."
     return torch.device('cuda', torch.cuda.current_device()) if dist.get_backend(group) == 'nccl' else torch.device('cpu')
 
+# %% ../nbs/10_distributed.ipynb #6251da16
 def _exchange_flags(failed: bool, group):
     "All-reduce one failure flag per rank; returns the ranks that failed."
     flags = torch.zeros(dist.get_world_size(group), dtype=torch.int32, device=_comm_device(group))
@@ -27,9 +29,11 @@ def _exchange_flags(failed: bool, group):
     dist.all_reduce(flags, group=group)
     return flags.nonzero().flatten().tolist()
 
+# %% ../nbs/10_distributed.ipynb #ca0f2b50
 def _raise_if_failed(bad):
     if bad: raise DistributedError(f"rank(s) {bad} failed (see their own error messages); stopping this rank too")
 
+# %% ../nbs/10_distributed.ipynb #69735cc5
 def _make_reducer(group):
     "Reducer that sums (op='sum') or maximises (op='max') partials (tensors or numbers) over `group`, after checking no rank has failed."
     def reduce(sums, op='sum'):
@@ -47,6 +51,7 @@ def _make_reducer(group):
         return tuple(out)
     return reduce
 
+# %% ../nbs/10_distributed.ipynb #a2ca3bd4
 @contextlib.contextmanager
 def sharded_sums(group=None, # process group (default: the world)
                 ):
@@ -71,6 +76,7 @@ class _Strided:
         for i, b in enumerate(self.data):
             if i % self.world == self.rank: yield b
 
+# %% ../nbs/10_distributed.ipynb #67aaa4fd
 def shard(data, # (X, y) tensors or an iterable of (x, y) batches
           rank: int | None = None, # this process's rank (default: from torch.distributed)
           world: int | None = None, # number of processes (default: from torch.distributed)
@@ -110,6 +116,7 @@ def _check_models():
     Xc, yc = torch.randn(37, 1, 8, 8), torch.randint(0, 3, (37,))
     return [(mlp, (Xm, ym)), (cnn, [(Xc[i:i + 6], yc[i:i + 6]) for i in range(0, 37, 6)])]
 
+# %% ../nbs/10_distributed.ipynb #688a8618
 def _all_measures(model, data):
     "Every library measure of `model` on `data`, as a flat dict of floats."
     from flatness_nb.core import empirical_risk, linear_layers
@@ -130,6 +137,7 @@ def _all_measures(model, data):
     out.update(_more_measures(model, data))
     return out
 
+# %% ../nbs/10_distributed.ipynb #ec33d0a3
 def _floats(obj, prefix):
     "Every float inside a (nested) dataclass or tuple, by dotted name."
     if dataclasses.is_dataclass(obj):
@@ -138,12 +146,14 @@ def _floats(obj, prefix):
         return {k: v for i, o in enumerate(obj) for k, v in _floats(o, f'{prefix}.{i}').items()}
     return {prefix: float(obj)} if isinstance(obj, (int, float)) else {}
 
+# %% ../nbs/10_distributed.ipynb #439afab9
 def _one_hot(data, k):
     "The same data with one-hot float targets (for the squared-error measures of `compression`)."
     oh = lambda t: F.one_hot(t, k).to(torch.get_default_dtype())
     if isinstance(data, tuple): return data[0], oh(data[1])
     return [(x, oh(t)) for x, t in data]
 
+# %% ../nbs/10_distributed.ipynb #36ce972e
 def _more_measures(model, data):
     "The measures of `measures`, `robustness` and `compression` that reduce across processes."
     from flatness_nb.core import LinearAdapter, find_adapter, linear_layers
@@ -166,6 +176,7 @@ def _more_measures(model, data):
     else: out.update(_floats(sharpness_split(model, Y, min_probes=32, max_probes=32, probes_per_pass=16), 'split'))
     return out
 
+# %% ../nbs/10_distributed.ipynb #a60bfeb5
 def self_check(fail_rank: int | None = None, # put a NaN into this rank's shard (to show the failure path)
               ) -> float:
     "Compare every measure sharded vs single-process on this process group; returns the worst relative difference."
@@ -184,12 +195,14 @@ def self_check(fail_rank: int | None = None, # put a NaN into this rank's shard 
         worst = max([worst] + [_rel_diff(multi[k], single[k]) for k in single])
     return worst
 
+# %% ../nbs/10_distributed.ipynb #df777ca0
 def _rel_diff(a: float, b: float) -> float:
     "Relative difference of a from b; 0 for equal values (inf and NaN included), inf when only one is NaN or inf."
     if a == b or (math.isnan(a) and math.isnan(b)): return 0.0
     d = abs(a - b) / max(abs(b), 1e-300)
     return math.inf if math.isnan(d) else d
 
+# %% ../nbs/10_distributed.ipynb #c08c4d6d
 def time_sharded(n: int = 2000, # samples
                  batch_size: int = 250, # batch size
                 ) -> float:
@@ -209,6 +222,7 @@ def time_sharded(n: int = 2000, # samples
         dist.barrier()
     return time.perf_counter() - t
 
+# %% ../nbs/10_distributed.ipynb #bc4756d5
 def finish(code: int = 0, # exit code of this rank
            timeout: float = 60, # seconds to wait for the other ranks
           ):
@@ -222,6 +236,7 @@ def finish(code: int = 0, # exit code of this rank
             if code == 0: code = 1
     os._exit(code)   # gloo's threads can abort in their destructors when ranks tear down at different times
 
+# %% ../nbs/10_distributed.ipynb #e4e4c549
 def main(argv=None):
     "Entry point under torchrun: `--check [--fail-rank R]` or `--time N`."
     p = argparse.ArgumentParser(description='flatness_nb distributed self-check and timing (run under torchrun)')
@@ -239,6 +254,7 @@ def main(argv=None):
         print(f"rank {os.environ.get('RANK')}: {type(e).__name__}: {e}", file=sys.stderr); finish(1)
     finish(0)
 
+# %% ../nbs/10_distributed.ipynb #fb17e209
 def launch(nproc: int, # number of processes
            *args: str, # arguments for `main`
            threads: int = 1, # torch threads per process

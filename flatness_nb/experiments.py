@@ -73,6 +73,7 @@ def _full_data(name):
     if name == 'digits': return digits_data(dtype=torch.float64)
     raise ValueError(f"unknown data set {name!r}; choose one of {DATASETS}")
 
+# %% ../nbs/08_experiments.ipynb #15d5075a
 def load_data(cfg: Config, # the run
              ) -> tuple:
     "((X_train, y_train), (X_test, y_test)) of a run, float64; the training part cut to cfg.n_train samples."
@@ -80,6 +81,7 @@ def load_data(cfg: Config, # the run
     if cfg.n_train > len(Xtr): raise ValueError(f"n_train={cfg.n_train} but {cfg.data} has {len(Xtr)} training samples")
     return (Xtr[:cfg.n_train], ytr[:cfg.n_train]), te
 
+# %% ../nbs/08_experiments.ipynb #64dff28d
 def build_mlp(d_in: int, # input dimension
               widths: Sequence[int], # hidden widths
               d_out: int, # number of classes
@@ -104,11 +106,13 @@ def build_mlp(d_in: int, # input dimension
             mods += [lin, nn.ReLU()] if i < len(dims) - 2 else [lin]
     return nn.Sequential(*mods)
 
+# %% ../nbs/08_experiments.ipynb #5ded894c
 def _model_for(cfg):
     "An untrained float32 network of the right shape for `cfg`."
     (X, y), _ = _full_data(cfg.data)
     return build_mlp(X.shape[1], cfg.widths, int(y.max()) + 1, cfg.init, cfg.init_scale, cfg.seed)
 
+# %% ../nbs/08_experiments.ipynb #8c245ebc
 def train_model(cfg: Config, # the run
                 train: tuple, # (X, y) training tensors
                ) -> tuple[nn.Module, bool]:
@@ -150,6 +154,7 @@ def measure_model(model: nn.Module, # float64 network in eval mode
 REPARAMS = ('layerwise', 'neuronwise')
 REPARAM_KINDS = REPARAMS + ('authors',)   # 'authors': NeurIPS Fig. 5's own reparameterisation (not run by default)
 
+# %% ../nbs/08_experiments.ipynb #d4b1c5e2
 def _atomic_save(obj, path):
     "torch.save to a temporary file in the target folder, then rename it into place."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,6 +164,7 @@ def _atomic_save(obj, path):
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
 
+# %% ../nbs/08_experiments.ipynb #5d803f7b
 def load_result(path: str | os.PathLike, # a result file written by `sweep`
                 cfg: Config | None = None, # if given, the stored config must equal it
                ) -> dict:
@@ -172,6 +178,7 @@ def load_result(path: str | os.PathLike, # a result file written by `sweep`
         raise ValueError(f"stale cache file {path}: it holds config {res['config']}, not {asdict(cfg)}; delete it")
     return res
 
+# %% ../nbs/08_experiments.ipynb #99d0d4a2
 def reparameterize(model: nn.Module, # float64 ReLU MLP
                    kind: str, # 'layerwise', 'neuronwise' or 'authors'
                    seed: int = 0, # seed of the random factors
@@ -184,6 +191,7 @@ def reparameterize(model: nn.Module, # float64 ReLU MLP
         return layerwise_rescale(model, [1.0] * (L - 2) + [1 / f, f])
     raise ValueError(f"unknown reparameterisation {kind!r}; choose one of {REPARAM_KINDS}")
 
+# %% ../nbs/08_experiments.ipynb #2e3f3d05
 def _run_one(cfg, out, reparam):
     "Train (or load) and measure one config; returns the result dict that is cached."
     tr, te = load_data(cfg)
@@ -203,6 +211,7 @@ def _run_one(cfg, out, reparam):
     return dict(config=json.loads(json.dumps(asdict(cfg))), row=row, reparam=reparam,
                 state_dict={k: v.detach().clone() for k, v in model.state_dict().items()})
 
+# %% ../nbs/08_experiments.ipynb #a1a18f05
 def _result(cfg, out, reparam):
     "The cached result of one config and stage, computed and written atomically if missing."
     path = Path(out) / (reparam or 'base') / f'{cfg.key()}.pt'
@@ -210,6 +219,7 @@ def _result(cfg, out, reparam):
     res = _run_one(cfg, out, reparam); _atomic_save(res, path)
     return res
 
+# %% ../nbs/08_experiments.ipynb #311397f8
 def sweep(configs: Sequence[Config], # the runs
           out: str | os.PathLike, # cache folder (one file per run and stage)
           reparam: str | None = None, # None, 'layerwise', 'neuronwise' or 'authors'
@@ -249,24 +259,28 @@ HYPERS = ('lr', 'batch_size', 'init', 'init_scale', 'widths', 'n_train', 'epochs
 NOT_MEASURES = set(CONFIG_FIELDS) | {'key', 'diverged', 'train_s', 'measure_s', 'output_change', 'train_loss', 'test_loss',
                                      'train_acc', 'test_acc', 'loss_gap', 'error_gap'}
 
+# %% ../nbs/08_experiments.ipynb #b4792833
 def _check_table(df, cols):
     "Non-empty DataFrame that has `cols`."
     if not isinstance(df, pd.DataFrame) or len(df) == 0: raise ValueError("the results table is empty")
     miss = [c for c in cols if c not in df.columns]
     if miss: raise KeyError(f"unknown column(s) {miss}; measures in this table: {measure_columns(df)}")
 
+# %% ../nbs/08_experiments.ipynb #9a223ea0
 def measure_columns(df: pd.DataFrame, # a results table from `sweep`
                    ) -> list[str]:
     "Numeric measure columns of a results table (not config fields, losses, accuracies, gaps or timings)."
     return [c for c in df.columns if c not in NOT_MEASURES and pd.api.types.is_numeric_dtype(df[c])
             and df[c].notna().any()]
 
+# %% ../nbs/08_experiments.ipynb #27e8af15
 def _pearson_rows(a, b):
     "Pearson r of each row pair of two 2-D arrays (NaN where a row is constant)."
     a = a - a.mean(1, keepdims=True); b = b - b.mean(1, keepdims=True)
     den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
     with np.errstate(invalid='ignore', divide='ignore'): return np.where(den > 0, (a * b).sum(1) / den, np.nan)
 
+# %% ../nbs/08_experiments.ipynb #85c5b2fa
 def _boot(x, y, method, idx):
     "The statistic on each bootstrap resample (rows of idx)."
     xb, yb = x[idx], y[idx]
@@ -276,6 +290,7 @@ def _boot(x, y, method, idx):
         warnings.simplefilter('ignore')
         return np.array([stats.kendalltau(a, b).statistic for a, b in zip(xb, yb)])
 
+# %% ../nbs/08_experiments.ipynb #e2caaa5c
 def _point(x, y, method):
     "The statistic on the full sample (scipy)."
     with warnings.catch_warnings():
@@ -283,6 +298,7 @@ def _point(x, y, method):
         f = dict(pearson=stats.pearsonr, spearman=stats.spearmanr, kendall=stats.kendalltau)[method]
         return float(f(x, y).statistic)
 
+# %% ../nbs/08_experiments.ipynb #00d43b54
 def correlations(df: pd.DataFrame, # results table: one row per model
                  measures: Sequence[str] | None = None, # measure columns (default: all of `measure_columns`)
                  gaps: Sequence[str] = ('loss_gap', 'error_gap'), # gap columns
@@ -310,6 +326,7 @@ def correlations(df: pd.DataFrame, # results table: one row per model
                 out.append(dict(measure=m, gap=g, method=meth, n=n, value=_point(x, y, meth), lo=lo, hi=hi))
     return pd.DataFrame(out)
 
+# %% ../nbs/08_experiments.ipynb #bf9be2bb
 def tau_a(m: np.ndarray, g: np.ndarray, # two equally long vectors
          ) -> float:
     "Kendall's τ as in Jiang et al.: mean of sign(Δm)·sign(Δg) over all pairs (ties count 0)."
@@ -318,6 +335,7 @@ def tau_a(m: np.ndarray, g: np.ndarray, # two equally long vectors
     s = np.sign(m[:, None] - m[None]) * np.sign(g[:, None] - g[None])
     return float(s[np.triu_indices(len(m), 1)].mean())
 
+# %% ../nbs/08_experiments.ipynb #0b7d6f61
 def granulated_kendall(df: pd.DataFrame, # results table
                        measure: str, # measure column
                        gap: str = 'loss_gap', # gap column
@@ -338,6 +356,7 @@ def granulated_kendall(df: pd.DataFrame, # results table
     res['Psi'] = float(np.mean([res[h] for h in hypers]))
     return res
 
+# %% ../nbs/08_experiments.ipynb #1afd4262
 def granulated_table(df: pd.DataFrame, # results table
                      measures: Sequence[str] | None = None, # measure columns (default: all)
                      gap: str = 'loss_gap', # gap column
@@ -347,6 +366,7 @@ def granulated_table(df: pd.DataFrame, # results table
     measures = list(measures) if measures is not None else measure_columns(df)
     return pd.DataFrame([dict(measure=m, **granulated_kendall(df, m, gap, **kw)) for m in measures]).set_index('measure')
 
+# %% ../nbs/08_experiments.ipynb #cdde4885
 def corr_table(corr: pd.DataFrame, # output of `correlations`
                method: str = 'kendall', # which statistic
                gap: str = 'loss_gap', # which gap
@@ -407,6 +427,7 @@ def scatter_fit(df: pd.DataFrame, # results table
     ax.set_title(f"r = {r:.2f}, τ = {t:.2f}", fontsize=9)
     return ax, (icpt, slope)
 
+# %% ../nbs/08_experiments.ipynb #bed5f636
 def corr_heatmap(df: pd.DataFrame, # results table
                  measures: Sequence[str], # measure columns
                  gaps: Sequence[str] = ('loss_gap', 'error_gap'), # gap columns appended to the measures
@@ -426,6 +447,7 @@ def corr_heatmap(df: pd.DataFrame, # results table
 # %% ../nbs/08_experiments.ipynb #65a774d6
 STUDIES = {}
 
+# %% ../nbs/08_experiments.ipynb #51161478
 def register_study(name: str, # study name used on the command line
                   ):
     "Decorator: register a function full -> list[Config] as a study."
@@ -434,6 +456,7 @@ def register_study(name: str, # study name used on the command line
 
 register_study('zoo')(zoo_configs)
 
+# %% ../nbs/08_experiments.ipynb #2eb1ffb2
 @register_study('iclr')
 def iclr_configs(full: bool = False, # 112 models (4 batch sizes × 28 seeds) or 4 (one seed)
                 ) -> list[Config]:
@@ -443,6 +466,7 @@ def iclr_configs(full: bool = False, # 112 models (4 batch sizes × 28 seeds) or
     return [Config('digits', 600, (50, 50, 50, 30), bs / 400, bs, 'xavier', 1.0, s, 40, False, False, 5)
             for s in (0, 1) for bs in (16, 32, 64, 128)]
 
+# %% ../nbs/08_experiments.ipynb #3371a293
 def run_study(name: str, # a registered study
               out: str | os.PathLike, # folder for the cache and the CSV tables
               full: bool = False, # the full or the small version
@@ -475,6 +499,7 @@ def run_study(name: str, # a registered study
     res['wall_s'] = time.perf_counter() - t0
     return res
 
+# %% ../nbs/08_experiments.ipynb #f994711e
 def main(argv=None):
     "Command line: `python -m flatness_nb.experiments --full --out runs/ [--study zoo|iclr|all]`."
     p = argparse.ArgumentParser(description='Train a zoo of minima, measure them, correlate measures with the gap.')

@@ -49,6 +49,7 @@ def layer_measures(model: nn.Module, # the network, in eval mode
                 kappa_l=w2 * lmax, kappa_tr_iclr=w2 * c.trace, rho=c.rho, rho_l=c.rho.max().item(),
                 rho_sigma=c.rho.sum().item())
 
+# %% ../nbs/02_relative_flatness.ipynb #52cc315f
 def network_measures(model: nn.Module, # the network, in eval mode
                      data, # (X, y) tensors or an iterable of (x, y) batches
                      loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
@@ -72,12 +73,14 @@ def linear_chain(model: nn.Module, # the network
     "Names of the linear layers in registration order (the chain the reparameterisation helpers assume)."
     return list(linear_layers(model))
 
+# %% ../nbs/02_relative_flatness.ipynb #70d67a56
 def _check_factors(a):
     t = torch.as_tensor(a, dtype=torch.float64)
     if not (t > 0).all(): raise ValueError("rescaling factors must be positive: ReLU-type activations are only "
                                            "positively homogeneous")
     return t
 
+# %% ../nbs/02_relative_flatness.ipynb #6265a471
 def layerwise_rescale(model: nn.Module, # the network (linear layers chained by positively homogeneous activations)
                       factors: Sequence[float], # one positive factor per layer of `linear_chain(model)`, product 1
                      ) -> nn.Module:
@@ -93,6 +96,7 @@ def layerwise_rescale(model: nn.Module, # the network (linear layers chained by 
             if mods[nm].bias is not None: mods[nm].bias.mul_(cum)
     return m
 
+# %% ../nbs/02_relative_flatness.ipynb #5e678722
 def random_layerwise_factors(n_layers: int, # number of layers in the chain
                              low: float = 5., high: float = 25., # factors are u or 1/u with u ~ U[low, high]
                              seed: int = 0, # random seed
@@ -103,6 +107,7 @@ def random_layerwise_factors(n_layers: int, # number of layers in the chain
     a = torch.where(torch.rand(n_layers - 1, generator=g) < 0.5, u, 1 / u)
     return a.tolist() + [1 / a.prod().item()]
 
+# %% ../nbs/02_relative_flatness.ipynb #f25367a1
 def neuronwise_rescale(model: nn.Module, # the network (linear layers chained by positively homogeneous activations)
                        layer: str | nn.Module, # the layer whose output neurons are rescaled (not the last)
                        alphas: Tensor, # one positive factor per output neuron (channel) of `layer`
@@ -126,6 +131,7 @@ def neuronwise_rescale(model: nn.Module, # the network (linear layers chained by
         nxt.weight.mul_(inv.reshape(1, -1, *[1] * (nxt.weight.dim() - 2)))
     return m
 
+# %% ../nbs/02_relative_flatness.ipynb #21252177
 def random_neuronwise(model: nn.Module, # the network
                       layers: Sequence[str] | None = None, # layers whose neurons are rescaled (default: all but the last)
                       low: float = 5., high: float = 25., # factors are u or 1/u with u ~ U[low, high]
@@ -140,6 +146,7 @@ def random_neuronwise(model: nn.Module, # the network
         model = neuronwise_rescale(model, nm, torch.where(torch.rand(d, generator=g) < 0.5, u, 1 / u))
     return model
 
+# %% ../nbs/02_relative_flatness.ipynb #003fa836
 def max_output_change(m1: nn.Module, m2: nn.Module, # two networks that should compute the same function
                       X: Tensor, # inputs to compare on
                      ) -> float:
@@ -165,6 +172,7 @@ def feature_moments(model: nn.Module, # the network, in eval mode
     N, mu = round(m['t'] * n), m['s1'] / m['t']          # N observations: samples × tokens
     return mu, (m['s2'] / m['t'] - mu ** 2).clamp_min(0) * N / max(N - 1, 1)
 
+# %% ../nbs/02_relative_flatness.ipynb #4aee7634
 def feature_spread(model: nn.Module, # the network, in eval mode
                    layer: str | nn.Module, # the layer whose input features are measured
                    data, # (X, y) tensors or an iterable of (x, y) batches
@@ -176,6 +184,7 @@ def feature_spread(model: nn.Module, # the network, in eval mode
     var = feature_moments(model, layer, data, batch_size)[1]
     return var.sqrt() if stat == 'std' else var
 
+# %% ../nbs/02_relative_flatness.ipynb #e6279c89
 def feature_normalized(model: nn.Module, # the network (linear layers chained by positively homogeneous activations)
                        layer: str | nn.Module, # an nn.Linear whose input features come from the previous linear layer
                        data, # (X, y) tensors or an iterable of (x, y) batches
@@ -209,4 +218,3 @@ def feature_normalized(model: nn.Module, # the network (linear layers chained by
             if lay.bias is not None: lay.bias += shift
             lay.weight[:, is_dead] = 0
     return out
-

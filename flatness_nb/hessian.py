@@ -31,6 +31,7 @@ def _loss_kind(loss_fn, y):
     if type(loss_fn) is nn.MSELoss: return {'mean': 'mse_mean', 'sum': 'mse_sum'}.get(loss_fn.reduction)
     return None
 
+# %% ../nbs/01_hessian.ipynb #bc94f6fb
 def output_loss_hessian(loss_fn: Callable, # a standard PyTorch loss
                         out: Tensor, # batch of model outputs, shape (B, ...)
                         y: Tensor, # batch of labels
@@ -61,6 +62,7 @@ def z_jacobian(sp: LayerSplit, # model split at the layer
     (Jt,) = vmap(vjp_fn)(cot)
     return Jt.transpose(0, 1).reshape(B, k, -1)
 
+# %% ../nbs/01_hessian.ipynb #228ea502
 def _hz_full(sp, x, y, z, loss_fn):
     "Exact per-sample H^z by d batched forward-over-reverse HVPs in z-space."
     g = sp.head(x); B = len(z); d = z[0].numel()
@@ -69,6 +71,7 @@ def _hz_full(sp, x, y, z, loss_fn):
     cols = vmap(lambda v: jvp(gL, (z,), (v,))[1])(E)   # cols[s, i] = H^z_i e_s
     return cols.reshape(d, B, d).permute(1, 2, 0)
 
+# %% ../nbs/01_hessian.ipynb #6b481e05
 def detect_route(sp: LayerSplit, # model split at the layer
                  x: Tensor, # a batch of inputs
                 ) -> str:
@@ -85,11 +88,13 @@ def detect_route(sp: LayerSplit, # model split at the layer
 
 ROUTES = ('auto', 'last', 'gauss_newton', 'full')
 
+# %% ../nbs/01_hessian.ipynb #7e9231cb
 def check_exact_layer(sp: LayerSplit, # model split at the layer
                      ):
     "Raise UnsupportedLayerError (the adapter's reason) unless the layer has an exact route; the registry lists the types."
     check_layer(sp.layer, sp.name)
 
+# %% ../nbs/01_hessian.ipynb #628ac468
 def token_view(sp: LayerSplit, # model split at an exact-route layer
                phi: Tensor, # the layer's input on a batch
                z: Tensor, # the layer's output on the batch
@@ -97,6 +102,7 @@ def token_view(sp: LayerSplit, # model split at an exact-route layer
     "Features as (B, T, m) tokens (a convolution's patches, an embedding's one-hot rows), and the permutation putting z token-major."
     return sp.adapter.tokens(sp.layer, phi), sp.adapter.perm(z)
 
+# %% ../nbs/01_hessian.ipynb #aefcf157
 def hz_batch(sp: LayerSplit, # model split at a layer with an exact route (see `check_exact_layer`)
              x: Tensor, # batch of inputs
              y: Tensor, # batch of labels
@@ -121,13 +127,24 @@ def hz_batch(sp: LayerSplit, # model split at a layer with an exact route (see `
 
 # %% ../nbs/01_hessian.ipynb #29bcdb7e
 def _flat_blocks(phi, Hz, W): return torch.einsum('b,bst->st', (phi ** 2).sum(1), Hz)
+
+# %% ../nbs/01_hessian.ipynb #a47fd1bd
 def _flat_diagonal(phi, Hz, W): return torch.diagonal(Hz, dim1=1, dim2=2).T @ phi ** 2
+
+# %% ../nbs/01_hessian.ipynb #3e42a4c4
 def _flat_rho(phi, Hz, W): return ((phi ** 2) * ((Hz @ W) * W).sum(1)).sum(0)
 _FLAT = dict(block_traces=_flat_blocks, bias=lambda phi, Hz, W: Hz.sum(0), diagonal=_flat_diagonal, rho=_flat_rho)
 
+# %% ../nbs/01_hessian.ipynb #df76e54b
 def _h5(phi, Hz): B, T, m = phi.shape; return Hz.reshape(B, T, Hz.shape[1] // T, T, -1)    # [b, t, s, u, s']
+
+# %% ../nbs/01_hessian.ipynb #6eba1c4b
 def _token_blocks(phi, Hz, W): return torch.einsum('btsuv,btu->sv', _h5(phi, Hz), phi @ phi.mT)   # Σ_{t,u} H[(t,s),(u,s')]⟨φ_t, φ_u⟩
+
+# %% ../nbs/01_hessian.ipynb #08a28583
 def _token_diagonal(phi, Hz, W): return torch.einsum('btus,btj,buj->sj', torch.diagonal(_h5(phi, Hz), dim1=2, dim2=4), phi, phi)
+
+# %% ../nbs/01_hessian.ipynb #de669889
 def _token_rho(phi, Hz, W):                               # ρ(j) = Σ_b v_bjᵀ H^z_b v_bj with v_bj = φ_b[:, j] ⊗ w[:, j]
     V = torch.einsum('btj,sj->bjts', phi, W).reshape(len(phi), W.shape[1], -1)
     return (V * (V @ Hz)).sum((0, 2))
@@ -176,6 +193,7 @@ class CurvaturePlan:
     gn_direct: bool   # token layer on the Gauss–Newton route: sums from ∇_W f_c, no (T·d)² matrix
     chunk: int        # samples per H^z chunk (B·(T·d)² ≤ max_hz_elements), 0 = whole batch
 
+# %% ../nbs/01_hessian.ipynb #c5520890
 def make_plan(sp: LayerSplit, # model split at an exact-route layer
               x: Tensor, y: Tensor, # the first batch
               loss_fn: Callable, # a standard PyTorch loss
@@ -284,6 +302,7 @@ def _loss_of_params(model, loss_fn):
         return per_sample_losses(loss_fn, out, y).sum()
     return L
 
+# %% ../nbs/01_hessian.ipynb #1eb0aecd
 def _named_params(model, names):
     "Detached parameters of `model` by name, with a clear error for unknown names."
     if not names: raise ValueError("no parameter names given; name at least one (see model.named_parameters())")
@@ -292,6 +311,7 @@ def _named_params(model, names):
     if bad: raise ValueError(f"unknown parameter names {bad}; the model has: {list(ps)}")
     return {n: ps[n].detach() for n in names}
 
+# %% ../nbs/01_hessian.ipynb #d8a0632c
 def dense_hessian(model: nn.Module, # the network, in eval mode
                   data, # (X, y) tensors or an iterable of (x, y) batches
                   loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
@@ -357,6 +377,7 @@ def hvp(model: nn.Module, # the network, in eval mode
     first = lambda x, y: check_loss(loss_fn, model(x[:CHECK_SAMPLES]), y[:CHECK_SAMPLES])
     with torch.no_grad(): return sample_mean(model, data, batch, batch_size, first)
 
+# %% ../nbs/01_hessian.ipynb #6c1b971a
 def hutchinson(draw: Callable[[int], dict[str, Tensor]], # draw(p) -> p probe directions per parameter name
                quad: Callable[[dict[str, Tensor]], Tensor], # probe directions -> p quadratic-form values
                probes_per_pass: int = 8, # probes evaluated per pass over the data
@@ -379,12 +400,14 @@ def hutchinson(draw: Callable[[int], dict[str, Tensor]], # draw(p) -> p probe di
     t = torch.tensor(vals, dtype=torch.float64)
     return Estimate(t.mean().item(), (t.std() / math.sqrt(len(t))).item() if len(t) > 1 else float('inf'), len(t))
 
+# %% ../nbs/01_hessian.ipynb #d909da86
 def _probe(shape, gen, dist, dtype, device):
     "Random probes with zero mean and unit variance: 'rademacher' or 'gaussian'."
     if dist == 'gaussian': return torch.randn(shape, generator=gen, dtype=dtype, device=device)
     if dist == 'rademacher': return torch.randint(0, 2, shape, generator=gen, device=device).to(dtype) * 2 - 1
     raise ValueError(f"dist must be 'rademacher' or 'gaussian', got {dist!r}")
 
+# %% ../nbs/01_hessian.ipynb #15ad5bc0
 def _quad(model, data, loss_fn, batch_size):
     "Probe directions -> ⟨v, Hv⟩ per probe, one pass over the data."
     def quad(V):
@@ -392,6 +415,7 @@ def _quad(model, data, loss_fn, batch_size):
         return sum((V[k] * HV[k]).flatten(1).sum(1) for k in V)
     return quad
 
+# %% ../nbs/01_hessian.ipynb #36764ae5
 def hutchinson_relative_flatness(model: nn.Module, # the network, in eval mode
                                  layer: str | nn.Module, # a linear layer (nn.Linear, nn.Conv1d or nn.Conv2d)
                                  data, # (X, y) tensors or an iterable of (x, y) batches
@@ -409,6 +433,7 @@ def hutchinson_relative_flatness(model: nn.Module, # the network, in eval mode
     draw = lambda p: {pname: sp.adapter.unmatrix(sp.layer, W @ _probe((p, m, m), gen, dist, W.dtype, W.device))}
     return hutchinson(draw, _quad(model, data, loss_fn, batch_size), **kw)
 
+# %% ../nbs/01_hessian.ipynb #844e0861
 def hutchinson_trace(model: nn.Module, # the network, in eval mode
                      data, # (X, y) tensors or an iterable of (x, y) batches
                      loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
@@ -452,6 +477,7 @@ def network_hessian_trace(model: nn.Module, # the network, in eval mode
     e = hutchinson_trace(model, data, loss_fn, rest, seed=seed, batch_size=batch_size, **kw)
     return Estimate(exact + e.value, e.stderr, e.n)
 
+# %% ../nbs/01_hessian.ipynb #8b6cf7a3
 def lanczos_max(matvec: Callable[[Tensor], Tensor], # symmetric linear map on flat vectors
                 v0: Tensor, # start vector (flat)
                 iters: int = 60, # maximum number of Lanczos steps
@@ -478,6 +504,7 @@ def lanczos_max(matvec: Callable[[Tensor], Tensor], # symmetric linear map on fl
         b.append(beta); q = w / beta
     return th[-1].item()
 
+# %% ../nbs/01_hessian.ipynb #7f71c48c
 def lambda_max(model: nn.Module, # the network, in eval mode
                data, # (X, y) tensors or an iterable of (x, y) batches
                loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
@@ -496,6 +523,7 @@ def lambda_max(model: nn.Module, # the network, in eval mode
     v0 = torch.randn(flat0.numel(), generator=torch.Generator(device=dev).manual_seed(seed), dtype=dt, device=dev)
     return lanczos_max(mv, v0, iters, tol)
 
+# %% ../nbs/01_hessian.ipynb #849e9765
 def layer_lambda_max(model: nn.Module, # the network, in eval mode
                      layer: str | nn.Module, # a linear layer of `model`
                      data, # (X, y) tensors or an iterable of (x, y) batches

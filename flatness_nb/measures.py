@@ -25,6 +25,7 @@ def _params(model):
     "Trainable parameters, detached, by name."
     return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
 
+# %% ../nbs/07_measures.ipynb #245ed8bb
 def fisher_rao_norm(model: nn.Module, # the network, in eval mode
                     data, # (X, y) tensors or an iterable of (x, y) batches
                     loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
@@ -39,6 +40,7 @@ def fisher_rao_norm(model: nn.Module, # the network, in eval mode
         return (d ** 2).sum().item()
     with torch.no_grad(): return sample_mean(model, data, batch, batch_size, lambda x, y: check_loss(loss_fn, model(x), y))
 
+# %% ../nbs/07_measures.ipynb #68229643
 def fisher_rao_euler(model: nn.Module, # a bias-free network of linear layers with ReLU-type activations
                      data, # (X, y) tensors or an iterable of (x, y) batches
                      loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
@@ -64,6 +66,7 @@ class PacBayes:
     stderr: float    # its standard error
     draws: int       # noise draws
 
+# %% ../nbs/07_measures.ipynb #6b23c3a2
 def pac_bayes_flatness(model: nn.Module, # the network, in eval mode
                        data, # (X, y) tensors or an iterable of (x, y) batches
                        loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
@@ -113,6 +116,7 @@ def _accuracy(model, data, batch_size):
     hits = lambda x, y: float('nan') if y.is_floating_point() else (model(x).argmax(1) == y).sum().item()
     with torch.no_grad(): return sample_mean(model, data, hits, batch_size)
 
+# %% ../nbs/07_measures.ipynb #78396667
 def exact_layers(model: nn.Module, # the network
                 ) -> list[str]:
     "Dotted names of the layers with an exact curvature route (registered types whose adapter accepts them); warns about the rest."
@@ -185,6 +189,7 @@ def _perturbed_accuracy(model, data, noise, batch_size):
     hits = lambda x, y: (functional_call(model, p, (x,)).argmax(1) == y).sum().item()
     with torch.no_grad(): return sample_mean(model, data, hits, batch_size)
 
+# %% ../nbs/07_measures.ipynb #f13d4c17
 def pac_bayes_sigma_authors(model: nn.Module, # a classifier returning logits, in eval mode
                             data, # training data: (X, y) tensors or an iterable of (x, y) batches, integer labels
                             magnitude_eps: float | None = None, # None: plain noise; else the magnitude-aware variant's ε
@@ -212,6 +217,7 @@ def pac_bayes_sigma_authors(model: nn.Module, # a classifier returning logits, i
         else: lo = s
     return s
 
+# %% ../nbs/07_measures.ipynb #ea7a5618
 def pac_bayes_bound_authors(model: nn.Module, # the network
                             sigma: float, # σ from `pac_bayes_sigma_authors`
                             m: int, # number of training samples

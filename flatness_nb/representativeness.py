@@ -26,11 +26,13 @@ def _check_pos(name, v):
         raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
     return float(v)
 
+# %% ../nbs/05_representativeness.ipynb #21db5013
 def _check_count(name, v, lo):
     "v must be an int ≥ lo."
     if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise ValueError(f"{name} must be an integer ≥ {lo}, got {v!r}")
     return v
 
+# %% ../nbs/05_representativeness.ipynb #054422db
 def true_risk(model: nn.Module, # the network, in eval mode
               data, # fresh samples from the true distribution: (X, y) tensors or an iterable of (x, y) batches
               loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
@@ -46,6 +48,7 @@ def true_risk(model: nn.Module, # the network, in eval mode
     mean = m['s']
     return Estimate(mean, math.sqrt(max(m['s2'] - mean ** 2, 0.0) * n / (n - 1) / n), n)
 
+# %% ../nbs/05_representativeness.ipynb #3f93cfc6
 def kernel_noise(phi: Tensor, # features, (B, m)
                  delta: float, # relative bandwidth δ: the kernel around φ_i has support radius δ‖φ_i‖
                  sigma: float, # kernel standard deviation relative to its support radius
@@ -60,6 +63,7 @@ def kernel_noise(phi: Tensor, # features, (B, m)
     u = torch.randn(draws, B, m, generator=generator, dtype=phi.dtype, device=phi.device)
     return r * phi.norm(dim=1)[None, :, None] * u / u.norm(dim=-1, keepdim=True)
 
+# %% ../nbs/05_representativeness.ipynb #3a4ed3b7
 def smoothed_risk(model: nn.Module, # the network, in eval mode
                   layer: str | nn.Module, # an nn.Linear of `model` (the feature layer): module or dotted name
                   data, # the sample S: (X, y) tensors or an iterable of (x, y) batches
@@ -94,6 +98,7 @@ def smoothed_risk(model: nn.Module, # the network, in eval mode
     with torch.no_grad(): v = sample_mean(model, data, batch, batch_size, lambda x, y: check_loss(loss_fn, model(x), y))
     return Estimate(v.mean().item(), (v.std() / math.sqrt(draws)).item(), draws)
 
+# %% ../nbs/05_representativeness.ipynb #751ec549
 def representativeness(model: nn.Module, # the network, in eval mode
                        layer: str | nn.Module, # the feature layer (an nn.Linear)
                        data, # the sample S the model was fitted on
@@ -146,6 +151,7 @@ def layer_features(model: nn.Module, # the network, in eval mode
     sp = LayerSplit(model, layer); dev, dt = model_device_dtype(model)
     with torch.no_grad(): return torch.cat([sp.capture(x)[0] for x, _ in iter_batches(data, batch_size, dev, dt)])
 
+# %% ../nbs/05_representativeness.ipynb #4fdbc2f5
 def scott_delta(phi: Tensor, # features of the sample, (n, m)
                 sigma: float = 0.5, # kernel standard deviation relative to its support radius
                ) -> float:
@@ -157,6 +163,7 @@ def scott_delta(phi: Tensor, # features of the sample, (n, m)
     if med == 0: raise ValueError("the median feature norm is 0: kernels relative to ‖φ‖ degenerate")
     return n ** (-1 / (m + 4)) * phi.var(0).mean().sqrt().item() / (sigma * med)
 
+# %% ../nbs/05_representativeness.ipynb #f9f20464
 def representativeness_estimate(fit: Callable[[Tensor, Tensor], nn.Module], # fit(X, y) -> model in eval mode, the procedure that made f
                                 data: tuple[Tensor, Tensor], # the sample S as (X, y) tensors
                                 layer: str, # dotted name of the feature layer in the fitted models
@@ -190,6 +197,7 @@ def representativeness_estimate(fit: Callable[[Tensor, Tensor], nn.Module], # fi
     v = torch.tensor(vals, dtype=torch.float64)
     return Estimate(v.mean().item(), (v.std() / math.sqrt(n_splits)).item(), n_splits)
 
+# %% ../nbs/05_representativeness.ipynb #c27194b4
 def bound_estimate(rep: Estimate, # representativeness estimate
                    kappa: float, # relative flatness κ^φ_Tr of the feature layer
                    delta: float, # relative bandwidth δ

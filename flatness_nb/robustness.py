@@ -28,6 +28,7 @@ def feature_dim(layer: nn.Module, # an nn.Linear, nn.Conv1d or nn.Conv2d
     "m: the dimension of the feature (patch) space the layer's weight acts on."
     return check_layer(layer, hint="a feature matrix A acts on one feature space").feature_dim(layer)
 
+# %% ../nbs/03_feature_robustness.ipynb #b8361d5e
 def check_matrices(A: Tensor, # one m×m matrix or a stack (p, m, m)
                    m: int, # the feature dimension
                   ) -> Tensor:
@@ -41,16 +42,19 @@ def check_matrices(A: Tensor, # one m×m matrix or a stack (p, m, m)
         raise ValueError("A must be a floating tensor with finite entries")
     return A
 
+# %% ../nbs/03_feature_robustness.ipynb #d7bd1c10
 def _check_delta(delta):
     "δ must be a finite positive number."
     if not (isinstance(delta, (int, float)) and math.isfinite(delta) and delta > 0):
         raise ValueError(f"delta must be a finite number > 0, got {delta!r}; flip the sign of A for negative perturbations")
     return float(delta)
 
+# %% ../nbs/03_feature_robustness.ipynb #e98cbe99
 def _delta_z(layer, inp, WA):
     "The change w A φ of the layer output: the layer's linear map with weight wA and no bias."
     return layer_adapter(layer).delta_z(layer, inp, WA)
 
+# %% ../nbs/03_feature_robustness.ipynb #4fc936af
 def perturbed_features(layer: nn.Module, # the nn.Linear or nn.Conv2d
                        inp: Tensor, # the layer's input
                        A: Tensor, # one m×m feature matrix
@@ -61,6 +65,7 @@ def perturbed_features(layer: nn.Module, # the nn.Linear or nn.Conv2d
     P = ad.tokens(layer, inp).mT                          # (B, m, T): patches or one-hot rows as columns
     return P + A @ P
 
+# %% ../nbs/03_feature_robustness.ipynb #1c0e3452
 def perturbed_forward(model: nn.Module, # the network, in eval mode
                       layer: str | nn.Module, # a linear layer of `model`: module or dotted name
                       x: Tensor, # a batch of inputs
@@ -87,6 +92,7 @@ def _feature_losses(sp, x, y, loss_fn, As, label_fn):
         return per_sample_losses(loss_fn, out, t)
     return vmap(one)(As)
 
+# %% ../nbs/03_feature_robustness.ipynb #b3fa149e
 def feature_robustness_matrices(model: nn.Module, # the network, in eval mode
                                 layer: str | nn.Module, # a linear layer of `model`: module or dotted name
                                 data, # (X, y) tensors or an iterable of (x, y) batches
@@ -106,6 +112,7 @@ def feature_robustness_matrices(model: nn.Module, # the network, in eval mode
         return torch.cat([(_feature_losses(sp, x, y, loss_fn, A[s:s + chunk], label_fn) - l0).sum(1) for s in range(0, len(A), chunk)])
     with torch.no_grad(): return sample_mean(model, data, batch, batch_size, lambda x, y: check_loss(loss_fn, model(x), y))
 
+# %% ../nbs/03_feature_robustness.ipynb #82f12a4a
 def feature_robustness(model: nn.Module, # the network, in eval mode
                        layer: str | nn.Module, # a linear layer of `model`: module or dotted name
                        data, # (X, y) tensors or an iterable of (x, y) batches
@@ -121,6 +128,7 @@ def feature_robustness(model: nn.Module, # the network, in eval mode
     if len(A) != 1: raise ValueError(f"feature_robustness takes one matrix, got a stack of {len(A)}; use feature_robustness_matrices")
     return feature_robustness_matrices(model, layer, data, loss_fn, delta * A, label_fn, batch_size=batch_size).item()
 
+# %% ../nbs/03_feature_robustness.ipynb #0448c3a8
 def feature_robustness_mc(model: nn.Module, # the network, in eval mode
                           layer: str | nn.Module, # a linear layer of `model`: module or dotted name
                           data, # (X, y) tensors or an iterable of (x, y) batches
@@ -152,11 +160,13 @@ def _gen_args(generator, dtype, device):
     "Keyword arguments for torch random functions, with defaults."
     return dict(generator=generator, dtype=dtype or torch.get_default_dtype(), device=device)
 
+# %% ../nbs/03_feature_robustness.ipynb #9f2a895a
 def _check_count(n, m):
     "n ≥ 1 draws of m×m matrices, m ≥ 1."
     for nm, v in (('n', n), ('m', m)):
         if not (isinstance(v, int) and v >= 1): raise ValueError(f"{nm} must be a positive integer, got {v!r}")
 
+# %% ../nbs/03_feature_robustness.ipynb #143512fb
 def haar_orthogonal(n: int, # number of matrices
                     m: int, # dimension
                     generator: torch.Generator | None = None, # random generator
@@ -168,6 +178,7 @@ def haar_orthogonal(n: int, # number of matrices
     s = torch.sign(torch.diagonal(R, dim1=-2, dim2=-1))
     return Q * torch.where(s == 0, torch.ones_like(s), s)[:, None, :]
 
+# %% ../nbs/03_feature_robustness.ipynb #6657362c
 def coordinate_projections(m: int, # dimension
                            dtype=None, device=None, # of the result
                           ) -> Tensor:
@@ -177,6 +188,7 @@ def coordinate_projections(m: int, # dimension
     E[torch.arange(m), torch.arange(m), torch.arange(m)] = 1
     return E
 
+# %% ../nbs/03_feature_robustness.ipynb #a56a2cec
 def random_coordinate_projection(n: int, # number of matrices
                                  m: int, # dimension
                                  generator: torch.Generator | None = None, # random generator
@@ -187,6 +199,7 @@ def random_coordinate_projection(n: int, # number of matrices
     j = torch.randint(0, m, (n,), generator=generator, device=device)
     return coordinate_projections(m, dtype, device)[j]
 
+# %% ../nbs/03_feature_robustness.ipynb #18cc0f53
 def random_projection(n: int, # number of matrices
                       m: int, # dimension
                       k: int = 1, # dimension of the random subspace, 1 ≤ k ≤ m
@@ -199,12 +212,14 @@ def random_projection(n: int, # number of matrices
     Q, _ = torch.linalg.qr(torch.randn(n, m, k, **_gen_args(generator, dtype, device)))
     return Q @ Q.transpose(1, 2)
 
+# %% ../nbs/03_feature_robustness.ipynb #407ee106
 def _check_sigma(sigma):
     "σ must be a finite positive number."
     if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
     return float(sigma)
 
+# %% ../nbs/03_feature_robustness.ipynb #2b4f7f6c
 def prop2_radii(n: int, # number of radii
                 m: int, # feature dimension
                 delta: float, # support [0, δ)
@@ -221,6 +236,7 @@ def prop2_radii(n: int, # number of radii
     below = torch.nextafter(torch.tensor(delta, dtype=r.dtype), torch.tensor(0.0, dtype=r.dtype)).item()
     return r.clamp(max=below)
 
+# %% ../nbs/03_feature_robustness.ipynb #e8a22f24
 def prop2_matrices(n: int, # number of matrices
                    m: int, # feature dimension
                    delta: float, # all draws have operator norm < δ
@@ -232,6 +248,7 @@ def prop2_matrices(n: int, # number of matrices
     r = prop2_radii(n, m, delta, sigma, generator, dtype, device)
     return r[:, None, None] * haar_orthogonal(n, m, generator, dtype, device)
 
+# %% ../nbs/03_feature_robustness.ipynb #a50f43f4
 def truncated_normal_ball(n: int, # number of vectors
                           m: int, # dimension
                           radius: float, # bandwidth h: support is the open ball of radius h
@@ -260,6 +277,7 @@ class Minimum:
     newton_steps: int # Newton steps used after L-BFGS
     converged: bool   # grad_norm <= tol
 
+# %% ../nbs/03_feature_robustness.ipynb #c00f22a0
 def _flat_loss(model, names, X, y, loss_fn):
     "E_emp as a function of the flattened parameters `names` (others fixed), and their current flat value."
     ps = dict(model.named_parameters())
@@ -270,6 +288,7 @@ def _flat_loss(model, names, X, y, loss_fn):
         return per_sample_losses(loss_fn, out, y).mean()
     return E, torch.cat([ps[k].detach().flatten() for k in names])
 
+# %% ../nbs/03_feature_robustness.ipynb #e3bb9d95
 def train_to_minimum(model: nn.Module, # the network, float64, in eval mode; trained in place
                      data, # (X, y) tensors or an iterable of (x, y) batches (concatenated: full batch)
                      loss_fn: Callable, # a standard PyTorch loss
@@ -334,6 +353,7 @@ def _risk_change(sp, data, loss_fn, A, dev, dt, batch_size):
         tot = tot + (per_sample_losses(loss_fn, out, y) - l0).sum(); n += len(x)
     return tot / n
 
+# %% ../nbs/03_feature_robustness.ipynb #a46fade8
 def project_operator_ball(A: Tensor, # a matrix (or stack)
                           radius: float = 1.0, # ball radius
                          ) -> Tensor:
@@ -341,6 +361,7 @@ def project_operator_ball(A: Tensor, # a matrix (or stack)
     U, S, Vh = torch.linalg.svd(A)
     return U @ torch.diag_embed(S.clamp(max=radius)) @ Vh
 
+# %% ../nbs/03_feature_robustness.ipynb #6b09109d
 def max_feature_robustness(model: nn.Module, # the network, in eval mode
                            layer: str | nn.Module, # a linear layer of `model`: module or dotted name
                            data, # (X, y) tensors or an iterable of (x, y) batches

@@ -56,6 +56,7 @@ def rel_err(a, # computed value (number or tensor)
     a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
+# %% ../nbs/00b_testing.ipynb #9eb2f63f
 def error_message(f, *args, **kwargs) -> str:
     "Call f(*args, **kwargs) and return 'ExceptionType: message' of the error it raises; fail if it raises none."
     try: f(*args, **kwargs)
