@@ -4,10 +4,11 @@
 
 # %% ../nbs/11_benchmark.ipynb #eb41e4c0
 from __future__ import annotations
-import argparse, contextlib, copy, json, os, subprocess, sys, time, warnings
+import argparse, contextlib, copy, json, subprocess, sys, time, warnings
 from functools import partial
 import torch, torch.nn as nn, torch.nn.functional as F
 from .core import iter_batches, model_device_dtype, param_name
+from .testing import device_name   # the FLATNESS_DEVICE switch
 from .hessian import hvp, layer_curvature, layer_hessian_trace, network_hessian_trace
 from .flatness import relative_flatness
 from .zoo import LeNet5, ResNet18, SmallViT  # LeNet5: the model lives in the zoo; importable from here as before
@@ -510,7 +511,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description='Benchmark exact curvature: LeNet5 against the dense Hessian, or (--models) '
                                             'side by side with curvlinops and BackPACK.')
     p.add_argument('--models', default=None, help=f"comma-separated, from {sorted(BENCH_MODELS)}, or 'all'")
-    p.add_argument('--n', type=int, default=None); p.add_argument('--device', default=os.environ.get('FLATNESS_DEVICE', '').strip() or 'cpu')
+    p.add_argument('--n', type=int, default=None); p.add_argument('--device', default=device_name())
     p.add_argument('--dtype', default='float32'); p.add_argument('--batch-size', type=int, default=None)
     p.add_argument('--budget', type=float, default=20.0, help='per-row limit, in t_fb (with --models)')
     p.add_argument('--peers', action=argparse.BooleanOptionalAction, default=True, help='curvlinops / BackPACK rows')

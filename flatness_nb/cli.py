@@ -8,6 +8,7 @@ import argparse, csv, importlib, json, os, sys, warnings
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from .core import linear_layers, check_loss, model_device_dtype, supported_layers
+from .testing import device_name   # the FLATNESS_DEVICE switch
 
 # %% auto #0
 __all__ = ['LOSSES', 'COMMANDS', 'CLIError', 'eager_from_torchscript', 'check_file', 'import_factory', 'load_model', 'load_data',
@@ -380,12 +381,6 @@ def _add(p, *names, **kw):
     "Add one argument to parser `p`; returns `p` (for chaining)."
     p.add_argument(*names, **kw); return p
 
-# %% ../nbs/09_cli.ipynb #devsw0cd
-def _default_device() -> str:
-    "The default of --device: FLATNESS_DEVICE when set, else cpu."
-    return os.environ.get('FLATNESS_DEVICE', '').strip() or 'cpu'
-
-
 # %% ../nbs/09_cli.ipynb #a47e01dd
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `flatness-nb`; every command takes only the options it uses."
@@ -406,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(m, '--layer', action='append', help='layer name (repeatable; default: every linear and convolutional layer)')
     _add(m, '--split', default='train', choices=['train', 'test']); _add(m, '--loss', default='ce', choices=sorted(LOSSES))
     _add(m, '--method', default='exact', choices=['exact', 'hutchinson'])
-    _add(m, '--device', default=_default_device()); _add(m, '--dtype', default='float64', choices=['float32', 'float64'])
+    _add(m, '--device', default=device_name()); _add(m, '--dtype', default='float64', choices=['float32', 'float64'])
     _add(m, '--batch-size', type=_count, default=512); _add(m, '--seed', type=_seed, default=0)
     _add(m, '--out', default=None, help='folder for measures.json / measures.csv')
     _add(m, '--distributed', action='store_true', help='shard the data over torchrun processes')
@@ -418,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(w, '--shard', type=_shard, default=None, help='i/k: this worker fills every k-th config from i')
     b = sub.add_parser('bench', parents=[dbg], help='benchmark exact κ against the dense Hessian (LeNet5)')
     _add(b, '--n', type=_count, default=2000); _add(b, '--out', default=None, help='JSON file for the results')
-    _add(b, '--device', default=_default_device()); _add(b, '--dtype', default='float32', choices=['float32', 'float64'])
+    _add(b, '--device', default=device_name()); _add(b, '--dtype', default='float32', choices=['float32', 'float64'])
     _add(b, '--batch-size', type=_count, default=500); _add(b, '--no-memory', action='store_true')
     return p
 

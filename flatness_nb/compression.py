@@ -16,7 +16,7 @@ from .core import (UnsupportedLayerError, ConvAdapter, LayerSplit, LinearAdapter
 from .hessian import Estimate, layer_curvature, network_hessian_trace, z_jacobian
 
 # %% auto #0
-__all__ = ['half_sse', 'check_finite_params', 'check_finite_output', 'input_jacobians', 'layer_inputs', 'layer_input_jacobians',
+__all__ = ['half_sse', 'check_finite_output', 'input_jacobians', 'layer_inputs', 'layer_input_jacobians',
            'jacobian_spectral_norms', 'conv_operator', 'conv_spectral_norm', 'singular_values', 'log_volumes',
            'participation_ratio', 'Compression', 'compression_measures', 'param_grad_sqnorms', 'SharpnessSplit',
            'sharpness_split', 'Bound', 'LVRBounds', 'lvr_bounds', 'adaptive_sharpness', 'adaptive_sharpness_mc',
@@ -29,14 +29,6 @@ def half_sse(out: Tensor, # batch of outputs (B, k)
             ) -> Tensor:
     "Sum over the batch of ½‖f(x) − y‖²; on a batch of one it is the LVR paper's per-sample loss."
     return 0.5 * ((out - y) ** 2).sum()
-
-# %% ../nbs/06_compression.ipynb #9ac4add8
-def check_finite_params(model: nn.Module, # the network
-                       ):
-    "Refuse a model with NaN or inf in a parameter: every Jacobian and norm of it would be NaN or fail inside LAPACK."
-    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
-    if bad: raise ValueError(f"parameters {bad} contain NaN or inf; the measures need finite weights "
-                             "(did training diverge? load a finite checkpoint)")
 
 # %% ../nbs/06_compression.ipynb #d4d438b6
 def check_finite_output(out: Tensor, # the model's output (or a Jacobian) on one batch
@@ -245,7 +237,7 @@ def compression_measures(model: nn.Module, # the network, in eval mode
                          batch_size: int = 256, # batch size used to split (X, y) tensors
                         ) -> Compression:
     "MLS, NMLS, LVR, NVR and mean participation ratio, streamed over `data` with vmapped Jacobians."
-    check_eval(model); check_finite_params(model)
+    check_eval(model)
     def batch(x, _):
         check_finite_output(model(x))
         J = input_jacobians(model, x)
@@ -395,7 +387,7 @@ def lvr_bounds(model: nn.Module, # a network of nn.Linear layers (any activation
                batch_size: int = 256, # batch size used to split (X, y) tensors
               ) -> LVRBounds:
     "Left- and right-hand sides of Eq. 5, 6, 8, 9, 10, 11 (chain A ≤ B ≤ C ≤ D) and 12, streamed over `data`."
-    check_eval(model); check_finite_params(model)
+    check_eval(model)
     names = _lin_check(model)
     first = names[0]
     Wn = {nm: torch.linalg.matrix_norm(get_layer(model, nm)[1].weight.detach(), ord=2).item() for nm in names}
@@ -444,7 +436,7 @@ def adaptive_sharpness(model: nn.Module, # a network whose parameters all belong
                        batch_size: int = 512, # batch size used to split (X, y) tensors
                       ) -> float:
     "Exact second-order adaptive sharpness (ρ²/2) Σ_j w_j² H_jj over all linear and convolutional weights and biases."
-    check_finite_params(model)
+    check_eval(model)   # train-mode BatchNorm/dropout and NaN/inf weights refused
     covered, tot = set(), 0.0
     for name, mod in linear_layers(model).items():
         try: c = layer_curvature(model, name, data, loss_fn, batch_size=batch_size, want=('diagonal', 'bias'))
@@ -467,7 +459,7 @@ def adaptive_sharpness_mc(model: nn.Module, # the network, in eval mode
                           batch_size: int = 512, # batch size used to split (X, y) tensors
                          ) -> Estimate:
     "E_{δ∼N(0, ρ² diag(w²))} E_emp(w + δ) − E_emp(w) by Monte Carlo with antithetic pairs, with its standard error."
-    check_eval(model); check_finite_params(model)
+    check_eval(model)
     dev, dt = model_device_dtype(model)
     gen = torch.Generator(device=dev).manual_seed(seed)
     eps = {n: rho * p.detach() * torch.randn((draws, *p.shape), generator=gen, dtype=dt, device=dev)
@@ -483,7 +475,7 @@ def iimls(model: nn.Module, # the network, in eval mode
           batch_size: int = 512, # batch size used to split (X, y) tensors
          ) -> float:
     "Input-invariant MLS (1/n) Σ ‖J(x_i) x_i‖² / D, one batched JVP per batch."
-    check_finite_params(model)
+    check_eval(model)   # train-mode BatchNorm/dropout and NaN/inf weights refused
     def Jx2(x, _):
         with exact_attention(): out, Jx = jvp(model, (x,), (x,))
         check_finite_output(out); check_finite_output(Jx, 'Jacobian')
@@ -518,7 +510,7 @@ def normalized_mls(model: nn.Module, # the network, in eval mode
                    batch_size: int = 512, # batch size used to split (X, y) tensors
                   ) -> float:
     "(1/n) Σ ‖x_i‖ ‖J(x_i)‖₂ with ‖J‖₂ by power iteration on JᵀJ (JVP/VJP, no dense Jacobian)."
-    check_finite_params(model)
+    check_eval(model)   # train-mode BatchNorm/dropout and NaN/inf weights refused
     def xJ(x, _):
         check_finite_output(model(x))
         s = jacobian_spectral_norms(model, x, iters, tol); check_finite_output(s, 'Jacobian norm')
@@ -585,7 +577,7 @@ def nmls_bounds(model: nn.Module, # a network of nn.Linear / nn.Conv1d / nn.Conv
                 batch_size: int = 128, # batch size used to split (X, y) tensors
                ) -> NMLSBounds:
     "NMLS, the operator-norm chain (theorems), the paper's Eq. 12 form with G, and the LVR authors' Frobenius version."
-    check_eval(model); check_finite_params(model)
+    check_eval(model)
     names, mods = _resolve_layers(model, None); dev, dt = model_device_dtype(model)
     frob = any(not isinstance(find_adapter(m), LinearAdapter) for m in mods)   # sharpdim: Frobenius for every layer of a non-MLP model
     s = dict(nmls=0.0, mid=0.0, G=0.0, Gt=0.0, Wa=0.0, ca=0.0); step, opn, ca, n = 0.0, None, None, 0

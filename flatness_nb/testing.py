@@ -8,14 +8,18 @@ import os, random
 import numpy as np, torch
 
 # %% auto #0
-__all__ = ['DEVICE_VAR', 'device_from_env', 'exact_matmul', 'setup_notebook', 'rel_err', 'error_message']
+__all__ = ['DEVICE_VAR', 'device_name', 'device_from_env', 'exact_matmul', 'setup_notebook', 'rel_err', 'error_message']
 
 # %% ../nbs/00b_testing.ipynb #d9dd0c6b
 DEVICE_VAR = 'FLATNESS_DEVICE'
 
+def device_name(default: str = 'cpu') -> str: # used when the variable is unset or empty
+    "The value of FLATNESS_DEVICE, or `default` when it is unset (the one place that reads the switch)."
+    return os.environ.get(DEVICE_VAR, '').strip() or default
+
 def device_from_env(default: str = 'cpu') -> torch.device: # used when the variable is unset or empty
     "The device named by FLATNESS_DEVICE (cpu, cuda, cuda:N), checked to exist."
-    name = os.environ.get(DEVICE_VAR, '').strip() or default
+    name = device_name(default)
     try: dev = torch.device(name)
     except RuntimeError: raise ValueError(f"{DEVICE_VAR}={name!r} is not a device name: use cpu, cuda or cuda:N") from None
     if dev.type == 'cuda':
