@@ -58,6 +58,8 @@ class LayerAdapter:
     def perm(self, z: Tensor) -> Tensor | None: return None             # permutation putting flattened z token-major
     def delta_z(self, layer, inp: Tensor, M: Tensor) -> Tensor: return F.linear(inp, M)   # Δz = M φ (no bias), z's shape
     def feature_dim(self, layer) -> int: return self.matrix(layer, layer.weight).shape[-1]
+    def cotangent_tokens(self, layer, dz: Tensor) -> Tensor:           # (r, B, *z.shape[1:]) → (r, B, T, d), tokens as in `tokens`
+        return dz.reshape(*dz.shape[:2], -1, dz.shape[-1])
 
 LAYER_ADAPTERS: dict[type, LayerAdapter] = {}
 
@@ -120,6 +122,7 @@ class ConvAdapter(LayerAdapter):
         d, T = z.shape[1], z[0, 0].numel()
         return torch.arange(d * T, device=z.device).reshape(d, T).T.flatten()
     def delta_z(self, layer, inp, M): return layer._conv_forward(inp, self.unmatrix(layer, M), None)
+    def cotangent_tokens(self, layer, dz): return dz.flatten(3).mT   # channel-major (r, B, d, *spatial) → (r, B, T, d)
 
 register_layer(LinearAdapter()); register_layer(ConvAdapter());
 
@@ -491,7 +494,7 @@ def flatten_params(params: dict[str, Tensor], # tensors by name (e.g. parameters
     if not params: raise ValueError("no tensors to flatten; name at least one parameter")
     names, shapes = list(params), [p.shape for p in params.values()]
     sizes = [math.prod(s) for s in shapes]
-    def unflatten(v): return {k: t.reshape(*v.shape[:-1], *s) for k, t, s in zip(names, v.split(sizes, -1), shapes)}
+    def unflatten(v): return {k: t.reshape(tuple(v.shape[:-1]) + tuple(s)) for k, t, s in zip(names, v.split(sizes, -1), shapes)}
     return torch.cat([p.reshape(-1) for p in params.values()]), unflatten
 
 # %% ../nbs/00_core.ipynb #68c5eced
