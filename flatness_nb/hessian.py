@@ -13,6 +13,7 @@ from torch.func import vmap, grad, jvp, vjp, functional_call
 from .core import (CHECK_SAMPLES, Estimate, LayerSplit, flatten_params, sample_mean, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
                               check_layer, exact_attention, get_layer, layer_adapter, iter_batches, param_name,
                               linear_layers, model_device_dtype, per_sample_losses, reduce_sums, sample_loss)
+from .sweep import _loss_kind, SweepPlan, network_curvature, sweep_batch
 
 # %% auto #0
 __all__ = ['ROUTES', 'QUANTITIES', 'output_loss_hessian', 'z_jacobian', 'detect_route', 'check_exact_layer', 'token_view',
@@ -20,16 +21,6 @@ __all__ = ['ROUTES', 'QUANTITIES', 'output_loss_hessian', 'z_jacobian', 'detect_
            'layer_curvature', 'layer_hessian_trace', 'dense_hessian', 'oracle_summaries', 'layer_dense_hessian', 'hvp',
            'hutchinson', 'hutchinson_relative_flatness', 'hutchinson_trace', 'network_hessian_trace', 'lanczos_max',
            'lambda_max', 'layer_lambda_max']
-
-# %% ../nbs/01_hessian.ipynb #1f6ccccf
-def _loss_kind(loss_fn, y):
-    "Name of a closed-form output Hessian for `loss_fn`, or None."
-    ce = loss_fn is F.cross_entropy or (isinstance(loss_fn, nn.CrossEntropyLoss) and loss_fn.weight is None
-                                        and loss_fn.label_smoothing == 0)
-    if ce and not y.is_floating_point(): return 'ce'
-    if loss_fn is F.mse_loss: return 'mse_mean'
-    if type(loss_fn) is nn.MSELoss: return {'mean': 'mse_mean', 'sum': 'mse_sum'}.get(loss_fn.reduction)
-    return None
 
 # %% ../nbs/01_hessian.ipynb #bc94f6fb
 def output_loss_hessian(loss_fn: Callable, # a standard PyTorch loss
@@ -133,7 +124,7 @@ def _flat_diagonal(phi, Hz, W): return torch.diagonal(Hz, dim1=1, dim2=2).T @ ph
 
 # %% ../nbs/01_hessian.ipynb #3e42a4c4
 def _flat_rho(phi, Hz, W): return ((phi ** 2) * ((Hz @ W) * W).sum(1)).sum(0)
-_FLAT = dict(block_traces=_flat_blocks, bias=lambda phi, Hz, W: Hz.sum(0), diagonal=_flat_diagonal, rho=_flat_rho)
+_FLAT = dict(trace=lambda phi, Hz, W: _flat_blocks(phi, Hz, W).trace(), block_traces=_flat_blocks, bias=lambda phi, Hz, W: Hz.sum(0), diagonal=_flat_diagonal, rho=_flat_rho)
 
 # %% ../nbs/01_hessian.ipynb #df76e54b
 def _h5(phi, Hz): B, T, m = phi.shape; return Hz.reshape(B, T, Hz.shape[1] // T, T, -1)    # [b, t, s, u, s']
@@ -148,41 +139,28 @@ def _token_diagonal(phi, Hz, W): return torch.einsum('btus,btj,buj->sj', torch.d
 def _token_rho(phi, Hz, W):                               # ρ(j) = Σ_b v_bjᵀ H^z_b v_bj with v_bj = φ_b[:, j] ⊗ w[:, j]
     V = torch.einsum('btj,sj->bjts', phi, W).reshape(len(phi), W.shape[1], -1)
     return (V * (V @ Hz)).sum((0, 2))
-_TOKEN = dict(block_traces=_token_blocks, bias=lambda phi, Hz, W: _h5(phi, Hz).sum((0, 1, 3)), diagonal=_token_diagonal, rho=_token_rho)
+_TOKEN = dict(trace=lambda phi, Hz, W: _token_blocks(phi, Hz, W).trace(), block_traces=_token_blocks, bias=lambda phi, Hz, W: _h5(phi, Hz).sum((0, 1, 3)), diagonal=_token_diagonal, rho=_token_rho)
 
 # %% ../nbs/01_hessian.ipynb #11a9607b
-_GN = dict(block_traces=lambda P, HP, q, Hl, W: torch.einsum('bcsj,bcvj->sv', P, HP),
-           bias=lambda P, HP, q, Hl, W: torch.einsum('bcs,bce,bev->sv', q, Hl, q),
-           diagonal=lambda P, HP, q, Hl, W: (P * HP).sum((0, 1)),
-           rho=lambda P, HP, q, Hl, W: ((P * W).sum(2) * (HP * W).sum(2)).sum((0, 1)))
-
-def _gn_token_sums(sp, x, y, loss_fn, W, want):
-    "Gauss–Newton batch sums of the requested quantities for a token/patch layer from ∇_W f_c, without forming H^z."
-    phi, z, out = sp.capture(x)
-    check_labels(loss_fn, out, y)
-    phi, perm = token_view(sp, phi, z)
-    J = z_jacobian(sp, x, z)                            # (B, k, T·d), k backward passes for the batch
-    if perm is not None: J = J[:, :, perm]
-    B, k = J.shape[:2]; T = phi.shape[1]
-    J = J.reshape(B, k, T, -1)
-    Hl = output_loss_hessian(loss_fn, out, y)           # (B, k, k)
-    P = torch.einsum('bcts,btj->bcsj', J, phi)          # ∇_W f_c of every sample, (B, k, d, m)
-    HP = torch.einsum('bce,besj->bcsj', Hl, P)
-    return {q: _GN[q](P, HP, J.sum(2), Hl, W) for q in want}
+def _sweep_sums(sp, x, y, loss_fn, want):
+    "Sums for one layer on the last or Gauss–Newton route, from the sweep (one forward pass, one backward pass per loss-factor column)."
+    s = sweep_batch(sp.model, SweepPlan({sp.name: sp.layer}, {}, {}), x, y, loss_fn, want)
+    return {q: s[(q, sp.name)] for q in want}
 
 # %% ../nbs/01_hessian.ipynb #02e35971
-QUANTITIES = ('block_traces', 'bias', 'diagonal', 'rho')   # what a curvature request can name
-_ALIASES = dict(trace='block_traces', kappa='block_traces', relative_flatness='block_traces', bias_hessian='bias', columns='rho')
+QUANTITIES = ('trace', 'block_traces', 'bias', 'diagonal', 'rho')   # what a curvature request can name
+_ALIASES = dict(kappa='block_traces', relative_flatness='block_traces', bias_hessian='bias', columns='rho')
 
 def curvature_request(want: Sequence[str] | None = None, # quantities (QUANTITIES, or 'trace'/'kappa'); None: all
                       columns: bool = True, # with want=None: include the column terms ρ(j)
                      ) -> tuple[str, ...]:
     "The quantities to accumulate, in a fixed order; one clear error for an unknown name."
-    if want is None: return QUANTITIES if columns else QUANTITIES[:3]
+    if want is None: return QUANTITIES[1:] if columns else QUANTITIES[1:4]
     if isinstance(want, str): want = [want]
     bad = [q for q in want if _ALIASES.get(q, q) not in QUANTITIES]
     if bad or not want: raise ValueError(f"unknown curvature quantities {bad}; request some of {QUANTITIES + tuple(_ALIASES)}")
-    return tuple(q for q in QUANTITIES if q in {_ALIASES.get(w, w) for w in want})
+    got = {_ALIASES.get(w, w) for w in want}
+    return tuple(q for q in QUANTITIES if q in got and not (q == 'trace' and 'block_traces' in got))   # blocks give the trace
 
 # %% ../nbs/01_hessian.ipynb #37d1cbb0
 @dataclass
@@ -190,7 +168,7 @@ class CurvaturePlan:
     "How a layer's curvature is computed, decided once from the first batch."
     route: str        # 'last', 'gauss_newton' or 'full'
     per: int          # T·d: the size of one sample's z
-    gn_direct: bool   # token layer on the Gauss–Newton route: sums from ∇_W f_c, no (T·d)² matrix
+    sweep: bool       # last or Gauss–Newton route: sums from the sweep (one backward per loss-factor column, no H^z)
     chunk: int        # samples per H^z chunk (B·(T·d)² ≤ max_hz_elements), 0 = whole batch
 
 # %% ../nbs/01_hessian.ipynb #c5520890
@@ -200,19 +178,21 @@ def make_plan(sp: LayerSplit, # model split at an exact-route layer
               route: str = 'auto', # 'auto', 'last', 'gauss_newton' or 'full'
               max_hz_elements: int = 2 ** 24, # memory budget of one H^z chunk, in elements
              ) -> CurvaturePlan:
-    "Check the loss on the first batch, resolve the route, and size the chunks."
+    "Check the loss and the route on the first batch's first CHECK_SAMPLES samples, and size the chunks."
     if route not in ROUTES: raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
+    xs, ys = x[:CHECK_SAMPLES], y[:CHECK_SAMPLES]           # checks on a few samples: a fraction of one pass
     with torch.no_grad():
-        check_loss(loss_fn, sp.capture(x)[2], y)
-        found = detect_route(sp, x)
+        check_loss(loss_fn, sp.capture(xs)[2], ys)
+        found = detect_route(sp, xs)
         per = sp.capture(x[:1])[1].numel()
     if route == 'gauss_newton' and found == 'full':
         raise ValueError(f"route='gauss_newton' is exact only when the head after layer {sp.name!r} is piecewise "
                          "linear, and this head has curvature (a smooth activation such as tanh); use 'auto' or 'full'")
+    if route == 'last' and found != 'last':
+        raise ValueError(f"route='last' needs layer {sp.name!r} to produce the model output; use 'auto'")
     route = found if route == 'auto' else route
-    token = per != sp.weight.shape[0]                    # several tokens (or positions) per sample
-    gn_direct = token and route == 'gauss_newton'
-    return CurvaturePlan(route, per, gn_direct, max(1, max_hz_elements // per ** 2) if token and not gn_direct else 0)
+    token, sweep = per != sp.weight.shape[0], route in ('last', 'gauss_newton')   # several tokens (or positions) per sample
+    return CurvaturePlan(route, per, sweep, max(1, max_hz_elements // per ** 2) if token and not sweep else 0)
 
 # %% ../nbs/01_hessian.ipynb #8bce7cfb
 @dataclass
@@ -226,6 +206,7 @@ class LayerCurvature:
     bias_hessian: Tensor | None = None # Hessian w.r.t. the bias, (d, d)
     diagonal: Tensor | None = None     # diagonal of H as a (d, m) matrix
     rho: Tensor | None = None          # column terms ρ(j), (m,)
+    weight_trace: Tensor | None = None # Tr(H) alone, when only the trace was requested
 
     def _need(self, q, v):
         if v is None: raise ValueError(f"{q} was not requested from layer_curvature; add it to want=")
@@ -233,7 +214,8 @@ class LayerCurvature:
     @property
     def trace(self) -> float:
         "Tr(H) with respect to the weight."
-        return self._need('block_traces', self.block_traces).trace().item()
+        if self.block_traces is not None: return self.block_traces.trace().item()
+        return self._need('trace', self.weight_trace).item()
     @property
     def relative_flatness(self) -> float:
         "κ^φ_Tr = Σ_{s,s'} ⟨w_s, w_s'⟩ Tr(H_{s,s'})."
@@ -250,17 +232,18 @@ def curvature_sums(sp: LayerSplit, # model split at an exact-route layer
                    plan: CurvaturePlan, # from `make_plan`
                    want: tuple, # from `curvature_request`
                   ) -> dict[str, Tensor]:
-    "Sums over one batch of the requested quantities, chunked as the plan says."
+    "Sums over one batch of the requested quantities: from the sweep, or from H^z chunked as the plan says."
+    if plan.sweep: return _sweep_sums(sp, x, y, loss_fn, want)
     W, tot = sp.weight.detach(), {}
     for xs, ys in zip(x.split(plan.chunk or len(x)), y.split(plan.chunk or len(x))):
-        if plan.gn_direct: s = _gn_token_sums(sp, xs, ys, loss_fn, W, want)
-        else:
-            phi, Hz = hz_batch(sp, xs, ys, loss_fn, plan.route)
-            s = {q: (_TOKEN if phi.dim() == 3 else _FLAT)[q](phi, Hz, W) for q in want}
+        phi, Hz = hz_batch(sp, xs, ys, loss_fn, plan.route)
+        s = {q: (_TOKEN if phi.dim() == 3 else _FLAT)[q](phi, Hz, W) for q in want}
         tot = {q: tot[q] + v if q in tot else v for q, v in s.items()}
     return tot
 
 # %% ../nbs/01_hessian.ipynb #17d6a23d
+_FIELD = dict(bias='bias_hessian', trace='weight_trace')   # request name → LayerCurvature field
+
 def layer_curvature(model: nn.Module, # the network, in eval mode
                     layer: str | nn.Module, # a layer of `model` of a registered type: module or dotted name
                     data, # (X, y) tensors or an iterable of (x, y) batches
@@ -279,9 +262,9 @@ def layer_curvature(model: nn.Module, # the network, in eval mode
     def first(x, y):
         if not plans: plans.append(make_plan(sp, x, y, loss_fn, route, max_hz_elements))
     def batch(x, y):
-        with torch.no_grad(): return curvature_sums(sp, x, y, loss_fn, plans[0], want)
+        with torch.no_grad(): return curvature_sums(sp, x, y, loss_fn, plans[0], want)   # the sweep turns gradients on itself
     m, n = sample_mean(model, data, batch, batch_size, first, with_n=True)
-    return LayerCurvature(sp.name, plans[0].route, n, sp.weight.detach(), **{('bias_hessian' if q == 'bias' else q): v for q, v in m.items()})
+    return LayerCurvature(sp.name, plans[0].route, n, sp.weight.detach(), **{_FIELD.get(q, q): v for q, v in m.items()})
 
 # %% ../nbs/01_hessian.ipynb #bd54bf93
 def layer_hessian_trace(model: nn.Module, # the network, in eval mode
@@ -459,19 +442,17 @@ def network_hessian_trace(model: nn.Module, # the network, in eval mode
                           max_exact_hvps: int = 1024, # token/patch layers on the full route cost T·d HVPs: above, Hutchinson
                           **kw, # stopping rule of the Hutchinson part
                          ) -> Estimate:
-    "Tr(H) over all parameters: exact for linear and convolutional weights and biases where affordable, Hutchinson for the rest."
-    exact, covered = 0.0, set()
+    "Tr(H) over all parameters: the sweep's exact blocks, the full route for smooth-headed layers where affordable, Hutchinson for the rest."
+    nc = network_curvature(model, data, loss_fn, batch_size=batch_size)
+    exact, covered = nc.trace, set(nc.traces)
     dev, dt = model_device_dtype(model)
     x0, y0 = next(iter(iter_batches(data, batch_size, dev, dt)))
-    for name, mod in linear_layers(model).items():
-        sp = LayerSplit(model, name)
-        try: check_exact_layer(sp)
-        except UnsupportedLayerError: continue
-        plan = make_plan(sp, x0, y0, loss_fn)           # the same plan layer_curvature would make
-        if plan.route == 'full' and plan.per != sp.weight.shape[0] and plan.per > max_exact_hvps: continue
+    for name in sorted(nc.smooth):                      # layers followed by a smooth operation: the full route
+        sp = LayerSplit(model, name); plan = make_plan(sp, x0, y0, loss_fn)
+        if plan.per != sp.weight.shape[0] and plan.per > max_exact_hvps: continue
         c = layer_curvature(model, name, data, loss_fn, batch_size=batch_size, want=('trace', 'bias'), plan=plan)
         exact += c.trace; covered.add(param_name(name))
-        if getattr(mod, 'bias', None) is not None: exact += c.bias_hessian.trace().item(); covered.add(param_name(name, 'bias'))
+        if getattr(sp.layer, 'bias', None) is not None: exact += c.bias_hessian.trace().item(); covered.add(param_name(name, 'bias'))
     rest = [n for n, p in model.named_parameters() if n not in covered]     # every parameter, frozen or not
     if not rest: return Estimate(exact, 0.0, 0)
     e = hutchinson_trace(model, data, loss_fn, rest, seed=seed, batch_size=batch_size, **kw)

@@ -277,16 +277,17 @@ def _hook_gradient(model, plan, x, gen):
     rec, out = _record(model, plan.modules, x)
     c = _randn(out.shape, gen, out)
     ps = dict(model.named_parameters()); names = plan.covered
-    full = torch.autograd.grad((out * c).sum(), [ps[n] for n in names], retain_graph=True, allow_unused=True)
+    p0 = {n: ps[n].detach() for n in names}             # frozen parameters count too: differentiate copies
+    with exact_attention(): full = grad(lambda p: (functional_call(model, p, (x,)) * c).sum())(p0)
     dz, mine = _cotangents(out, [rec[n][0][1] for n in rec], c.reshape(len(c), -1, 1)), {}
     for (n, calls), d in zip(rec.items(), dz):
         mod, a = plan.modules[n], calls[0][0]
         with torch.enable_grad():
-            th = dict(mod.named_parameters(recurse=False))
+            th = {k: p.detach().requires_grad_() for k, p in mod.named_parameters(recurse=False)}
             o = functional_call(mod, th, (a,))
             g = torch.autograd.grad(o, list(th.values()), d[0], allow_unused=True)
         mine.update({param_name(n, k): v for k, v in zip(th, g)})
-    return {n: (f, mine.get(n)) for n, f in zip(names, full)}
+    return {n: (full[n], mine.get(n)) for n in names}
 
 # %% ../nbs/01a_sweep.ipynb #b810e7ba
 def _drop(plan, names, why):
@@ -366,7 +367,7 @@ def sweep_batch(model: nn.Module, # the network, in eval mode
         for n, d in zip(names, dz):
             a, mod = rec[n][0][0], plan.modules[n]
             if n in plan.linear:
-                lw = want if getattr(mod, 'bias', None) is not None else [q for q in want if q not in BIAS_QUANTITIES]
+                lw = want if getattr(mod, 'bias', None) is not None else [q for q in want if q not in BIAS_QUANTITIES[:2]]   # 'bias': Σ H^z
                 res.update({(q, n): v for q, v in layer_sums(mod, a, d, sig, lw, max_elements).items()})
             else: res.update({(q, param_name(n, k)): v for (q, k), v in module_sums(mod, a, d, sig, own).items()})
     return res
