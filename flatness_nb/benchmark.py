@@ -24,7 +24,7 @@ class SyntheticImages(torch.utils.data.Dataset):
     def __init__(self, n: int, n_classes: int = 10): self.n, self.k = n, n_classes
     def __len__(self): return self.n
     def __getitem__(self, i):
-        g = torch.Generator().manual_seed(int(i))
+        from flatness_nb.testing import generator; g = generator(int(i))   # on the default device, where torch.randn draws
         return torch.randn(3, 32, 32, generator=g), torch.randint(0, self.k, (), generator=g)
 
 # %% ../nbs/11_benchmark.ipynb #b8e44d49
@@ -73,7 +73,7 @@ def run_benchmark(n: int = 2000, # number of samples
     torch.manual_seed(seed)
     dev = torch.device(device); dt = getattr(torch, dtype)
     model = LeNet5().to(dev, dt).eval()
-    g = torch.Generator().manual_seed(seed)
+    from flatness_nb.testing import generator; g = generator(seed)   # on the default device, where torch.randn draws
     X, y = torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)
     data = (X.to(dev, dt), y.to(dev))
     forward_backward(model, data, batch_size)  # warm-up

@@ -13,6 +13,7 @@ from torch.func import vmap, jacrev, jacfwd, jvp, vjp, functional_call
 from .core import (UnsupportedLayerError, ConvAdapter, LayerSplit, LinearAdapter, find_adapter, supported_layers, check_eval, check_loss, empirical_risk, exact_attention, get_layer, param_name,
                               iter_batches, linear_layers, model_device_dtype, per_sample_losses, perturbed_risks,
                               reduce_max, reduce_sums, sample_mean)
+from .testing import generator
 from .hessian import Estimate, layer_curvature, network_hessian_trace, z_jacobian
 
 # %% auto #0
@@ -612,15 +613,15 @@ def benchmark_compression(n: int = 2000, # number of samples
                          ) -> dict:
     "Time MLS, log-LVR and participation ratio on n samples, vmapped vs a per-sample loop; return times and their ratio."
     if len(dims) < 4: raise ValueError(f"dims must describe at least 3 linear layers, got {list(dims)}")
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed, 'cpu')   # seeded inputs: the same model and data on every device
     mods = []
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
         lin = nn.Linear(a, b).to(dtype)
         with torch.no_grad():
-            lin.weight.copy_(torch.randn(b, a, generator=g, dtype=dtype) / math.sqrt(a)); lin.bias.zero_()
+            lin.weight.copy_(torch.randn(b, a, generator=g, dtype=dtype, device='cpu') / math.sqrt(a)); lin.bias.zero_()
         mods += [lin] + ([nn.Tanh()] if i < len(dims) - 2 else [])
     model = nn.Sequential(*mods).eval()
-    X = torch.randn(n, dims[0], generator=g, dtype=dtype)
+    X = torch.randn(n, dims[0], generator=g, dtype=dtype, device='cpu').to(lin.weight.device)
     def measures(J):
         sv = singular_values(J)
         return torch.stack([sv[:, 0].mean(), _logvol_s(sv, None, rtol)[0].mean(), _pr_s(sv).mean()])

@@ -11,6 +11,7 @@ import numpy as np
 import torch, torch.nn as nn
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
+from .testing import generator
 
 # %% auto #0
 __all__ = ['InvertibleMLP', 'SyntheticTask', 'digits_data', 'mnist1d_data', 'loaders', 'MissingDataError', 'read_idx',
@@ -26,7 +27,7 @@ def _check_pos_int(name, v, lo=1):
 # %% ../nbs/04_data.ipynb #61e87471
 def _haar(m, gen):
     "One Haar-distributed orthogonal m×m matrix (QR of a Gaussian, signs fixed by diag(R))."
-    Q, R = torch.linalg.qr(torch.randn(m, m, generator=gen, dtype=torch.float64))
+    Q, R = torch.linalg.qr(torch.randn(m, m, generator=gen, dtype=torch.float64, device=gen.device))
     return Q * torch.sign(torch.diagonal(R))
 
 # %% ../nbs/04_data.ipynb #ca532e55
@@ -47,19 +48,19 @@ class InvertibleMLP(nn.Module):
         lo, hi = sv_range
         if not (0 < lo <= hi and math.isfinite(hi)):
             raise ValueError(f"sv_range must satisfy 0 < lo ≤ hi < inf (nonzero singular values keep W invertible), got {sv_range!r}")
-        gen = torch.Generator().manual_seed(seed)
+        gen = generator(seed, 'cpu')   # a seeded input: the same φ on every device
         self.m, self.slope = m, float(slope)
         self.layers = nn.ModuleList()
         inv = []
         for _ in range(depth):
             U, V = _haar(m, gen), _haar(m, gen)
-            s = lo + (hi - lo) * torch.rand(m, generator=gen, dtype=torch.float64)
+            s = lo + (hi - lo) * torch.rand(m, generator=gen, dtype=torch.float64, device='cpu')
             lin = nn.Linear(m, m).double()
             with torch.no_grad():
-                lin.weight.copy_(U * s @ V.T); lin.bias.copy_(bias_std * torch.randn(m, generator=gen, dtype=torch.float64))
+                lin.weight.copy_(U * s @ V.T); lin.bias.copy_(bias_std * torch.randn(m, generator=gen, dtype=torch.float64, device='cpu'))
             lin.requires_grad_(False)
             self.layers.append(lin); inv.append(V / s @ U.T)
-        self.register_buffer('inv_weights', torch.stack(inv))
+        self.register_buffer('inv_weights', torch.stack(inv).to(lin.weight.device))
 
     def forward(self, x: Tensor) -> Tensor:
         "φ(x) for a batch (n, m)."
@@ -106,10 +107,10 @@ class SyntheticTask:
                        ) -> tuple[Tensor, Tensor]:
         "n draws (z, y) from the feature-space mixture: z (n, m) float64, y (n,) int64 class labels."
         n = _check_pos_int('n', n)
-        gen = torch.Generator().manual_seed(seed)
-        comp = torch.randint(0, 4, (n,), generator=gen)
-        z = self.means[comp] + self.std * torch.randn(n, self.m, generator=gen, dtype=torch.float64)
-        return z, self.component_class[comp]
+        gen, dev = generator(seed, 'cpu'), self.means.device   # a seeded input: drawn on the CPU (the same sample on every device), moved
+        comp = torch.randint(0, 4, (n,), generator=gen, device='cpu').to(dev)
+        noise = torch.randn(n, self.m, generator=gen, dtype=torch.float64, device='cpu').to(dev)
+        return self.means[comp] + self.std * noise, self.component_class[comp]
 
     def sample(self,
                n: int, # number of i.i.d. draws
@@ -183,7 +184,7 @@ def loaders(train: tuple[Tensor, Tensor], # (X, y) training tensors
     batch_size = _check_pos_int('batch_size', batch_size)
     for nm, (X, y) in (('train', train), ('test', test)):
         if len(X) != len(y): raise ValueError(f"{nm}: X has {len(X)} samples but y has {len(y)}")
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed)   # the loader's sampler draws its permutation on the default device: the generator must live there
     return (DataLoader(TensorDataset(*train), batch_size=batch_size, shuffle=True, generator=g),
             DataLoader(TensorDataset(*test), batch_size=batch_size, shuffle=False))
 

@@ -8,6 +8,7 @@ import argparse, contextlib, dataclasses, datetime, json, math, os, subprocess, 
 import torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
 from .core import _REDUCERS
+from .testing import generator
 
 # %% auto #0
 __all__ = ['DistributedError', 'sharded_sums', 'shard', 'init_from_env', 'self_check', 'time_sharded', 'finish', 'main', 'launch']
@@ -93,13 +94,14 @@ def shard(data, # (X, y) tensors or an iterable of (x, y) batches
     return _Strided(data, rank, world)
 
 # %% ../nbs/10_distributed.ipynb #d7d3f5d7
-def init_from_env(backend: str | None = None, # 'gloo' or 'nccl' (default: nccl if CUDA is available, else gloo)
+def init_from_env(backend: str | None = None, # 'gloo' or 'nccl' (default: nccl if every local process has a GPU of its own, else gloo)
                   timeout_s: float = 120, # collective timeout: the last resort against a hung rank
                  ):
     "Initialise the default process group from torchrun's environment variables; returns (rank, world size)."
     if 'RANK' not in os.environ: raise RuntimeError("RANK is not set: launch with torchrun, e.g. "
                                                     "`torchrun --nproc_per_node 2 your_script.py`")
-    backend = backend or ('nccl' if torch.cuda.is_available() else 'gloo')
+    own_gpu = torch.cuda.is_available() and torch.cuda.device_count() >= int(os.environ.get('LOCAL_WORLD_SIZE', 1))
+    backend = backend or ('nccl' if own_gpu else 'gloo')   # NCCL refuses two ranks on one GPU
     if backend == 'nccl': torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
     if not dist.is_initialized():
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
@@ -212,7 +214,7 @@ def time_sharded(n: int = 2000, # samples
     init_from_env()
     torch.manual_seed(0)
     model = LeNet5().float().eval()
-    g = torch.Generator().manual_seed(0)
+    g = generator(0)   # timing inputs: drawn on the default device, where the timed model lives
     X, y = torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)
     with sharded_sums():
         local = shard((X, y))

@@ -14,6 +14,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from scipy import stats
 from tqdm import tqdm
 from .data import digits_data, mnist1d_data
+from .testing import generator
 from .measures import fig5_authors, measure_all
 from .flatness import (feature_normalized, layerwise_rescale, linear_chain, max_output_change,
                                   random_layerwise_factors, random_neuronwise, relative_flatness)
@@ -119,9 +120,9 @@ def train_model(cfg: Config, # the run
     "Minibatch SGD in float32 (cfg.epochs epochs, or until cfg.stop_loss); (float64 model in eval mode, diverged flag)."
     X, y = train[0].float(), train[1]
     m = _model_for(cfg); opt = torch.optim.SGD(m.parameters(), lr=cfg.lr)
-    g = torch.Generator().manual_seed(cfg.seed)
+    g = generator(cfg.seed, 'cpu')   # the training order is a seeded input: the same on every device
     for ep in range(cfg.epochs):
-        perm, tot, nb = torch.randperm(len(X), generator=g), 0.0, 0
+        perm, tot, nb = torch.randperm(len(X), generator=g, device='cpu'), 0.0, 0
         for i in range(0, len(X), cfg.batch_size):
             b = perm[i:i + cfg.batch_size]
             opt.zero_grad(); loss = F.cross_entropy(m(X[b]), y[b]); loss.backward(); opt.step(); tot += loss.item(); nb += 1
@@ -169,7 +170,7 @@ def load_result(path: str | os.PathLike, # a result file written by `sweep`
                 cfg: Config | None = None, # if given, the stored config must equal it
                ) -> dict:
     "Read one cached result {'config', 'row', 'state_dict', ...}, with a clear error if it is corrupt or stale."
-    try: res = torch.load(path, weights_only=True)
+    try: res = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
         raise ValueError(f"corrupt cache file {path} ({type(e).__name__}: {e}); delete it to recompute that run") from None
     if not (isinstance(res, dict) and {'config', 'row'} <= set(res)):

@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from .core import LayerSplit, LinearAdapter, find_adapter, get_layer, sample_mean, iter_batches, linear_layers, model_device_dtype, param_name, reduce_sums
+from .testing import generator
 from .hessian import (Estimate, hutchinson_relative_flatness, lambda_max, layer_curvature,
                                  layer_lambda_max)
 
@@ -102,9 +103,9 @@ def random_layerwise_factors(n_layers: int, # number of layers in the chain
                              seed: int = 0, # random seed
                             ) -> list[float]:
     "Random layer-wise factors in [low, high] or their reciprocals, the last one fixing the product to 1."
-    g = torch.Generator().manual_seed(seed)
-    u = low + (high - low) * torch.rand(n_layers - 1, generator=g, dtype=torch.float64)
-    a = torch.where(torch.rand(n_layers - 1, generator=g) < 0.5, u, 1 / u)
+    g = generator(seed, 'cpu')   # a seeded input: the same factors on every device
+    u = low + (high - low) * torch.rand(n_layers - 1, generator=g, dtype=torch.float64, device='cpu')
+    a = torch.where(torch.rand(n_layers - 1, generator=g, device='cpu') < 0.5, u, 1 / u)
     return a.tolist() + [1 / a.prod().item()]
 
 # %% ../nbs/02_relative_flatness.ipynb #f25367a1
@@ -139,11 +140,11 @@ def random_neuronwise(model: nn.Module, # the network
                      ) -> nn.Module:
     "Copy of `model` with every neuron of `layers` rescaled by a random factor."
     names = list(layers) if layers is not None else linear_chain(model)[:-1]
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed, 'cpu')   # a seeded input: the same factors on every device
     for nm in names:
         d = get_layer(model, nm)[1].weight.shape[0]
-        u = low + (high - low) * torch.rand(d, generator=g, dtype=torch.float64)
-        model = neuronwise_rescale(model, nm, torch.where(torch.rand(d, generator=g) < 0.5, u, 1 / u))
+        u = low + (high - low) * torch.rand(d, generator=g, dtype=torch.float64, device='cpu')
+        model = neuronwise_rescale(model, nm, torch.where(torch.rand(d, generator=g, device='cpu') < 0.5, u, 1 / u))
     return model
 
 # %% ../nbs/02_relative_flatness.ipynb #003fa836

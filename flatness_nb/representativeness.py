@@ -14,6 +14,7 @@ from .hessian import Estimate
 from .flatness import relative_flatness
 from .robustness import prop2_radii
 from .data import SyntheticTask
+from .testing import generator
 
 # %% auto #0
 __all__ = ['true_risk', 'kernel_noise', 'smoothed_risk', 'representativeness', 'fit_logistic_head', 'layer_features',
@@ -185,10 +186,10 @@ def representativeness_estimate(fit: Callable[[Tensor, Tensor], nn.Module], # fi
     if not (isinstance(train_frac, float) and 0 < train_frac < 1): raise ValueError(f"train_frac must be a float in (0, 1), got {train_frac!r}")
     k = int(train_frac * len(X))
     if k < 2 or len(X) - k < 1: raise ValueError(f"a split of {len(X)} samples at train_frac={train_frac} leaves {k} for training and {len(X) - k} held out")
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed, 'cpu')   # the splits are seeded inputs: the same splits on every device
     vals = []
     for j in range(n_splits):
-        p = torch.randperm(len(X), generator=gen); T, V = p[:k], p[k:]
+        p = torch.randperm(len(X), generator=gen, device='cpu'); T, V = p[:k], p[k:]
         fk = fit(X[T], y[T])
         if not isinstance(fk, nn.Module): raise TypeError(f"fit must return an nn.Module, got {type(fk).__name__}")
         held = empirical_risk(fk, (X[V], y[V]), loss_fn)
@@ -237,7 +238,7 @@ def synthetic_trial(task: SyntheticTask, # the data distribution and its φ
         Sm = smoothed_risk(f, 'head', (X, y), F.cross_entropy, delta, sigma, 4 * draws, seed)
         rep = Estimate(R.value - Sm.value, math.hypot(R.stderr, Sm.stderr), R.n)
         est = representativeness_estimate(fit, (X, y), 'head', F.cross_entropy, delta, sigma, n_splits, train_frac, draws, seed)
-        r2 = prop2_radii(20_000, m, delta, sigma, generator=torch.Generator().manual_seed(seed)).pow(2).mean().item()
+        r2 = prop2_radii(20_000, m, delta, sigma, generator=generator(seed, 'cpu'), device='cpu').pow(2).mean().item()
         b = bound_estimate(est, kappa, delta, m)
         row.update(E_F=Sm.value - E_emp, E_F_se=Sm.stderr, second_order=r2 * kappa / (2 * m), rep=rep.value, rep_se=rep.stderr,
                    rep_est=est.value, rep_est_se=est.stderr, flat_term=delta ** 2 * kappa / (2 * m), bound=b.value, bound_se=b.stderr)
