@@ -3,11 +3,11 @@ trace, κ^φ_Tr, diagonal, column terms ρ and bias Hessian against the dense au
 trace against the sum of the dense oracle's per-parameter blocks. Models are in eval mode with random BatchNorm
 running statistics and affine parameters, random biases, and the zoo's in-place ReLU."""
 import copy, pytest, torch, torch.nn as nn, torch.nn.functional as F
-from torch.func import functional_call, grad, jvp, vmap
+from torch.func import functional_call, grad, jvp, vjp, vmap
 from flatness_nb.zoo import ResNet18, VGG11, SmallViT, LeNet5
 from flatness_nb.core import linear_layers, param_name, layer_adapter
 from flatness_nb.hessian import (layer_curvature, layer_dense_hessian, oracle_summaries, dense_hessian,
-                                 network_hessian_trace)
+                                 network_hessian_trace, hvp)
 from flatness_nb.testing import rel_err
 
 TOL = 1e-9          # relative error allowed against the dense oracle
@@ -140,3 +140,39 @@ def test_network_trace_equals_dense_oracle(key):
     else: assert abs(est.value - ref) <= 4 * est.stderr, f"{key}: {est} vs dense {ref:.6g}: {abs(est.value - ref) / est.stderr:.1f} stderr"
     expect_exact = key == 'vgg11_w2'                          # no BatchNorm: every parameter has an exact route
     assert (est.stderr == 0) == expect_exact, est
+
+def gauss_newton_products(model, pname, X, y, V):
+    "G v = Jᵀ H^ℓ J v / n for each direction v (cross-entropy), with J = ∂f/∂w by torch.func jvp and vjp."
+    w0 = dict(model.named_parameters())[pname].detach()
+    f = lambda w: functional_call(model, {pname: w}, (X,))
+    out, back = vjp(f, w0)
+    p = out.softmax(-1)
+    def one(v):
+        Jv = jvp(f, (w0,), (v,))[1]
+        return back((p * Jv - p * (p * Jv).sum(-1, keepdim=True)) / len(X))[0]   # H^ℓ = diag(p) − p pᵀ per sample
+    return torch.stack([one(v) for v in V])
+
+def test_full_resnet18_hessian_blocks_are_gauss_newton():
+    "Full-size ResNet-18 (11.7M parameters, 32×32 inputs, float64): a layer's Hessian block times v equals its Gauss–Newton product."
+    model = randomise(ResNet18(num_classes=1000))
+    assert sum(p.numel() for p in model.parameters()) == 11_689_512
+    g = torch.Generator().manual_seed(3)
+    X, y = torch.randn(4, 3, 32, 32, generator=g, dtype=DT), torch.randint(0, 1000, (4,), generator=g)
+    errs = {}
+    for layer in ['conv1', 'layer1.0.conv1', 'layer4.1.conv2', 'fc']:
+        pn = param_name(layer); w = dict(model.named_parameters())[pn]
+        V = torch.randn(3, *w.shape, generator=g, dtype=DT)
+        Hv = hvp(model, (X, y), F.cross_entropy, {pn: V})[pn]
+        Gv = gauss_newton_products(model, pn, X, y, V)
+        assert Hv.norm() > 0
+        errs[layer] = max(rel_err(Hv[i], Gv[i]) for i in range(len(V)))
+    assert max(errs.values()) <= 1e-12, errs
+
+def test_gauss_newton_identity_fails_on_a_smooth_network():
+    "The control: behind GELU, LayerNorm and attention a layer's Hessian block is not its Gauss–Newton block."
+    model = randomise(SmallViT(num_classes=3, image_size=8, patch=4, dim=8, depth=1, heads=2, mlp=12))
+    g = torch.Generator().manual_seed(4)
+    X, y = torch.randn(4, 3, 8, 8, generator=g, dtype=DT), torch.randint(0, 3, (4,), generator=g)
+    pn = 'blocks.0.fc1.weight'; V = torch.randn(2, 12, 8, generator=g, dtype=DT)
+    Hv, Gv = hvp(model, (X, y), F.cross_entropy, {pn: V})[pn], gauss_newton_products(model, pn, X, y, V)
+    assert rel_err(Hv, Gv) > 1e-3, rel_err(Hv, Gv)
