@@ -305,19 +305,25 @@ def _proc_kb(key):
     except (OSError, StopIteration): return None
 
 # %% ../nbs/11_benchmark.ipynb #f0847a90
-def _mem_start(dev):
-    "Reset the peak-memory counter; return the memory in use now (MB), or None where the peak cannot be reset."
-    if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(); return torch.cuda.memory_allocated() / 2**20
+def _trim_heap():
+    "Hand freed heap memory back to the OS (glibc's malloc_trim), so the resident set is what is in use; a no-op elsewhere."
+    try: import ctypes; ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError): pass
+
+def _mem_reset(dev):
+    "Reset the peak-memory counter to the memory in use now; False where it cannot be reset."
+    if dev.type == 'cuda': torch.cuda.synchronize(dev); torch.cuda.reset_peak_memory_stats(dev); return True
+    _trim_heap()
     try:
         with open('/proc/self/clear_refs', 'w') as f: f.write('5')   # Linux: VmHWM := VmRSS
-    except OSError: return None
-    return _proc_kb('VmRSS') / 1024
+    except OSError: return False
+    return _proc_kb('VmHWM') is not None
 
 # %% ../nbs/11_benchmark.ipynb #96c0076b
-def _mem_peak(dev, start):
-    "Peak memory since `_mem_start` minus the memory in use then (MB), or None."
-    if start is None: return None
-    return (torch.cuda.max_memory_allocated() / 2**20 if dev.type == 'cuda' else _proc_kb('VmHWM') / 1024) - start
+def _mem_peak(dev, ok=True):
+    "Absolute peak memory (MB) since `_mem_reset` (which returned `ok`): VmHWM on the CPU, the allocator's peak on CUDA; else None."
+    if not ok: return None
+    return torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == 'cuda' else _proc_kb('VmHWM') / 1024
 
 # %% ../nbs/11_benchmark.ipynb #18bc5b79
 def _warm_up(model, batches, method, layer):
@@ -337,9 +343,9 @@ def _measure(model, batches, method, layer, dev, t_fb=None):
     def once():
         torch.manual_seed(0)   # peers draw their probes from torch's generator: the same probes on every run
         return _clocked(lambda: METHODS[method][1](model, batches, layer), dev)
-    start = _mem_start(dev)
+    ok = _mem_reset(dev)
     try:
-        t, c, out = once(); peak = _mem_peak(dev, start)
+        t, c, out = once(); peak = _mem_peak(dev, ok)
         if t_fb and t < 2 * t_fb: t2, c2, _ = once(); t, c = min(t, t2), min(c, c2)
     except Unsupported as e: return dict(unsupported=str(e))
     except Exception as e: return dict(error=f"{type(e).__name__}: {_short(e)}")
@@ -352,6 +358,12 @@ def _t_fb(model, batches, dev):
     runs = [_clocked(lambda: forward_backward(model, batches), dev)[:2] for _ in range(3)]
     return min(w for w, _ in runs), min(c for _, c in runs)
 
+# %% ../nbs/11_benchmark.ipynb #f2b1c0de
+def _fb_baseline(model, batches, dev):
+    "t_fb (wall s, CPU s) by `_t_fb`, and the absolute peak memory (MB) of those forward+backward passes, or None."
+    ok = _mem_reset(dev); t, c = _t_fb(model, batches, dev)
+    return t, c, _mem_peak(dev, ok)
+
 # %% ../nbs/11_benchmark.ipynb #a656131b
 def _child_main(spec: str):
     "Child process of `run_row`: set up, print t_fb, warm up, run the row under a memory limit, print the result (JSON lines)."
@@ -359,8 +371,8 @@ def _child_main(spec: str):
     if s.get('threads'): torch.set_num_threads(s['threads'])
     model, batches = bench_setup(s['model'], s['n'], s['batch_size'], s['tiny'], s['device'], s['dtype'], s['seed'])
     dev, ctx = torch.device(s['device']), lambda: _attention(s.get('math_attention', False))
-    with ctx(): (t_fb, t_cpu), _ = _t_fb(model, batches, dev), _warm_up(model, batches, s['method'], s['layer'])
-    print(json.dumps(dict(t_fb_s=t_fb, t_fb_cpu_s=t_cpu)), flush=True)
+    with ctx(): (t_fb, t_cpu, fb_mb), _ = _fb_baseline(model, batches, dev), _warm_up(model, batches, s['method'], s['layer'])
+    print(json.dumps(dict(t_fb_s=t_fb, t_fb_cpu_s=t_cpu, fb_peak_mb=fb_mb)), flush=True)
     vm = _proc_kb('VmSize')
     if vm and dev.type == 'cpu' and s.get('mem_gb'):
         import resource
@@ -427,9 +439,10 @@ def _skip_reason(rows, block, method, budget):
 
 # %% ../nbs/11_benchmark.ipynb #70c772ca
 def _finish(r, budget):
-    "Set a row's t_fb ratio and status."
+    "Set a row's t_fb ratios, its peak memory over its forward+backward peak, and its status."
     if r.get('seconds') is not None: r['t_fb'] = r['seconds'] / r['t_fb_s']
     if r.get('cpu_s') is not None and r.get('t_fb_cpu_s'): r['cpu_t_fb'] = r['cpu_s'] / r['t_fb_cpu_s']
+    if r.get('peak_mb') is not None and r.get('fb_peak_mb'): r['peak_over_fb'] = r['peak_mb'] / r['fb_peak_mb']
     if 'unsupported' in r: r['status'] = 'unsupported: ' + r['unsupported']
     elif 'error' in r: r['status'] = 'error: ' + r['error']
     elif 'status' not in r: r['status'] = '> budget' if r.get('t_fb', 0) > budget else 'ok'
@@ -474,8 +487,8 @@ def run_model(name: str, # a key of BENCH_MODELS
         elif isolate: r.update(run_row(dict(cfg, method=method, layer=block), budget))
         else:
             with _attention(math_attention):
-                (t_fb, t_cpu), _ = _t_fb(model, batches, torch.device(device)), _warm_up(model, batches, method, block)
-                r.update(t_fb_s=t_fb, t_fb_cpu_s=t_cpu, **_measure(model, batches, method, block, torch.device(device), t_fb))
+                (t_fb, t_cpu, fb_mb), _ = _fb_baseline(model, batches, torch.device(device)), _warm_up(model, batches, method, block)
+                r.update(t_fb_s=t_fb, t_fb_cpu_s=t_cpu, fb_peak_mb=fb_mb, **_measure(model, batches, method, block, torch.device(device), t_fb))
         rows.append(_finish(r, budget))
         if progress: say(f"  {name} {r['block']} {method}: {r['status'][:70]}" + (f", {r['t_fb']:.2f} t_fb (CPU {r.get('cpu_t_fb', float('nan')):.2f})" if 't_fb' in r else ''))
     _add_errors(rows)
@@ -498,11 +511,11 @@ def format_model(r: dict) -> str:
     f = lambda v, fmt: '' if v is None else format(v, fmt)
     lines = [f"{r['model']}{' (tiny)' if r['tiny'] else ''}: n={r['n']}, batches of {r['batch_size']}, {r['dtype']}, "
              f"{r['device']}{', math attention' if r.get('math_attention') else ''}; budget {r['budget']:g} t_fb; t_fb = {f(base.get('t_fb_s'), '.3f')} s; peers {r['peers'] or 'off'}",
-             f"{'block':15}{'method':17}{'t/t_fb':>8}{'cpu/t_fb':>9}{'value':>12}{'rel.err':>9}{'peak MB':>9}  status"]
+             f"{'block':15}{'method':17}{'t/t_fb':>8}{'cpu/t_fb':>9}{'value':>12}{'rel.err':>9}{'peak MB':>9}{'fb MB':>8}{'peak/fb':>8}  status"]
     for x in r['rows']:
         v = f(x.get('value'), '.5g') + (f"±{x['stderr']:.2g}" if x.get('stderr') else '')
         lines.append(f"{x['block']:15}{x['method']:17}{f(x.get('t_fb'), '8.2f'):>8}{f(x.get('cpu_t_fb'), '9.2f'):>9}{v:>12}{f(x.get('rel_err'), '9.1e'):>9}"
-                     f"{f(x.get('peak_mb'), '9.0f'):>9}  {x['status']}")
+                     f"{f(x.get('peak_mb'), '9.0f'):>9}{f(x.get('fb_peak_mb'), '8.0f'):>8}{f(x.get('peak_over_fb'), '8.2f'):>8}  {x['status']}")
     return '\n'.join(lines)
 
 # %% ../nbs/11_benchmark.ipynb #615bf5ab
