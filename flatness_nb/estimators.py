@@ -126,7 +126,7 @@ def _blocks(names, blockwise):
     for n in names: groups.setdefault(n.rpartition('.')[0], []).append(n)
     return list(groups.values())
 
-# %% ../nbs/01b_estimators.ipynb #9b4570e3
+# %% ../nbs/01b_estimators.ipynb #40a386b2
 def _residual_batch(model, loss_fn, p0, V, blocks):
     "(x, y) ↦ per probe Σ_i Σ_b ⟨∇_f ℓ_i, D²f_i[v_b, v_b]⟩, which is vᵀHv − vᵀGv on the block diagonal."
     def batch(x, y):
@@ -134,9 +134,9 @@ def _residual_batch(model, loss_fn, p0, V, blocks):
         g = grad(lambda o: per_sample_losses(loss_fn, o, y).sum())(f(p0))
         tot = 0
         for b in blocks:
-            pb = {n: p0[n] for n in b}
-            d2f = lambda v: jvp(lambda p: jvp(f, (p,), (v,))[1], (pb,), (v,))[1]
-            tot = tot + (vmap(d2f)({n: V[n] for n in b}) * g).flatten(1).sum(1)
+            pb, Vb = {n: p0[n] for n in b}, {n: V[n] for n in b}
+            Rv = vmap(lambda v: jvp(grad(lambda p: (f(p) * g).sum()), (pb,), (v,))[1])(Vb)     # forward-over-reverse
+            tot = tot + sum((Vb[n] * Rv[n]).flatten(1).sum(1) for n in b)
         return tot
     return batch
 
@@ -160,7 +160,7 @@ def residual_trace(model: nn.Module, # the network, in eval mode
         with torch.no_grad(): return sample_mean(model, data, batch(V), batch_size, _first_check(model, loss_fn))
     return hutchinson(draw, quad, **kw)
 
-# %% ../nbs/01b_estimators.ipynb #0d98f12e
+# %% ../nbs/01b_estimators.ipynb #5f87828c
 def _ggn_trace_batch(model, loss_fn, p0, chunk):
     "(x, y) ↦ per parameter name Σ_i ⟨H^ℓ_i, J_i J_iᵀ⟩ (per-sample Jacobians, `chunk` samples at a time)."
     jac = jacrev(lambda p, xi: _forward(model, p, xi[None]).reshape(-1))
@@ -171,7 +171,7 @@ def _ggn_trace_batch(model, loss_fn, p0, chunk):
         return {n: t.sum() for n, t in traces.items()}
     return batch
 
-# %% ../nbs/01b_estimators.ipynb #075cd8a0
+# %% ../nbs/01b_estimators.ipynb #a3b985ae
 def exact_ggn_traces(model: nn.Module, # the network, in eval mode
                      data, # (X, y) tensors or an iterable of (x, y) batches
                      loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
@@ -187,7 +187,7 @@ def exact_ggn_traces(model: nn.Module, # the network, in eval mode
                              "differentiable near these weights")
     return {n: t.item() for n, t in tr.items()}
 
-# %% ../nbs/01b_estimators.ipynb #a7ec938d
+# %% ../nbs/01b_estimators.ipynb #8fa14d71
 @dataclass
 class TraceSplit:
     "Tr(H) of a parameter block as Tr(G) (exact) + Tr(H − G) (estimated)."
@@ -201,7 +201,7 @@ class TraceSplit:
         return "| part | how | value | stderr |\n|---|---|---|---|\n" + "\n".join(f"| {p} | {h} | {e.value:.6g} | {e.stderr:.2g} |" for p, h, e in rows)
     def _repr_markdown_(self): return self.table()
 
-# %% ../nbs/01b_estimators.ipynb #e05226c6
+# %% ../nbs/01b_estimators.ipynb #0b52a32b
 def _gn_sum(gn_exact, names):
     "Σ over `names` of the given exact Gauss–Newton traces, refusing missing names and values that are not finite."
     miss = [n for n in names if n not in gn_exact]
@@ -211,7 +211,7 @@ def _gn_sum(gn_exact, names):
     if bad: raise ValueError(f"gn_exact is NaN or inf for {bad}: pass finite exact traces (or gn_exact=None)")
     return math.fsum(gn_exact[n] for n in names)
 
-# %% ../nbs/01b_estimators.ipynb #111a3f00
+# %% ../nbs/01b_estimators.ipynb #847de221
 def split_trace(model: nn.Module, # the network, in eval mode
                 data, # (X, y) tensors or an iterable of (x, y) batches
                 loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
