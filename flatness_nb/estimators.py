@@ -13,9 +13,11 @@ from torch.func import vmap, grad, jvp, vjp, jacrev, functional_call
 from .core import (CHECK_SAMPLES, Estimate, check_eval, check_loss, exact_attention, flatten_params,
                               model_device_dtype, per_sample_losses, sample_mean)
 from .hessian import hutchinson, hvp, output_loss_hessian, _named_params, _probe
+from .sweep import network_curvature
 
 # %% auto #0
-__all__ = ['OPERATORS', 'ggn_vp', 'hutchpp_trace', 'residual_trace', 'exact_ggn_traces', 'TraceSplit', 'split_trace']
+__all__ = ['OPERATORS', 'ggn_vp', 'hutchpp_trace', 'residual_trace', 'exact_ggn_traces', 'TraceSplit', 'gauss_newton_traces',
+           'split_trace']
 
 # %% ../nbs/01b_estimators.ipynb #317b8df4
 def _forward(model, p, x):
@@ -211,18 +213,32 @@ def _gn_sum(gn_exact, names):
     if bad: raise ValueError(f"gn_exact is NaN or inf for {bad}: pass finite exact traces (or gn_exact=None)")
     return math.fsum(gn_exact[n] for n in names)
 
+# %% ../nbs/01b_estimators.ipynb #ebf2eb8e
+def gauss_newton_traces(model: nn.Module, # the network, in eval mode
+                        data, # (X, y) tensors or an iterable of (x, y) batches
+                        loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
+                        params: Sequence[str] | None = None, # parameter names (default: all)
+                        batch_size: int = 512, # batch size used to split (X, y) tensors
+                       ) -> dict[str, float]:
+    "Exact Tr G_pp per named parameter: from the sweep where it sees the parameter, else from per-sample Jacobians."
+    names = list(_params(model, params))
+    nc = network_curvature(model, data, loss_fn, curvature='gauss_newton', batch_size=batch_size)
+    got = {n: nc.traces[n] for n in names if n in nc.traces}
+    rest = [n for n in names if n not in got]
+    return {**got, **(exact_ggn_traces(model, data, loss_fn, rest, batch_size) if rest else {})}
+
 # %% ../nbs/01b_estimators.ipynb #847de221
 def split_trace(model: nn.Module, # the network, in eval mode
                 data, # (X, y) tensors or an iterable of (x, y) batches
                 loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
                 params: Sequence[str] | None = None, # parameter names (default: all)
-                gn_exact: dict[str, float] | None = None, # exact Tr G_pp per parameter name; None: `exact_ggn_traces`
+                gn_exact: dict[str, float] | None = None, # exact Tr G_pp per parameter name; None: `gauss_newton_traces`
                 seed: int = 0, # seed of the residual's probes
                 batch_size: int = 512, # batch size used to split (X, y) tensors
                 **kw, # passed to `residual_trace` (blockwise, min_probes, max_probes, rtol, probes_per_pass)
                ) -> TraceSplit:
     "Tr(H) over `params` split into the exact Gauss–Newton trace and the estimated residual Tr(H − G)."
     names = list(_params(model, params))
-    gn = _gn_sum(gn_exact if gn_exact is not None else exact_ggn_traces(model, data, loss_fn, names, batch_size), names)
+    gn = _gn_sum(gn_exact if gn_exact is not None else gauss_newton_traces(model, data, loss_fn, names, batch_size), names)
     res = residual_trace(model, data, loss_fn, names, seed, batch_size, **kw)
     return TraceSplit(Estimate(gn, 0.0, 0), res, Estimate(gn + res.value, res.stderr, res.n))

@@ -310,7 +310,7 @@ def dense_hessian(model: nn.Module, # the network, in eval mode
     if N > max_size: raise ValueError(f"the dense Hessian has {N}² entries (> max_size={max_size}²); it is an oracle "
                                       "for small models: use layer_curvature or the Hutchinson estimators")
     L = _loss_of_params(model, loss_fn)
-    with torch.no_grad(): return sample_mean(model, data, lambda x, y: torch.func.hessian(lambda f: L(unflat(f), x, y))(flat0), batch_size)
+    with torch.no_grad(): return sample_mean(model, data, lambda x, y: torch.func.jacfwd(grad(lambda f: L(unflat(f), x, y)))(flat0), batch_size)
 
 # %% ../nbs/01_hessian.ipynb #09854ae1
 def oracle_summaries(H: Tensor, # dense Hessian of one layer's weight, (dm, dm)

@@ -332,7 +332,7 @@ def train_to_minimum(model: nn.Module, # the network, float64, in eval mode; tra
         lam = 0.0
         with torch.no_grad():
             while gn > tol and k < newton_steps:
-                g = torch.func.grad(E)(w); H = torch.func.hessian(E)(w)
+                g = torch.func.grad(E)(w); H = torch.func.jacfwd(torch.func.grad(E))(w)
                 lam = max(lam, -1.01 * torch.linalg.eigvalsh(H)[0].item(), 0.0)
                 s = torch.linalg.solve(H + lam * torch.eye(len(w), dtype=dt, device=dev), g)
                 lw = E(w - s).item()

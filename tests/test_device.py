@@ -16,10 +16,7 @@ ALLOWED = {
         "the same reference, compared only on a CPU run",
 }
 # Known CUDA breakers in files this test's author does not own, with the exact fix (each entry must still match, too).
-PENDING = {
-    ('nbs/00_core.ipynb', '((X.numpy(), y.numpy()), {}, "convert with torch.as_tensor")]:'):
-        "write X.cpu().numpy(), y.cpu().numpy(): the check feeds NumPy arrays and must build them from CUDA tensors too",
-}
+PENDING: dict = {}
 
 def code_lines():
     "(file, line) of every code cell line of nbs/*.ipynb and every line of flatness_nb/*.py, comments dropped."
