@@ -11,12 +11,14 @@ from .core import iter_batches, model_device_dtype, param_name
 from .testing import device_name   # the FLATNESS_DEVICE switch
 from .hessian import hvp, layer_curvature, layer_hessian_trace, network_hessian_trace
 from .flatness import relative_flatness
+from .estimators import hutchpp_trace, split_trace
 from .zoo import LeNet5, ResNet18, SmallViT  # LeNet5: the model lives in the zoo; importable from here as before
 
 # %% auto #0
-__all__ = ['PEERS', 'BENCH_MODELS', 'METHODS', 'LAYER_METHODS', 'NETWORK_METHODS', 'SyntheticImages', 'forward_backward',
-           'dense_column_time', 'run_benchmark', 'peak_memory_mb', 'process_scaling', 'format_report', 'peer_status',
-           'bench_setup', 'Unsupported', 'run_row', 'bench_plan', 'run_model', 'format_model', 'main']
+__all__ = ['PEERS', 'BENCH_MODELS', 'METHODS', 'LAYER_METHODS', 'NETWORK_METHODS', 'ESTIMATES', 'SyntheticImages',
+           'forward_backward', 'dense_column_time', 'run_benchmark', 'peak_memory_mb', 'process_scaling',
+           'format_report', 'peer_status', 'bench_setup', 'Unsupported', 'run_row', 'bench_plan', 'run_model',
+           'format_model', 'main']
 
 # %% ../nbs/11_benchmark.ipynb #0badc8a2
 class SyntheticImages(torch.utils.data.Dataset):
@@ -233,6 +235,18 @@ def _ours(model, batches, layer, what='trace'):
     f = layer_hessian_trace if what == 'trace' else relative_flatness
     return dict(value=f(model, layer, batches))
 
+# %% ../nbs/11_benchmark.ipynb #484f0664
+def _ours_hutchpp(model, batches, layer, matvecs=51):
+    "Our Hutch++ trace of the block's Hessian (`estimators.hutchpp_trace`), with the standard error of its deflated part."
+    e = hutchpp_trace(model, batches, nn.CrossEntropyLoss(), [param_name(layer)] if layer else None, matvecs=matvecs)
+    return dict(value=e.value, stderr=e.stderr)
+
+# %% ../nbs/11_benchmark.ipynb #3c24aae7
+def _ours_split(model, batches, layer, probes=16):
+    "Exact Gauss–Newton trace (the sweep) + the residual Tr(H − G) by `probes` paired Hutchinson probes, with its standard error."
+    s = split_trace(model, batches, nn.CrossEntropyLoss(), [param_name(layer)] if layer else None, min_probes=probes, max_probes=probes)
+    return dict(value=s.total.value, stderr=s.total.stderr, gauss_newton=s.gauss_newton.value, residual=s.residual.value)
+
 # %% ../nbs/11_benchmark.ipynb #a7e15777
 def _curvlinops(model, batches, layer, kind='hutchinson', matvecs=10):
     "curvlinops' Hutchinson or Hutch++ trace of the block's Hessian, with `matvecs` matrix-vector products."
@@ -280,6 +294,8 @@ def _fb_row(model, batches):
 METHODS = {  # row name: (peer it needs or None, computation)
     'ours Tr(H)': (None, partial(_ours, what='trace')),
     'ours κ^φ_Tr': (None, partial(_ours, what='kappa')),
+    'ours Hutch++ 51': (None, _ours_hutchpp),
+    'ours GN+residual': (None, _ours_split),
     'Hutchinson 10': ('curvlinops', partial(_curvlinops, kind='hutchinson', matvecs=10)),
     'Hutchinson 50': ('curvlinops', partial(_curvlinops, kind='hutchinson', matvecs=50)),
     'Hutch++ 51': ('curvlinops', partial(_curvlinops, kind='hutchpp', matvecs=51)),
@@ -288,7 +304,8 @@ METHODS = {  # row name: (peer it needs or None, computation)
     'forward+backward': (None, lambda model, batches, layer: _fb_row(model, batches)),
 }
 LAYER_METHODS = tuple(k for k in METHODS if k != 'forward+backward')
-NETWORK_METHODS = ('ours Tr(H)', 'Hutchinson 10', 'DiagGGNExact', 'DiagHessian')
+NETWORK_METHODS = ('ours Tr(H)', 'ours Hutch++ 51', 'ours GN+residual', 'Hutchinson 10', 'DiagGGNExact', 'DiagHessian')
+ESTIMATES = ('ours Hutch++ 51', 'ours GN+residual')   # our estimators: their error against our exact value is reported too
 
 # %% ../nbs/11_benchmark.ipynb #2d139e96
 def _attention(math: bool):
@@ -424,7 +441,8 @@ def bench_plan(layers: tuple, # layer names
     plan = [('-', 'forward+backward')] + [(l, m) for l in layers for m in LAYER_METHODS if ok(m)]
     return plan + ([(None, m) for m in NETWORK_METHODS if ok(m)] if network else [])
 
-_PREDICT = {'Hutchinson 50': ('Hutchinson 10', 5), 'Hutch++ 51': ('Hutchinson 10', 5.1), 'ours κ^φ_Tr': ('ours Tr(H)', 1)}
+_PREDICT = {'Hutchinson 50': ('Hutchinson 10', 5), 'Hutch++ 51': ('Hutchinson 10', 5.1), 'ours κ^φ_Tr': ('ours Tr(H)', 1),
+            'ours Hutch++ 51': ('Hutchinson 10', 5.1)}
 
 # %% ../nbs/11_benchmark.ipynb #e952d9d0
 def _skip_reason(rows, block, method, budget):
@@ -450,10 +468,10 @@ def _finish(r, budget):
 
 # %% ../nbs/11_benchmark.ipynb #dab30a2f
 def _add_errors(rows):
-    "Relative error of every peer row against our exact Tr(H) of the same block."
+    "Relative error of every peer row and of our estimators against our exact Tr(H) of the same block."
     ref = {r['block']: r['value'] for r in rows if r['method'] == 'ours Tr(H)' and r.get('value') is not None}
     for r in rows:
-        if METHODS[r['method']][0] and r.get('value') is not None and r['block'] in ref:
+        if (METHODS[r['method']][0] or r['method'] in ESTIMATES) and r.get('value') is not None and r['block'] in ref:
             r['rel_err'] = abs(r['value'] - ref[r['block']]) / abs(ref[r['block']])
 
 # %% ../nbs/11_benchmark.ipynb #94e68aed

@@ -106,7 +106,7 @@ def layer_sums(layer: nn.Module, # a registered layer (see `supported_layers`)
                dz: Tensor, # cotangents of its output, (r, B, *z.shape[1:])
                sig: Tensor, # signs σ, (B, r)
                want: Sequence[str], # from WEIGHT_QUANTITIES and BIAS_QUANTITIES
-               max_elements: int = 2 ** 25, # budget of one chunk's intermediate tensor, in elements
+               max_elements: int = 2 ** 24, # budget of one chunk's intermediate tensor, in elements
               ) -> dict[str, Tensor]:
     "Σ over (sample i, column c) of σ_ic·q(G_ic) for each requested quantity q of the layer's weight and bias."
     ad = find_adapter(layer); W = ad.matrix(layer, layer.weight.detach())
@@ -179,13 +179,18 @@ def _record(model, mods, x):
 
 # %% ../nbs/01a_sweep.ipynb #194d8035
 def _cotangents(out, zs, S):
-    "∂(s_cᵀ f)/∂z for every column c of S (B, k, r) and each z in zs: (r, B, …) each, zeros where z does not reach the output."
+    "∂(s_cᵀ f)/∂z for every column c of S (B, k, r) and each z in zs: (r, B, …) each (zeros where z does not reach the output)."
     cot = S.permute(2, 0, 1).reshape(S.shape[2], *out.shape)
-    if len(zs) == 1:
-        cols = [torch.autograd.grad(out, zs, c, retain_graph=True, allow_unused=True)[0] for c in cot]
-        g = [None if cols[0] is None else torch.stack(cols)]
-    else: g = torch.autograd.grad(out, zs, cot, is_grads_batched=True, allow_unused=True)
+    if len(cot) == 1: g = [None if d is None else d[None] for d in torch.autograd.grad(out, zs, cot[0], retain_graph=True, allow_unused=True)]
+    else: g = torch.autograd.grad(out, zs, cot, retain_graph=True, is_grads_batched=True, allow_unused=True)
     return [torch.zeros(len(cot), *z.shape, dtype=z.dtype, device=z.device) if d is None else d for z, d in zip(zs, g)]
+
+# %% ../nbs/01a_sweep.ipynb #91ff173b
+def _column_groups(r, zs, max_elements):
+    "Column ranges whose cotangents for all of `zs` stay below max_elements; one column at a time for a single module."
+    per = sum(z.numel() for z in zs)
+    g = 1 if len(zs) == 1 else max(1, min(r, max_elements // max(1, per)))
+    return [(c, min(r, c + g)) for c in range(0, r, g)]
 
 # %% ../nbs/01a_sweep.ipynb #9d042c26
 @dataclass
@@ -347,29 +352,36 @@ def make_sweep_plan(model: nn.Module, # the network, in eval mode
     _check_single_use(model, plan, xs, gen)
     return plan
 
+# %% ../nbs/01a_sweep.ipynb #ef758c64
+def _batch_sums(plan, inputs, sig, want, max_elements):
+    "Each swept module's sums from its input and its output cotangents for some columns: {name: (a, dz)}, signs (B, r)."
+    res, own = {}, [q for q in want if q in ('trace', 'diagonal')]
+    with torch.no_grad():
+        for n, (a, d) in inputs.items():
+            mod = plan.modules[n]
+            if n in plan.linear:
+                lw = want if getattr(mod, 'bias', None) is not None else [q for q in want if q not in BIAS_QUANTITIES[:2]]   # 'bias': Σ H^z
+                res.update({(q, n): v for q, v in layer_sums(mod, a, d, sig, lw, max_elements).items()})
+            else: res.update({(q, param_name(n, k)): v for (q, k), v in module_sums(mod, a, d, sig, own).items()})
+    return res
+
 # %% ../nbs/01a_sweep.ipynb #15ac2560
 def sweep_batch(model: nn.Module, # the network, in eval mode
                 plan: SweepPlan, # from `make_sweep_plan`
                 x: Tensor, y: Tensor, # one batch
                 loss_fn: Callable, # a standard PyTorch loss
                 want: Sequence[str], # for layers: WEIGHT_QUANTITIES / BIAS_QUANTITIES; for other modules 'trace', 'diagonal'
-                max_elements: int = 2 ** 25, # memory budget of one intermediate tensor, in elements
+                max_elements: int = 2 ** 24, # memory budget of the cotangents and of one intermediate tensor, in elements
                ) -> dict[tuple[str, str], Tensor]:
     "Sums over one batch, keyed (quantity, name): a layer's quantities by module name, other modules' ('param_…') by parameter name."
     rec, out = _record(model, plan.modules, x)
     _check_output(out); check_labels(loss_fn, out, y)
     if not torch.isfinite(out).all(): raise ValueError(f"model output contains NaN or inf on a batch of {len(x)} samples")
     S, sig = loss_hessian_factor(loss_fn, out.detach(), y)
-    names = list(rec)
-    dz = _cotangents(out, [rec[n][0][1] for n in names], S.detach())
-    res, own = {}, [q for q in want if q in ('trace', 'diagonal')]
-    with torch.no_grad():
-        for n, d in zip(names, dz):
-            a, mod = rec[n][0][0], plan.modules[n]
-            if n in plan.linear:
-                lw = want if getattr(mod, 'bias', None) is not None else [q for q in want if q not in BIAS_QUANTITIES[:2]]   # 'bias': Σ H^z
-                res.update({(q, n): v for q, v in layer_sums(mod, a, d, sig, lw, max_elements).items()})
-            else: res.update({(q, param_name(n, k)): v for (q, k), v in module_sums(mod, a, d, sig, own).items()})
+    names = list(rec); zs = [rec[n][0][1] for n in names]; res = {}
+    for c0, c1 in _column_groups(S.shape[2], zs, max_elements):
+        dz = _cotangents(out, zs, S[:, :, c0:c1].detach())
+        res = _add_sums(res, _batch_sums(plan, {n: (rec[n][0][0], d) for n, d in zip(names, dz)}, sig[:, c0:c1], want, max_elements))
     return res
 
 # %% ../nbs/01a_sweep.ipynb #27248dd8
@@ -425,7 +437,7 @@ def network_curvature(model: nn.Module, # the network, in eval mode
                       layers: Sequence[str] | None = None, # only these modules (default: all)
                       curvature: str = 'hessian', # 'hessian', or 'gauss_newton' for the exact Gauss–Newton blocks
                       batch_size: int = 512, # batch size used to split (X, y) tensors
-                      max_elements: int = 2 ** 25, # memory budget of one intermediate tensor, in elements
+                      max_elements: int = 2 ** 24, # memory budget of one intermediate tensor, in elements
                      ) -> NetworkCurvature:
     "Exact per-parameter curvature of E_emp from one forward and one batched backward pass per batch (see the plan's checks)."
     per, plans = _sweep_want(want), []
