@@ -102,15 +102,15 @@ def _token_form(T, d, m, r, want):
 
 # %% ../nbs/01a_sweep.ipynb #34ef962b
 def layer_sums(layer: nn.Module, # a registered layer (see `supported_layers`)
-               a: Tensor, # its input on a batch, (B, …)
+               P: Tensor, # its input as tokens, (B, T, m): the adapter's `tokens` (made once per batch)
                dz: Tensor, # cotangents of its output, (r, B, *z.shape[1:])
                sig: Tensor, # signs σ, (B, r)
                want: Sequence[str], # from WEIGHT_QUANTITIES and BIAS_QUANTITIES
-               max_elements: int = 2 ** 24, # budget of one chunk's intermediate tensor, in elements
+               max_elements: int = 2 ** 25, # budget of one chunk's intermediate tensor, in elements
               ) -> dict[str, Tensor]:
     "Σ over (sample i, column c) of σ_ic·q(G_ic) for each requested quantity q of the layer's weight and bias."
     ad = find_adapter(layer); W = ad.matrix(layer, layer.weight.detach())
-    P, D, s = ad.tokens(layer, a), ad.cotangent_tokens(layer, dz), sig.T
+    D, s = ad.cotangent_tokens(layer, dz), sig.T
     r, B, T, d = D.shape; m = P.shape[-1]; out = {}
     if 'bias' in want: q = D.sum(2); out['bias'] = torch.einsum('rb,rbs,rbv->sv', s, q, q)
     if 'bias_trace' in want: out['bias_trace'] = torch.einsum('rb,rbs->', s, D.sum(2) ** 2)
@@ -352,9 +352,15 @@ def make_sweep_plan(model: nn.Module, # the network, in eval mode
     _check_single_use(model, plan, xs, gen)
     return plan
 
+# %% ../nbs/01a_sweep.ipynb #f4c91f37
+def _features(plan, name, a):
+    "What a module's sums read: a registered layer's input tokens (B, T, m), another module's input as it is."
+    mod = plan.modules[name]
+    return find_adapter(mod).tokens(mod, a) if name in plan.linear else a
+
 # %% ../nbs/01a_sweep.ipynb #ef758c64
 def _batch_sums(plan, inputs, sig, want, max_elements):
-    "Each swept module's sums from its input and its output cotangents for some columns: {name: (a, dz)}, signs (B, r)."
+    "Each swept module's sums from its features (a layer's tokens, another module's input) and output cotangents: {name: (φ, dz)}."
     res, own = {}, [q for q in want if q in ('trace', 'diagonal')]
     with torch.no_grad():
         for n, (a, d) in inputs.items():
@@ -371,7 +377,7 @@ def sweep_batch(model: nn.Module, # the network, in eval mode
                 x: Tensor, y: Tensor, # one batch
                 loss_fn: Callable, # a standard PyTorch loss
                 want: Sequence[str], # for layers: WEIGHT_QUANTITIES / BIAS_QUANTITIES; for other modules 'trace', 'diagonal'
-                max_elements: int = 2 ** 24, # memory budget of the cotangents and of one intermediate tensor, in elements
+                max_elements: int = 2 ** 25, # memory budget of the cotangents and of one intermediate tensor, in elements
                ) -> dict[tuple[str, str], Tensor]:
     "Sums over one batch, keyed (quantity, name): a layer's quantities by module name, other modules' ('param_…') by parameter name."
     rec, out = _record(model, plan.modules, x)
@@ -379,9 +385,10 @@ def sweep_batch(model: nn.Module, # the network, in eval mode
     if not torch.isfinite(out).all(): raise ValueError(f"model output contains NaN or inf on a batch of {len(x)} samples")
     S, sig = loss_hessian_factor(loss_fn, out.detach(), y)
     names = list(rec); zs = [rec[n][0][1] for n in names]; res = {}
+    with torch.no_grad(): feats = {n: _features(plan, n, rec[n][0][0]) for n in names}   # once per batch, not per column group
     for c0, c1 in _column_groups(S.shape[2], zs, max_elements):
         dz = _cotangents(out, zs, S[:, :, c0:c1].detach())
-        res = _add_sums(res, _batch_sums(plan, {n: (rec[n][0][0], d) for n, d in zip(names, dz)}, sig[:, c0:c1], want, max_elements))
+        res = _add_sums(res, _batch_sums(plan, {n: (feats[n], d) for n, d in zip(names, dz)}, sig[:, c0:c1], want, max_elements))
     return res
 
 # %% ../nbs/01a_sweep.ipynb #27248dd8
@@ -437,7 +444,7 @@ def network_curvature(model: nn.Module, # the network, in eval mode
                       layers: Sequence[str] | None = None, # only these modules (default: all)
                       curvature: str = 'hessian', # 'hessian', or 'gauss_newton' for the exact Gauss–Newton blocks
                       batch_size: int = 512, # batch size used to split (X, y) tensors
-                      max_elements: int = 2 ** 24, # memory budget of one intermediate tensor, in elements
+                      max_elements: int = 2 ** 25, # memory budget of one intermediate tensor, in elements
                      ) -> NetworkCurvature:
     "Exact per-parameter curvature of E_emp from one forward and one batched backward pass per batch (see the plan's checks)."
     per, plans = _sweep_want(want), []
