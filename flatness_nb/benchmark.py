@@ -529,10 +529,10 @@ def format_model(r: dict) -> str:
     f = lambda v, fmt: '' if v is None else format(v, fmt)
     lines = [f"{r['model']}{' (tiny)' if r['tiny'] else ''}: n={r['n']}, batches of {r['batch_size']}, {r['dtype']}, "
              f"{r['device']}{', math attention' if r.get('math_attention') else ''}; budget {r['budget']:g} t_fb; t_fb = {f(base.get('t_fb_s'), '.3f')} s; peers {r['peers'] or 'off'}",
-             f"{'block':15}{'method':17}{'t/t_fb':>8}{'cpu/t_fb':>9}{'value':>12}{'rel.err':>9}{'peak MB':>9}{'fb MB':>8}{'peak/fb':>8}  status"]
+             f"{'block':15}{'method':17}{'t/t_fb':>8}{'cpu/t_fb':>9}{'value':>18}{'rel.err':>9}{'peak MB':>9}{'fb MB':>8}{'peak/fb':>8}  status"]
     for x in r['rows']:
         v = f(x.get('value'), '.5g') + (f"±{x['stderr']:.2g}" if x.get('stderr') else '')
-        lines.append(f"{x['block']:15}{x['method']:17}{f(x.get('t_fb'), '8.2f'):>8}{f(x.get('cpu_t_fb'), '9.2f'):>9}{v:>12}{f(x.get('rel_err'), '9.1e'):>9}"
+        lines.append(f"{x['block']:15}{x['method']:17}{f(x.get('t_fb'), '8.2f'):>8}{f(x.get('cpu_t_fb'), '9.2f'):>9}{v:>18}{f(x.get('rel_err'), '9.1e'):>9}"
                      f"{f(x.get('peak_mb'), '9.0f'):>9}{f(x.get('fb_peak_mb'), '8.0f'):>8}{f(x.get('peak_over_fb'), '8.2f'):>8}  {x['status']}")
     return '\n'.join(lines)
 

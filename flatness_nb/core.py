@@ -14,13 +14,13 @@ from torch.nn.attention import sdpa_kernel, SDPBackend
 from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
 # %% auto #0
-__all__ = ['LAYER_ADAPTERS', 'CONV_TYPES', 'LINEAR_TYPES', 'CHECK_SAMPLES', 'UnsupportedLayerError', 'param_name',
-           'linear_layers', 'LayerAdapter', 'register_layer', 'supported_layers', 'find_adapter', 'layer_adapter',
-           'check_layer', 'LinearAdapter', 'ConvAdapter', 'Conv3dAdapter', 'EmbeddingAdapter', 'get_layer',
-           'check_eval', 'model_device_dtype', 'iter_batches', 'count_samples', 'exact_attention', 'SelectOutput',
-           'check_forward', 'check_untied', 'LayerSplit', 'check_single_use', 'unfold_patches', 'reduce_sums',
-           'reduce_max', 'check_single_process', 'sample_mean', 'Estimate', 'flatten_params', 'check_labels',
-           'sample_loss', 'per_sample_losses', 'check_loss', 'empirical_risk', 'perturbed_risks']
+__all__ = ['LAYER_ADAPTERS', 'CONV_TYPES', 'LINEAR_TYPES', 'CHECK_SAMPLES', 'ROUTE_SAMPLES', 'UnsupportedLayerError',
+           'param_name', 'linear_layers', 'LayerAdapter', 'register_layer', 'supported_layers', 'find_adapter',
+           'layer_adapter', 'check_layer', 'LinearAdapter', 'ConvAdapter', 'Conv3dAdapter', 'EmbeddingAdapter',
+           'get_layer', 'check_eval', 'model_device_dtype', 'iter_batches', 'count_samples', 'exact_attention',
+           'SelectOutput', 'check_forward', 'check_untied', 'LayerSplit', 'check_single_use', 'unfold_patches',
+           'reduce_sums', 'reduce_max', 'check_single_process', 'sample_mean', 'Estimate', 'flatten_params',
+           'check_labels', 'sample_loss', 'per_sample_losses', 'check_loss', 'empirical_risk', 'perturbed_risks']
 
 # %% ../nbs/00_core.ipynb #b3bb07fb
 class UnsupportedLayerError(ValueError):
@@ -301,6 +301,7 @@ class SelectOutput(nn.Module):
 
 # %% ../nbs/00_core.ipynb #1a0023f0
 CHECK_SAMPLES = 16   # the first batch's samples on which the forward-pass contract is checked (cheap next to a pass)
+ROUTE_SAMPLES = 4    # samples of the exact-zero curvature checks: forward-mode AD through a CNN costs ~30 forward passes per sample on a CPU
 
 # %% ../nbs/00_core.ipynb #ceeb23c5
 def check_forward(model: nn.Module, # the network, in eval mode

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad, jvp, vjp, vmap
-from .core import (CHECK_SAMPLES, _check_output, _functional_linears, check_labels, check_loss, exact_attention,
+from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, _check_output, _functional_linears, check_labels, check_loss, exact_attention,
                               find_adapter, linear_layers, model_device_dtype, param_name, sample_loss, sample_mean)
 
 # %% auto #0
@@ -343,12 +343,12 @@ def make_sweep_plan(model: nn.Module, # the network, in eval mode
     "Sort every parameter into covered (exact from one sweep) and rest (with the reason), checking on the first batch."
     if curvature not in ('hessian', 'gauss_newton'): raise ValueError(f"curvature must be 'hessian' or 'gauss_newton', got {curvature!r}")
     plan = SweepPlan(*_candidates(model, layers), curvature=curvature)
-    gen, xs = torch.Generator(device=x.device).manual_seed(seed), x[:CHECK_SAMPLES]
+    gen, xs, xr = torch.Generator(device=x.device).manual_seed(seed), x[:CHECK_SAMPLES], x[:ROUTE_SAMPLES]
     inp = _check_called_once(model, plan, xs)
-    if curvature == 'hessian':
-        _drop(plan, [n for n in plan.other if not _linear_in_params(plan.other[n], inp[n], gen)],
+    if curvature == 'hessian':                          # exact-zero curvature checks: structural, so a few samples
+        _drop(plan, [n for n in plan.other if not _linear_in_params(plan.other[n], inp[n][:ROUTE_SAMPLES], gen)],
               "its module's output is not linear in it, so its Hessian block has a curvature term")
-        _check_smooth(model, plan, xs, gen)
+        _check_smooth(model, plan, xr, gen)
     _check_single_use(model, plan, xs, gen)
     return plan
 
