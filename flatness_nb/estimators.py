@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, jacrev, functional_call
 from .core import (CHECK_SAMPLES, Estimate, check_eval, check_loss, exact_attention, flatten_params,
                               model_device_dtype, per_sample_losses, sample_mean)
-from .hessian import hutchinson, hvp, output_loss_hessian, _named_params, _probe
+from .hessian import hutchinson, hvp, output_loss_hessian, _check_dirs, _named_params, _probe
 from .sweep import network_curvature
 
 # %% auto #0
@@ -23,17 +23,6 @@ __all__ = ['OPERATORS', 'ggn_vp', 'hutchpp_trace', 'residual_trace', 'exact_ggn_
 def _forward(model, p, x):
     "The model's output on `x` with the named parameters replaced by `p` (the others are the model's own)."
     with exact_attention(): return functional_call(model, p, (x,))
-
-# %% ../nbs/01b_estimators.ipynb #cd884a38
-def _check_dirs(model, vecs):
-    "Detached parameters named by `vecs`, once each direction has shape (p, *parameter shape) with one p for all."
-    check_eval(model)
-    p0 = _named_params(model, list(vecs))
-    bad = {k: tuple(v.shape) for k, v in vecs.items() if v.dim() != p0[k].dim() + 1 or v.shape[1:] != p0[k].shape}
-    if bad: raise ValueError(f"directions {bad} must have shape (p, *parameter shape), a leading probe dimension p first "
-                             f"(parameter shapes: { {k: tuple(p0[k].shape) for k in bad} })")
-    if len({v.shape[0] for v in vecs.values()}) > 1: raise ValueError("every direction needs the same number p of probes")
-    return p0
 
 # %% ../nbs/01b_estimators.ipynb #ab2f2ced
 def _first_check(model, loss_fn):

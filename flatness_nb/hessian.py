@@ -341,6 +341,17 @@ def _relerr(a, b):
     a, b = torch.as_tensor(a), torch.as_tensor(b)
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
+# %% ../nbs/01_hessian.ipynb #ff553b33
+def _check_dirs(model, vecs):
+    "Detached parameters named by `vecs`, once each direction has shape (p, *parameter shape) with one p for all."
+    check_eval(model)
+    p0 = _named_params(model, list(vecs))
+    bad = {k: tuple(v.shape) for k, v in vecs.items() if v.dim() != p0[k].dim() + 1 or v.shape[1:] != p0[k].shape}
+    if bad: raise ValueError(f"directions {bad} must have shape (p, *parameter shape), a leading probe dimension p first "
+                             f"(parameter shapes: { {k: tuple(p0[k].shape) for k in bad} })")
+    if len({v.shape[0] for v in vecs.values()}) > 1: raise ValueError("every direction needs the same number p of probes")
+    return p0
+
 # %% ../nbs/01_hessian.ipynb #947d1c5b
 def hvp(model: nn.Module, # the network, in eval mode
         data, # (X, y) tensors or an iterable of (x, y) batches
@@ -349,12 +360,7 @@ def hvp(model: nn.Module, # the network, in eval mode
         batch_size: int = 512, # batch size used to split (X, y) tensors
        ) -> dict[str, Tensor]:
     "Hessian of E_emp (w.r.t. the named parameters) times p directions at once, streamed over the data."
-    check_eval(model)
-    p0 = _named_params(model, list(vecs))
-    bad = {k: tuple(v.shape) for k, v in vecs.items() if v.dim() != p0[k].dim() + 1 or v.shape[1:] != p0[k].shape}
-    if bad: raise ValueError(f"directions {bad} must have shape (p, *parameter shape), a leading probe dimension p first "
-                             f"(parameter shapes: { {k: tuple(p0[k].shape) for k in bad} })")
-    if len({v.shape[0] for v in vecs.values()}) > 1: raise ValueError("every direction needs the same number p of probes")
+    p0 = _check_dirs(model, vecs)
     L = _loss_of_params(model, loss_fn)
     batch = lambda x, y: vmap(lambda v: jvp(grad(lambda p: L(p, x, y)), (p0,), (v,))[1])(vecs)
     first = lambda x, y: check_loss(loss_fn, model(x[:CHECK_SAMPLES]), y[:CHECK_SAMPLES])
