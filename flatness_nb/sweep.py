@@ -382,6 +382,10 @@ def sweep_batch(model: nn.Module, # the network, in eval mode
     "Sums over one batch, keyed (quantity, name): a layer's quantities by module name, other modules' ('param_…') by parameter name."
     rec, out = _record(model, plan.modules, x)
     _check_output(out); check_labels(loss_fn, out, y)
+    twice = {n: len(v) for n, v in rec.items() if len(v) > 1}
+    if twice: raise ValueError(f"modules {twice} ran more than once on a batch of {len(x)} samples, but once on the first batch: "
+                               "the forward pass branches on the data, so the plan made on the first batch does not hold; "
+                               "measure those parameters with hutchinson_trace")
     if not torch.isfinite(out).all(): raise ValueError(f"model output contains NaN or inf on a batch of {len(x)} samples")
     S, sig = loss_hessian_factor(loss_fn, out.detach(), y)
     names = list(rec); zs = [rec[n][0][1] for n in names]; res = {}
