@@ -352,6 +352,22 @@ def _check_dirs(model, vecs):
     if len({v.shape[0] for v in vecs.values()}) > 1: raise ValueError("every direction needs the same number p of probes")
     return p0
 
+# %% ../nbs/01_hessian.ipynb #7d7eb521
+def _hvp_batch(L, p0, vecs, x, y):
+    "Σ over one batch of H·v for every probe: a forward pass, a backward pass that keeps its graph, one backward through it for all probes."
+    names = list(p0)
+    with torch.enable_grad():
+        w = {k: p.clone().requires_grad_() for k, p in p0.items()}
+        g = torch.autograd.grad(L(w, x, y), [w[k] for k in names], create_graph=True, allow_unused=True)
+        live = [i for i, t in enumerate(g) if t is not None and t.requires_grad]   # a gradient constant in w: zero Hessian rows
+        if not live: return {k: torch.zeros_like(v) for k, v in vecs.items()}
+        outs, ins, cot = [g[i] for i in live], [w[k] for k in names], [vecs[names[i]] for i in live]
+        try: hv = torch.autograd.grad(outs, ins, cot, retain_graph=True, is_grads_batched=True, allow_unused=True)
+        except (RuntimeError, NotImplementedError):      # an op without a batching rule: one probe at a time (a real error recurs)
+            cols = [torch.autograd.grad(outs, ins, [c[j] for c in cot], retain_graph=True, allow_unused=True) for j in range(len(cot[0]))]
+            hv = [None if cols[0][i] is None else torch.stack([c[i] for c in cols]) for i in range(len(names))]
+    return {k: torch.zeros_like(vecs[k]) if h is None else h.detach() for k, h in zip(names, hv)}
+
 # %% ../nbs/01_hessian.ipynb #947d1c5b
 def hvp(model: nn.Module, # the network, in eval mode
         data, # (X, y) tensors or an iterable of (x, y) batches
@@ -362,7 +378,7 @@ def hvp(model: nn.Module, # the network, in eval mode
     "Hessian of E_emp (w.r.t. the named parameters) times p directions at once, streamed over the data."
     p0 = _check_dirs(model, vecs)
     L = _loss_of_params(model, loss_fn)
-    batch = lambda x, y: vmap(lambda v: jvp(grad(lambda p: L(p, x, y)), (p0,), (v,))[1])(vecs)
+    batch = lambda x, y: _hvp_batch(L, p0, vecs, x, y)
     first = lambda x, y: check_loss(loss_fn, model(x[:CHECK_SAMPLES]), y[:CHECK_SAMPLES])
     with torch.no_grad(): return sample_mean(model, data, batch, batch_size, first)
 
