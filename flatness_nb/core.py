@@ -20,7 +20,8 @@ __all__ = ['LAYER_ADAPTERS', 'CONV_TYPES', 'LINEAR_TYPES', 'CHECK_SAMPLES', 'ROU
            'get_layer', 'check_eval', 'model_device_dtype', 'iter_batches', 'count_samples', 'exact_attention',
            'SelectOutput', 'check_forward', 'check_untied', 'LayerSplit', 'check_single_use', 'unfold_patches',
            'reduce_sums', 'reduce_max', 'check_single_process', 'sample_mean', 'Estimate', 'flatten_params',
-           'check_labels', 'sample_loss', 'per_sample_losses', 'check_loss', 'empirical_risk', 'perturbed_risks']
+           'check_labels', 'sample_loss', 'per_sample_losses', 'check_loss', 'first_loss_check', 'empirical_risk',
+           'perturbed_risks']
 
 # %% ../nbs/00_core.ipynb #b3bb07fb
 class UnsupportedLayerError(ValueError):
@@ -574,6 +575,13 @@ def check_loss(loss_fn: Callable, # a standard PyTorch loss
                                         "('mean' or 'sum') that returns a scalar")
     _check_batch_reduction(loss_fn, out, y)
 
+# %% ../nbs/00_core.ipynb #f663c570
+def first_loss_check(model: nn.Module, # the network
+                     loss_fn: Callable, # a standard PyTorch loss
+                    ) -> Callable:
+    "(x, y) -> None: `check_loss` on the first CHECK_SAMPLES samples, the `first` step of streamed measures."
+    return lambda x, y: check_loss(loss_fn, model(x[:CHECK_SAMPLES]), y[:CHECK_SAMPLES])
+
 # %% ../nbs/00_core.ipynb #baf88620
 def empirical_risk(model: nn.Module, # the network, in eval mode
                    data, # (X, y) tensors or an iterable of (x, y) batches
@@ -600,5 +608,4 @@ def perturbed_risks(model: nn.Module, # the network, in eval mode
     if shapes: raise ValueError(f"deltas {shapes} do not have the parameter's shape after the leading draw dimension")
     L = lambda p, x, y: per_sample_losses(loss_fn, functional_call(model, p, (x,)), y).sum()
     batch = lambda x, y: vmap(lambda d: L({q: p0[q] + d[q] if q in d else p0[q] for q in p0}, x, y))(deltas)
-    first = lambda x, y: check_loss(loss_fn, model(x[:CHECK_SAMPLES]), y[:CHECK_SAMPLES])
-    with torch.no_grad(): return sample_mean(model, data, batch, batch_size, first)
+    with torch.no_grad(): return sample_mean(model, data, batch, batch_size, first_loss_check(model, loss_fn))

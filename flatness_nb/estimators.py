@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, jacrev, functional_call
-from .core import (CHECK_SAMPLES, Estimate, check_eval, check_loss, exact_attention, flatten_params,
+from .core import (Estimate, first_loss_check, check_eval, exact_attention, flatten_params,
                               model_device_dtype, per_sample_losses, sample_mean)
 from .hessian import hutchinson, hvp, output_loss_hessian, _check_dirs, _named_params, _probe
 from .sweep import network_curvature
@@ -23,11 +23,6 @@ __all__ = ['OPERATORS', 'ggn_vp', 'hutchpp_trace', 'residual_trace', 'exact_ggn_
 def _forward(model, p, x):
     "The model's output on `x` with the named parameters replaced by `p` (the others are the model's own)."
     with exact_attention(): return functional_call(model, p, (x,))
-
-# %% ../nbs/01b_estimators.ipynb #ab2f2ced
-def _first_check(model, loss_fn):
-    "The loss check run once on the first batch (as `hvp` does)."
-    return lambda x, y: check_loss(loss_fn, model(x[:CHECK_SAMPLES]), y[:CHECK_SAMPLES])
 
 # %% ../nbs/01b_estimators.ipynb #e68b7b82
 def _ggn_batch(model, loss_fn, p0, vecs):
@@ -51,7 +46,7 @@ def ggn_vp(model: nn.Module, # the network, in eval mode
           ) -> dict[str, Tensor]:
     "Gauss–Newton matrix G = (1/n) Σ J_iᵀ H^ℓ_i J_i (w.r.t. the named parameters) times p directions at once, streamed."
     p0 = _check_dirs(model, vecs)
-    with torch.no_grad(): return sample_mean(model, data, _ggn_batch(model, loss_fn, p0, vecs), batch_size, _first_check(model, loss_fn))
+    with torch.no_grad(): return sample_mean(model, data, _ggn_batch(model, loss_fn, p0, vecs), batch_size, first_loss_check(model, loss_fn))
 
 # %% ../nbs/01b_estimators.ipynb #6840371d
 OPERATORS = ('hessian', 'ggn')
@@ -148,7 +143,7 @@ def residual_trace(model: nn.Module, # the network, in eval mode
     draw = lambda p: {k: _probe((p, *v.shape), gen, 'rademacher', dt, dev) for k, v in p0.items()}
     batch = lambda V: _residual_batch(model, loss_fn, p0, V, _blocks(p0, blockwise))
     def quad(V):
-        with torch.no_grad(): return sample_mean(model, data, batch(V), batch_size, _first_check(model, loss_fn))
+        with torch.no_grad(): return sample_mean(model, data, batch(V), batch_size, first_loss_check(model, loss_fn))
     return hutchinson(draw, quad, **kw)
 
 # %% ../nbs/01b_estimators.ipynb #5f87828c
@@ -172,7 +167,7 @@ def exact_ggn_traces(model: nn.Module, # the network, in eval mode
                     ) -> dict[str, float]:
     "Exact Tr G_pp of the Gauss–Newton matrix for each named parameter tensor, from per-sample Jacobians."
     _check_count('chunk', chunk); p0 = _params(model, params)
-    with torch.no_grad(): tr = sample_mean(model, data, _ggn_trace_batch(model, loss_fn, p0, chunk), batch_size, _first_check(model, loss_fn))
+    with torch.no_grad(): tr = sample_mean(model, data, _ggn_trace_batch(model, loss_fn, p0, chunk), batch_size, first_loss_check(model, loss_fn))
     bad = [n for n, t in tr.items() if not torch.isfinite(t)]
     if bad: raise ValueError(f"the Gauss–Newton trace of {bad} is NaN or inf: the loss or the network is not finite or not "
                              "differentiable near these weights")

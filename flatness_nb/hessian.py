@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, functional_call
-from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, Estimate, LayerSplit, flatten_params, sample_mean, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
+from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, first_loss_check, Estimate, LayerSplit, flatten_params, sample_mean, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
                               check_layer, exact_attention, get_layer, layer_adapter, iter_batches, param_name,
                               linear_layers, model_device_dtype, per_sample_losses, reduce_sums, sample_loss)
 from .sweep import _loss_kind, SweepPlan, network_curvature, sweep_batch
@@ -182,9 +182,10 @@ def make_plan(sp: LayerSplit, # model split at an exact-route layer
     if route not in ROUTES: raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
     xs, ys = x[:CHECK_SAMPLES], y[:CHECK_SAMPLES]           # checks on a few samples: a fraction of one pass
     with torch.no_grad():
-        check_loss(loss_fn, sp.capture(xs)[2], ys)
+        _, z, out = sp.capture(xs)
+        check_loss(loss_fn, out, ys)
         found = detect_route(sp, x[:ROUTE_SAMPLES])      # a structural property: exact zero on a few samples
-        per = sp.capture(x[:1])[1].numel()
+    per = z[0].numel()
     if route == 'gauss_newton' and found == 'full':
         raise ValueError(f"route='gauss_newton' is exact only when the head after layer {sp.name!r} is piecewise "
                          "linear, and this head has curvature (a smooth activation such as tanh); use 'auto' or 'full'")
@@ -379,8 +380,7 @@ def hvp(model: nn.Module, # the network, in eval mode
     p0 = _check_dirs(model, vecs)
     L = _loss_of_params(model, loss_fn)
     batch = lambda x, y: _hvp_batch(L, p0, vecs, x, y)
-    first = lambda x, y: check_loss(loss_fn, model(x[:CHECK_SAMPLES]), y[:CHECK_SAMPLES])
-    with torch.no_grad(): return sample_mean(model, data, batch, batch_size, first)
+    with torch.no_grad(): return sample_mean(model, data, batch, batch_size, first_loss_check(model, loss_fn))
 
 # %% ../nbs/01_hessian.ipynb #6c1b971a
 def hutchinson(draw: Callable[[int], dict[str, Tensor]], # draw(p) -> p probe directions per parameter name
@@ -467,8 +467,7 @@ def network_hessian_trace(model: nn.Module, # the network, in eval mode
     "Tr(H) over all parameters: the sweep's exact blocks, the full route for smooth-headed layers where affordable, Hutchinson for the rest."
     nc = network_curvature(model, data, loss_fn, batch_size=batch_size)
     exact, covered = nc.trace, set(nc.traces)
-    dev, dt = model_device_dtype(model)
-    x0, y0 = next(iter(iter_batches(data, batch_size, dev, dt)))
+    if nc.smooth: x0, y0 = next(iter(iter_batches(data, batch_size, *model_device_dtype(model))))
     for name in sorted(nc.smooth):                      # layers followed by a smooth operation: the full route
         sp = LayerSplit(model, name); plan = make_plan(sp, x0, y0, loss_fn)
         if plan.per != sp.weight.shape[0] and plan.per > max_exact_hvps: continue

@@ -10,8 +10,8 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad, jvp, vjp, vmap
-from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, _check_output, _functional_linears, check_labels, check_loss, exact_attention,
-                              find_adapter, linear_layers, model_device_dtype, param_name, sample_loss, sample_mean)
+from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, _check_output, _functional_linears, check_labels, exact_attention,
+                              find_adapter, first_loss_check, linear_layers, model_device_dtype, param_name, sample_loss, sample_mean)
 
 # %% auto #0
 __all__ = ['WEIGHT_QUANTITIES', 'BIAS_QUANTITIES', 'loss_hessian_factor', 'layer_sums', 'module_sums', 'SweepPlan',
@@ -454,7 +454,7 @@ def network_curvature(model: nn.Module, # the network, in eval mode
     per, plans = _sweep_want(want), []
     if isinstance(model, torch.jit.ScriptModule): raise TypeError("TorchScript models run no forward hooks; measure the eager model")
     def first(x, y):
-        with torch.no_grad(): check_loss(loss_fn, model(x[:CHECK_SAMPLES]), y[:CHECK_SAMPLES])
+        with torch.no_grad(): first_loss_check(model, loss_fn)(x, y)
         plans.append(make_sweep_plan(model, x, layers, curvature))
     batch = lambda x, y: sweep_batch(model, plans[0], x, y, loss_fn, per, max_elements)
     means, n = sample_mean(model, data, batch, batch_size, first, with_n=True)
