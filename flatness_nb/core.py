@@ -17,11 +17,11 @@ from torch.utils.data import Dataset, IterableDataset, TensorDataset
 __all__ = ['LAYER_ADAPTERS', 'CONV_TYPES', 'LINEAR_TYPES', 'CHECK_SAMPLES', 'ROUTE_SAMPLES', 'UnsupportedLayerError',
            'param_name', 'linear_layers', 'LayerAdapter', 'register_layer', 'supported_layers', 'find_adapter',
            'layer_adapter', 'check_layer', 'LinearAdapter', 'ConvAdapter', 'Conv3dAdapter', 'EmbeddingAdapter',
-           'get_layer', 'check_eval', 'model_device_dtype', 'iter_batches', 'count_samples', 'exact_attention',
-           'SelectOutput', 'check_forward', 'check_untied', 'LayerSplit', 'check_single_use', 'unfold_patches',
-           'reduce_sums', 'reduce_max', 'check_single_process', 'sample_mean', 'Estimate', 'flatten_params',
-           'check_labels', 'sample_loss', 'per_sample_losses', 'check_loss', 'first_loss_check', 'empirical_risk',
-           'perturbed_risks']
+           'get_layer', 'all_finite', 'check_eval', 'model_device_dtype', 'iter_batches', 'count_samples',
+           'exact_attention', 'SelectOutput', 'check_forward', 'check_untied', 'LayerSplit', 'check_single_use',
+           'custom_functions', 'check_second_order', 'unfold_patches', 'reduce_sums', 'reduce_max',
+           'check_single_process', 'sample_mean', 'Estimate', 'flatten_params', 'check_labels', 'sample_loss',
+           'per_sample_losses', 'check_loss', 'first_loss_check', 'empirical_risk', 'perturbed_risks']
 
 # %% ../nbs/00_core.ipynb #b3bb07fb
 class UnsupportedLayerError(ValueError):
@@ -182,6 +182,12 @@ def get_layer(model: nn.Module, # the network
                         f"flatness is measured at linear layers, choose one of: {valid}")
     return name, mod
 
+# %% ../nbs/00_core.ipynb #176bc3d5
+def all_finite(t: Tensor, # any tensor (integer tensors are always finite)
+              ) -> bool:
+    "Whether every entry of t is finite: one sum (a finite sum proves it), the entrywise test only when the sum is not finite."
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
 # %% ../nbs/00_core.ipynb #10f74962
 _TRAIN_SENSITIVE = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
 
@@ -192,7 +198,7 @@ def check_eval(model: nn.Module, # the network
            if m.training and isinstance(m, _TRAIN_SENSITIVE)]
     if bad: raise ValueError(f"model has BatchNorm/Dropout modules in train mode: {', '.join(bad)}; "
                              "call model.eval() before measuring")
-    inf = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    inf = [n for n, p in model.named_parameters() if not all_finite(p)]
     if inf: raise ValueError(f"model parameters contain NaN or inf: {', '.join(inf)}; measures are defined at finite weights only "
                              "(check the checkpoint or the training run)")
 
@@ -252,9 +258,9 @@ def iter_batches(data, # (X, y) tensors, a TensorDataset, or a re-iterable colle
         x, t = _as_batch(b, k)
         if len(x) != len(t): raise ValueError(f"batch {k}: x has {len(x)} samples but y has {len(t)}; they must match")
         if len(x) == 0: continue
-        if x.is_floating_point() and not torch.isfinite(x).all():
+        if x.is_floating_point() and not all_finite(x):
             raise ValueError(f"batch {k}: inputs contain NaN or inf; clean or impute the data before measuring")
-        if t.is_floating_point() and not torch.isfinite(t).all():
+        if t.is_floating_point() and not all_finite(t):
             raise ValueError(f"batch {k}: labels contain NaN or inf; drop or fix those samples before measuring")
         if dtype is not None:
             x = x.to(dtype) if x.is_floating_point() else x
@@ -348,6 +354,7 @@ class LayerSplit:
     def __init__(self,
                  model: nn.Module, # the network, in eval mode
                  layer: str | nn.Module, # a linear layer of `model`: module object or dotted name
+                 forward_checked: bool = False, # the caller runs check_forward on the first batch itself (as sample_mean does)
                 ):
         if isinstance(model, torch.jit.ScriptModule):
             raise TypeError("TorchScript models cannot be split at a layer: forward hooks do not run inside scripted "
@@ -358,7 +365,7 @@ class LayerSplit:
         self.name, self.layer = get_layer(model, layer)
         check_untied(model, self.name, self.layer)
         self.adapter = layer_adapter(self.layer)
-        self._checked = False            # check_forward runs on the first captured batch
+        self._checked = forward_checked  # else check_forward runs on the first captured batch
 
     @property
     def weight(self) -> Tensor:
@@ -392,9 +399,9 @@ class LayerSplit:
             got.update(phi=inp.clone(), z=out, zc=out.clone()); got['v'] = got['zc']._version
             return got['zc']
         out = self._run(x, hook)
-        if not torch.isfinite(out).all(): raise ValueError(f"model output contains NaN or inf on a batch of {len(x)} samples")
+        if not all_finite(out): raise ValueError(f"model output contains NaN or inf on a batch of {len(x)} samples")
         if out is got['zc'] and out._version == got['v']: out = got['z']   # the model returns the layer's output, unmodified
-        if first: k = CHECK_SAMPLES; check_single_use(self, x[:k], got['phi'][:k], out[:k])
+        if first: check_single_use(self, x[:ROUTE_SAMPLES])   # structural: a few samples tell
         return got['phi'], got['z'], out
 
     def head(self,
@@ -406,21 +413,52 @@ class LayerSplit:
 
 # %% ../nbs/00_core.ipynb #16214bc0
 def check_single_use(sp, # a LayerSplit
-                     x: Tensor, # a batch of inputs
-                     phi: Tensor, # the layer's input on `x`
-                     out: Tensor, # the model's output on `x`
+                     x: Tensor, # a few inputs (the property is structural)
                     ):
     "Raise unless ∂f/∂w comes from the layer's own call alone (a forward that also uses w functionally breaks f = g(wφ+b))."
-    W, name = sp.layer.weight.detach(), param_name(sp.name)
-    c = torch.randn(out.shape, generator=torch.Generator(device=out.device).manual_seed(4321), dtype=out.dtype, device=out.device)
-    with exact_attention():
-        g_all = grad(lambda w: (functional_call(sp.model, {name: w}, (x,)) * c).sum())(W)
-        g_own = grad(lambda w: (sp.head(x)(functional_call(sp.layer, {'weight': w}, (phi,))) * c).sum())(W)
+    W, name, got = sp.layer.weight, param_name(sp.name), {}
+    def keep(inp, out): got['z'] = out; return out.clone()
+    frozen = not W.requires_grad
+    try:                                     # one forward; autograd's gradient of ⟨c, f⟩ against the one through z alone
+        W.requires_grad_(True)               # a frozen weight is checked too
+        with torch.enable_grad():
+            out = sp._run(x, keep)
+            c = torch.randn(out.shape, generator=torch.Generator(device=out.device).manual_seed(4321), dtype=out.dtype, device=out.device)
+            g_all, g_z = torch.autograd.grad((out * c).sum(), [W, got['z']], retain_graph=True, allow_unused=True)
+            g_own = torch.autograd.grad(got['z'], W, g_z)[0] if g_z is not None else torch.zeros_like(W)
+    finally:
+        if frozen: W.requires_grad_(False)
+    g_all = torch.zeros_like(W) if g_all is None else g_all
     tol = 10 * torch.finfo(W.dtype).eps ** 0.5 * max(g_all.norm().item(), g_own.norm().item(), 1e-30)
     if (g_all - g_own).norm().item() > tol:
         raise ValueError(f"the model uses the weight of layer {sp.name!r} outside the layer's own call (e.g. F.linear(h, "
                          "layer.weight) in forward, a tied head), so f = g(wφ(x)+b) does not hold; measure it with hutchinson_trace "
                          f"or dense_hessian with params=[{name!r}], or use a separate parameter")
+
+# %% ../nbs/00_core.ipynb #b4290b66
+def custom_functions(t: Tensor, # a tensor with a graph (a loss, a model output)
+                    ) -> list[str]:
+    "Names of the custom autograd.Function nodes in the graph behind t (a walk over grad_fn; no computation)."
+    seen, todo, found = set(), [t.grad_fn], set()
+    while todo:
+        f = todo.pop()
+        if f is None or f in seen: continue
+        seen.add(f)
+        if isinstance(f, torch.autograd.function.BackwardCFunction): found.add(type(f).__name__.removesuffix('Backward'))
+        todo.extend(g for g, _ in f.next_functions)
+    return sorted(found)
+
+# %% ../nbs/00_core.ipynb #70d91b5e
+def check_second_order(t: Tensor, # the quantity about to be differentiated twice
+                       what: str, # what is computed, for the message
+                      ):
+    "Raise if the graph behind t runs a custom autograd.Function: its second derivative could be a silent zero."
+    bad = custom_functions(t)
+    if bad: raise ValueError(f"{what} differentiates twice through the custom autograd.Function {', '.join(bad)}, whose backward "
+                             "autograd cannot check (a backward that detaches or leaves torch makes the second derivative a silent "
+                             "zero); write it with differentiable torch operations to measure the Hessian, or measure the "
+                             "Gauss–Newton matrix instead (gauss_newton_traces, network_curvature(curvature='gauss_newton')), "
+                             "which needs first derivatives only")
 
 # %% ../nbs/00_core.ipynb #f441df43
 def unfold_patches(layer: nn.Module, # a convolution of a registered type (groups=1)

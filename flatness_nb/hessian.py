@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, functional_call
-from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, first_loss_check, Estimate, LayerSplit, flatten_params, sample_mean, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
+from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, check_second_order, first_loss_check, Estimate, LayerSplit, flatten_params, sample_mean, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
                               check_layer, exact_attention, get_layer, layer_adapter, iter_batches, param_name,
                               linear_layers, model_device_dtype, per_sample_losses, reduce_sums, sample_loss)
 from .sweep import _loss_kind, SweepPlan, network_curvature, sweep_batch
@@ -62,20 +62,33 @@ def _hz_full(sp, x, y, z, loss_fn):
     cols = vmap(lambda v: jvp(gL, (z,), (v,))[1])(E)   # cols[s, i] = H^z_i e_s
     return cols.reshape(d, B, d).permute(1, 2, 0)
 
+# %% ../nbs/01_hessian.ipynb #a2a6114a
+def _head_curvature_zero(g, z, c, v, name):
+    "Whether ⟨v, ∇²_z⟨c, g(z)⟩⟩ is exactly zero, reverse over reverse (a gradient that does not depend on z: zero)."
+    Z = z.detach().requires_grad_()
+    with torch.enable_grad():
+        s = (g(Z) * c).sum()
+        if not s.requires_grad: return True
+        check_second_order(s, f"the route check of layer {name!r}")
+        (gz,) = torch.autograd.grad(s, Z, create_graph=True)
+        if not gz.requires_grad: return True
+        (r,) = torch.autograd.grad((gz * v).sum(), Z, allow_unused=True)
+    return r is None or bool((r == 0).all())
+
 # %% ../nbs/01_hessian.ipynb #6b481e05
 def detect_route(sp: LayerSplit, # model split at the layer
-                 x: Tensor, # a batch of inputs
+                 x: Tensor, # a few inputs
+                 captured: tuple[Tensor, Tensor] | None = None, # (z, model output) on x, when already captured
                 ) -> str:
     "'last' if the model returns z itself, 'gauss_newton' if the head's curvature term is exactly zero, else 'full'."
-    with torch.no_grad():
-        _, z, out = sp.capture(x)
-        if out is z: return 'last'
-        gen = torch.Generator(device=z.device).manual_seed(1234)
-        c = torch.randn(out.shape, generator=gen, dtype=out.dtype, device=out.device)
-        v = torch.randn(z.shape, generator=gen, dtype=z.dtype, device=z.device)
-        g = sp.head(x)
-        r = jvp(grad(lambda Z: (g(Z) * c).sum()), (z,), (v,))[1]
-    return 'gauss_newton' if bool((r == 0).all()) else 'full'
+    if captured is None:
+        with torch.no_grad(): _, z, out = sp.capture(x)
+    else: z, out = captured
+    if out is z: return 'last'
+    gen = torch.Generator(device=z.device).manual_seed(1234)
+    c = torch.randn(out.shape, generator=gen, dtype=out.dtype, device=out.device)
+    v = torch.randn(z.shape, generator=gen, dtype=z.dtype, device=z.device)
+    return 'gauss_newton' if _head_curvature_zero(sp.head(x), z, c, v, sp.name) else 'full'
 
 ROUTES = ('auto', 'last', 'gauss_newton', 'full')
 
@@ -184,7 +197,8 @@ def make_plan(sp: LayerSplit, # model split at an exact-route layer
     with torch.no_grad():
         _, z, out = sp.capture(xs)
         check_loss(loss_fn, out, ys)
-        found = detect_route(sp, x[:ROUTE_SAMPLES])      # a structural property: exact zero on a few samples
+    k = ROUTE_SAMPLES                                   # a structural property: exact zero on a few samples
+    found = 'last' if out is z else detect_route(sp, x[:k], (z[:k], out[:k]))
     per = z[0].numel()
     if route == 'gauss_newton' and found == 'full':
         raise ValueError(f"route='gauss_newton' is exact only when the head after layer {sp.name!r} is piecewise "
@@ -258,7 +272,7 @@ def layer_curvature(model: nn.Module, # the network, in eval mode
                    ) -> LayerCurvature:
     "Exact curvature of E_emp with respect to one layer, streamed over `data`: only the requested quantities."
     want = curvature_request(want, columns)
-    sp = LayerSplit(model, layer); check_exact_layer(sp)
+    sp = LayerSplit(model, layer, forward_checked=True); check_exact_layer(sp)   # sample_mean checks the forward pass
     plans = [plan] if plan is not None else []
     def first(x, y):
         if not plans: plans.append(make_plan(sp, x, y, loss_fn, route, max_hz_elements))
@@ -359,7 +373,8 @@ def _hvp_batch(L, p0, vecs, x, y):
     names = list(p0)
     with torch.enable_grad():
         w = {k: p.clone().requires_grad_() for k, p in p0.items()}
-        g = torch.autograd.grad(L(w, x, y), [w[k] for k in names], create_graph=True, allow_unused=True)
+        loss = L(w, x, y); check_second_order(loss, "a Hessian-vector product")
+        g = torch.autograd.grad(loss, [w[k] for k in names], create_graph=True, allow_unused=True)
         live = [i for i, t in enumerate(g) if t is not None and t.requires_grad]   # a gradient constant in w: zero Hessian rows
         if not live: return {k: torch.zeros_like(v) for k, v in vecs.items()}
         outs, ins, cot = [g[i] for i in live], [w[k] for k in names], [vecs[names[i]] for i in live]

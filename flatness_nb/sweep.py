@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad, jvp, vjp, vmap
-from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, _check_output, _functional_linears, check_labels, exact_attention,
+from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, _check_output, _functional_linears, all_finite, check_labels, check_second_order, exact_attention,
                               find_adapter, first_loss_check, linear_layers, model_device_dtype, param_name, sample_loss, sample_mean)
 
 # %% auto #0
@@ -71,9 +71,9 @@ def _one_token_sums(s, D, P, W, want):
     return out
 
 # %% ../nbs/01a_sweep.ipynb #17092faa
-def _gram_sums(s, D, P, W, want):
-    "Trace and block traces from the token Gram matrix K = φφᵀ, without forming G: D (r, B, T, d), P (B, T, m)."
-    K = P @ P.mT; out = {}
+def _gram_sums(s, D, P, W, want, K=None):
+    "Trace and block traces from the token Gram matrix K = φφᵀ (given, or made here), without forming G: D (r, B, T, d), P (B, T, m)."
+    K = P @ P.mT if K is None else K; out = {}
     if 'trace' in want: out['trace'] = torch.einsum('rb,rbtu,btu->', s, D @ D.mT, K)
     if 'block_traces' in want: out['block_traces'] = torch.einsum('rb,rbts,rbtv->sv', s, D, K @ D)
     return out
@@ -82,7 +82,7 @@ def _gram_sums(s, D, P, W, want):
 def _materialised_sums(s, D, P, W, want):
     "Every quantity from the per-(column, sample) weight gradients G = Σ_t δ_t φ_tᵀ, (r, B, d, m)."
     G = torch.einsum('rbts,btj->rbsj', D, P); out = {}
-    if 'trace' in want: out['trace'] = torch.einsum('rb,rbsj->', s, G ** 2)
+    if 'trace' in want: g = G.flatten(2); out['trace'] = torch.einsum('rb,rbk,rbk->', s, g, g)   # no G² copy
     if 'block_traces' in want: out['block_traces'] = torch.einsum('rb,rbsj,rbvj->sv', s, G, G)
     if 'diagonal' in want: out['diagonal'] = torch.einsum('rb,rbsj->sj', s, G ** 2)
     if 'rho' in want: out['rho'] = torch.einsum('rb,rbj->j', s, (G * W).sum(2) ** 2)
@@ -94,10 +94,10 @@ def _add_sums(a: dict, b: dict) -> dict:
     return {k: a[k] + b[k] if k in a and k in b else a.get(k, b.get(k)) for k in {**a, **b}}
 
 # %% ../nbs/01a_sweep.ipynb #34122f14
-def _token_form(T, d, m, r, want):
-    "'gram' or 'materialised': the cheaper form for these sizes (Gram only gives traces and block traces)."
+def _token_form(T, d, m, r, want, shared=1):
+    "'gram' or 'materialised': the cheaper form for these sizes (Gram only gives traces and block traces; K shared by `shared` groups)."
     if {'diagonal', 'rho'} & set(want): return 'materialised'
-    gram = T * T * m + r * T * T * d + (r * T * d * (T + d) if 'block_traces' in want else 0)
+    gram = T * T * m / shared + r * T * T * d + (r * T * d * (T + d) if 'block_traces' in want else 0)
     return 'gram' if gram < r * T * d * m else 'materialised'
 
 # %% ../nbs/01a_sweep.ipynb #34ef962b
@@ -107,6 +107,8 @@ def layer_sums(layer: nn.Module, # a registered layer (see `supported_layers`)
                sig: Tensor, # signs σ, (B, r)
                want: Sequence[str], # from WEIGHT_QUANTITIES and BIAS_QUANTITIES
                max_elements: int = 2 ** 25, # budget of one chunk's intermediate tensor, in elements
+               cache: dict | None = None, # the batch's store of token Gram matrices, shared by its column groups
+               groups: int = 1, # how many column groups of this batch share the cache
               ) -> dict[str, Tensor]:
     "Σ over (sample i, column c) of σ_ic·q(G_ic) for each requested quantity q of the layer's weight and bias."
     ad = find_adapter(layer); W = ad.matrix(layer, layer.weight.detach())
@@ -118,10 +120,14 @@ def layer_sums(layer: nn.Module, # a registered layer (see `supported_layers`)
     w = [q for q in want if q in WEIGHT_QUANTITIES]
     if not w: return out
     if T == 1: return {**out, **_one_token_sums(s, D[:, :, 0], P[:, 0], W, w)}
-    form = _token_form(T, d, m, r, w)
+    keep = cache is not None and B * T * T <= max_elements          # K of every chunk kept for the batch's next groups
+    form = _token_form(T, d, m, r, w, groups if keep else 1)
     f, per = (_gram_sums, r * T * (T + d)) if form == 'gram' else (_materialised_sums, r * d * m)
     step = max(1, max_elements // per)
-    for i in range(0, B, step): out = _add_sums(out, f(s[:, i:i + step], D[:, i:i + step], P[i:i + step], W, w))
+    for i in range(0, B, step):
+        Pi, kw = P[i:i + step], {}
+        if form == 'gram' and keep: kw['K'] = cache[(i, step)] if (i, step) in cache else cache.setdefault((i, step), Pi @ Pi.mT)
+        out = _add_sums(out, f(s[:, i:i + step], D[:, i:i + step], Pi, W, w, **kw))
     return out
 
 # %% ../nbs/01a_sweep.ipynb #15c79477
@@ -280,6 +286,7 @@ def _hook_gradient(model, plan, x, gen):
     "Autograd's gradient of ⟨c, f(x)⟩ (random c) and the same gradient assembled from the hooks, per covered parameter."
     if not plan.modules: return {}
     rec, out = _record(model, plan.modules, x)
+    if plan.curvature == 'hessian': check_second_order(out, "the sweep's piecewise-linearity checks")
     c = _randn(out.shape, gen, out)
     ps = dict(model.named_parameters()); names = plan.covered
     p0 = {n: ps[n].detach() for n in names}             # frozen parameters count too: differentiate copies
@@ -359,7 +366,7 @@ def _features(plan, name, a):
     return find_adapter(mod).tokens(mod, a) if name in plan.linear else a
 
 # %% ../nbs/01a_sweep.ipynb #ef758c64
-def _batch_sums(plan, inputs, sig, want, max_elements):
+def _batch_sums(plan, inputs, sig, want, max_elements, caches=None, groups=1):
     "Each swept module's sums from its features (a layer's tokens, another module's input) and output cotangents: {name: (φ, dz)}."
     res, own = {}, [q for q in want if q in ('trace', 'diagonal')]
     with torch.no_grad():
@@ -367,7 +374,8 @@ def _batch_sums(plan, inputs, sig, want, max_elements):
             mod = plan.modules[n]
             if n in plan.linear:
                 lw = want if getattr(mod, 'bias', None) is not None else [q for q in want if q not in BIAS_QUANTITIES[:2]]   # 'bias': Σ H^z
-                res.update({(q, n): v for q, v in layer_sums(mod, a, d, sig, lw, max_elements).items()})
+                res.update({(q, n): v for q, v in layer_sums(mod, a, d, sig, lw, max_elements,
+                                                                     None if caches is None else caches.setdefault(n, {}), groups).items()})
             else: res.update({(q, param_name(n, k)): v for (q, k), v in module_sums(mod, a, d, sig, own).items()})
     return res
 
@@ -386,13 +394,15 @@ def sweep_batch(model: nn.Module, # the network, in eval mode
     if twice: raise ValueError(f"modules {twice} ran more than once on a batch of {len(x)} samples, but once on the first batch: "
                                "the forward pass branches on the data, so the plan made on the first batch does not hold; "
                                "measure those parameters with hutchinson_trace")
-    if not torch.isfinite(out).all(): raise ValueError(f"model output contains NaN or inf on a batch of {len(x)} samples")
+    if not all_finite(out): raise ValueError(f"model output contains NaN or inf on a batch of {len(x)} samples")
     S, sig = loss_hessian_factor(loss_fn, out.detach(), y)
     names = list(rec); zs = [rec[n][0][1] for n in names]; res = {}
     with torch.no_grad(): feats = {n: _features(plan, n, rec[n][0][0]) for n in names}   # once per batch, not per column group
-    for c0, c1 in _column_groups(S.shape[2], zs, max_elements):
+    groups, caches = _column_groups(S.shape[2], zs, max_elements), {}   # caches: Gram matrices shared by the groups
+    for c0, c1 in groups:
         dz = _cotangents(out, zs, S[:, :, c0:c1].detach())
-        res = _add_sums(res, _batch_sums(plan, {n: (feats[n], d) for n, d in zip(names, dz)}, sig[:, c0:c1], want, max_elements))
+        ins = {n: (feats[n], d) for n, d in zip(names, dz)}
+        res = _add_sums(res, _batch_sums(plan, ins, sig[:, c0:c1], want, max_elements, caches, len(groups)))
     return res
 
 # %% ../nbs/01a_sweep.ipynb #27248dd8
