@@ -294,9 +294,10 @@ def layer_hessian_trace(model: nn.Module, # the network, in eval mode
 
 # %% ../nbs/01_hessian.ipynb #7e6fdd7b
 def _loss_of_params(model, loss_fn):
-    "Function (params dict, x, y) ↦ sum of per-sample losses, for `torch.func`."
+    "Function (params dict, x, y) ↦ sum of per-sample losses; parameters not in the dict are held fixed (no graph through them)."
+    fixed = {n: p.detach() for n, p in model.named_parameters()}
     def L(p, x, y):
-        with exact_attention(): out = functional_call(model, p, (x,))
+        with exact_attention(): out = functional_call(model, {**fixed, **p}, (x,))
         return per_sample_losses(loss_fn, out, y).sum()
     return L
 
@@ -325,7 +326,9 @@ def dense_hessian(model: nn.Module, # the network, in eval mode
     if N > max_size: raise ValueError(f"the dense Hessian has {N}² entries (> max_size={max_size}²); it is an oracle "
                                       "for small models: use layer_curvature or the Hutchinson estimators")
     L = _loss_of_params(model, loss_fn)
-    with torch.no_grad(): return sample_mean(model, data, lambda x, y: torch.func.jacfwd(grad(lambda f: L(unflat(f), x, y)))(flat0), batch_size)
+    def first(x, y):                                    # the graph from these parameters: no custom autograd.Function on it
+        with torch.enable_grad(): check_second_order(L({k: v.clone().requires_grad_() for k, v in p0.items()}, x, y), "the dense Hessian")
+    with torch.no_grad(): return sample_mean(model, data, lambda x, y: torch.func.jacfwd(grad(lambda f: L(unflat(f), x, y)))(flat0), batch_size, first)
 
 # %% ../nbs/01_hessian.ipynb #09854ae1
 def oracle_summaries(H: Tensor, # dense Hessian of one layer's weight, (dm, dm)

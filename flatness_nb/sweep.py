@@ -278,19 +278,24 @@ def _offset_curvature(model, mods, x, gen):
             with exact_attention(): return (model(x) * c).sum()
         finally:
             for h in hs: h.remove()
-    t0 = torch.zeros((), dtype=out.dtype, device=out.device)
-    return jvp(grad(F_), (t0,), (torch.ones_like(t0),))[1].item()
+    t = torch.zeros((), dtype=out.dtype, device=out.device, requires_grad=True)
+    with torch.enable_grad():                           # reverse over reverse; `_check_custom_functions` guards the path
+        (g,) = torch.autograd.grad(F_(t), t, create_graph=True)
+        if not g.requires_grad: return 0.0              # ∂_t F does not depend on t
+        (r,) = torch.autograd.grad(g, t, allow_unused=True)
+    return 0.0 if r is None else r.item()
 
 # %% ../nbs/01a_sweep.ipynb #48c6a74a
 def _hook_gradient(model, plan, x, gen):
     "Autograd's gradient of ⟨c, f(x)⟩ (random c) and the same gradient assembled from the hooks, per covered parameter."
     if not plan.modules: return {}
     rec, out = _record(model, plan.modules, x)
-    if plan.curvature == 'hessian': check_second_order(out, "the sweep's piecewise-linearity checks")
     c = _randn(out.shape, gen, out)
     ps = dict(model.named_parameters()); names = plan.covered
-    p0 = {n: ps[n].detach() for n in names}             # frozen parameters count too: differentiate copies
-    with exact_attention(): full = grad(lambda p: (functional_call(model, p, (x,)) * c).sum())(p0)
+    with torch.enable_grad(), exact_attention():      # frozen parameters count too: differentiate copies
+        q = {n: ps[n].detach().clone().requires_grad_() for n in names}
+        g = torch.autograd.grad((functional_call(model, q, (x,)) * c).sum(), list(q.values()), allow_unused=True)
+    full = dict(zip(names, g))
     dz, mine = _cotangents(out, [rec[n][0][1] for n in rec], c.reshape(len(c), -1, 1)), {}
     for (n, calls), d in zip(rec.items(), dz):
         mod, a = plan.modules[n], calls[0][0]
@@ -340,6 +345,19 @@ def _check_single_use(model, plan, x, gen):
     _drop(plan, sorted(bad), "used outside its module's call (e.g. F.linear(h, layer.weight) in forward), so the "
                              "hooks do not see all of its gradient")
 
+# %% ../nbs/01a_sweep.ipynb #80b83359
+def _check_custom_functions(model, plan, x):
+    "Refuse a custom autograd.Function in or after a covered module's call: the exact-zero checks differentiate through it twice."
+    if not plan.modules: return
+    own = {id(p) for m in plan.modules.values() for p in m.parameters(recurse=False)}
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:                                                # the graph then starts at the covered modules' own parameters
+        for p, _ in flags: p.requires_grad_(id(p) in own)
+        out = _record(model, plan.modules, x)[1]
+    finally:
+        for p, r in flags: p.requires_grad_(r)
+    check_second_order(out, "the sweep's piecewise-linearity checks")
+
 # %% ../nbs/01a_sweep.ipynb #26749f31
 def make_sweep_plan(model: nn.Module, # the network, in eval mode
                     x: Tensor, # the first batch of inputs (its first CHECK_SAMPLES samples are used)
@@ -353,6 +371,7 @@ def make_sweep_plan(model: nn.Module, # the network, in eval mode
     gen, xs, xr = torch.Generator(device=x.device).manual_seed(seed), x[:CHECK_SAMPLES], x[:ROUTE_SAMPLES]
     inp = _check_called_once(model, plan, xs)
     if curvature == 'hessian':                          # exact-zero curvature checks: structural, so a few samples
+        _check_custom_functions(model, plan, xr)
         _drop(plan, [n for n in plan.other if not _linear_in_params(plan.other[n], inp[n][:ROUTE_SAMPLES], gen)],
               "its module's output is not linear in it, so its Hessian block has a curvature term")
         _check_smooth(model, plan, xr, gen)
