@@ -89,12 +89,13 @@ def hutchpp_trace(model: nn.Module, # the network, in eval mode
                   operator: str = 'hessian', # 'hessian' (H) or 'ggn' (the Gauss–Newton matrix G)
                   seed: int = 0, # seed of the probe generator
                   batch_size: int = 512, # batch size used to split (X, y) tensors
-                  probes_per_pass: int = 16, # directions per pass over the data
+                  probes_per_pass: int | None = None, # directions per pass over the data (None: a phase's all in one pass)
                  ) -> Estimate:
     "Hutch++ estimate of the trace of the operator's block for `params`; stderr is that of the deflated Hutchinson part."
-    _check_count('matvecs', matvecs, 3); _check_count('probes_per_pass', probes_per_pass)
+    _check_count('matvecs', matvecs, 3)
+    if probes_per_pass is not None: _check_count('probes_per_pass', probes_per_pass)
     flat0, unflat = flatten_params(_params(model, params)); N, dt, dev = flat0.numel(), flat0.dtype, flat0.device
-    A = lambda V: _flat_apply(_matvec(model, data, loss_fn, operator, batch_size), unflat, V, probes_per_pass)
+    A = lambda V: _flat_apply(_matvec(model, data, loss_fn, operator, batch_size), unflat, V, probes_per_pass or len(V))
     gen = torch.Generator(device=dev).manual_seed(seed)
     s = matvecs // 3; r = matvecs - 2 * s
     Q = torch.linalg.qr(A(_probe((s, N), gen, 'rademacher', dt, dev)).T).Q.T           # (s, N) orthonormal rows

@@ -16,11 +16,11 @@ from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, check_second_order, first_loss_
 from .sweep import _loss_kind, SweepPlan, network_curvature, sweep_batch
 
 # %% auto #0
-__all__ = ['ROUTES', 'QUANTITIES', 'output_loss_hessian', 'z_jacobian', 'detect_route', 'check_exact_layer', 'token_view',
-           'hz_batch', 'curvature_request', 'CurvaturePlan', 'make_plan', 'LayerCurvature', 'curvature_sums',
-           'layer_curvature', 'layer_hessian_trace', 'dense_hessian', 'oracle_summaries', 'layer_dense_hessian', 'hvp',
-           'hutchinson', 'hutchinson_relative_flatness', 'hutchinson_trace', 'network_hessian_trace', 'lanczos_max',
-           'lambda_max', 'layer_lambda_max']
+__all__ = ['ROUTES', 'QUANTITIES', 'HVP_CHUNK', 'output_loss_hessian', 'z_jacobian', 'detect_route', 'check_exact_layer',
+           'token_view', 'hz_batch', 'curvature_request', 'CurvaturePlan', 'make_plan', 'LayerCurvature',
+           'curvature_sums', 'layer_curvature', 'layer_hessian_trace', 'dense_hessian', 'oracle_summaries',
+           'layer_dense_hessian', 'hvp', 'hutchinson', 'hutchinson_relative_flatness', 'hutchinson_trace',
+           'network_hessian_trace', 'lanczos_max', 'lambda_max', 'layer_lambda_max']
 
 # %% ../nbs/01_hessian.ipynb #bc94f6fb
 def output_loss_hessian(loss_fn: Callable, # a standard PyTorch loss
@@ -371,8 +371,17 @@ def _check_dirs(model, vecs):
     return p0
 
 # %% ../nbs/01_hessian.ipynb #7d7eb521
+HVP_CHUNK = 16   # probes per batched backward pass inside one pass over the data (bounds the memory of the batched pass)
+
+def _hvp_chunk(outs, ins, cot):
+    "One batched backward pass through the gradient's graph for a chunk of probes; one probe at a time where an op has no batching rule."
+    try: return torch.autograd.grad(outs, ins, cot, retain_graph=True, is_grads_batched=True, allow_unused=True)
+    except (RuntimeError, NotImplementedError):          # a real error recurs in the loop
+        cols = [torch.autograd.grad(outs, ins, [c[j] for c in cot], retain_graph=True, allow_unused=True) for j in range(len(cot[0]))]
+        return [None if cols[0][i] is None else torch.stack([c[i] for c in cols]) for i in range(len(ins))]
+
 def _hvp_batch(L, p0, vecs, x, y):
-    "Σ over one batch of H·v for every probe: a forward pass, a backward pass that keeps its graph, one backward through it for all probes."
+    "Σ over one batch of H·v for every probe: a forward pass, a backward pass that keeps its graph, then the probes in chunks."
     names = list(p0)
     with torch.enable_grad():
         w = {k: p.clone().requires_grad_() for k, p in p0.items()}
@@ -380,12 +389,10 @@ def _hvp_batch(L, p0, vecs, x, y):
         g = torch.autograd.grad(loss, [w[k] for k in names], create_graph=True, allow_unused=True)
         live = [i for i, t in enumerate(g) if t is not None and t.requires_grad]   # a gradient constant in w: zero Hessian rows
         if not live: return {k: torch.zeros_like(v) for k, v in vecs.items()}
-        outs, ins, cot = [g[i] for i in live], [w[k] for k in names], [vecs[names[i]] for i in live]
-        try: hv = torch.autograd.grad(outs, ins, cot, retain_graph=True, is_grads_batched=True, allow_unused=True)
-        except (RuntimeError, NotImplementedError):      # an op without a batching rule: one probe at a time (a real error recurs)
-            cols = [torch.autograd.grad(outs, ins, [c[j] for c in cot], retain_graph=True, allow_unused=True) for j in range(len(cot[0]))]
-            hv = [None if cols[0][i] is None else torch.stack([c[i] for c in cols]) for i in range(len(names))]
-    return {k: torch.zeros_like(vecs[k]) if h is None else h.detach() for k, h in zip(names, hv)}
+        outs, ins, cot, P = [g[i] for i in live], [w[k] for k in names], [vecs[names[i]] for i in live], len(vecs[names[0]])
+        parts = [_hvp_chunk(outs, ins, [c[j:j + HVP_CHUNK] for c in cot]) for j in range(0, P, HVP_CHUNK)]
+    return {k: torch.zeros_like(vecs[k]) if parts[0][i] is None else torch.cat([h[i] for h in parts]).detach()
+            for i, k in enumerate(names)}
 
 # %% ../nbs/01_hessian.ipynb #947d1c5b
 def hvp(model: nn.Module, # the network, in eval mode
