@@ -10,10 +10,10 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, jacrev, functional_call
-from .core import (Estimate, first_loss_check, check_eval, exact_attention, flatten_params,
+from .core import (Estimate, first_loss_check, check_eval, exact_attention, flatten_params, iter_batches,
                               model_device_dtype, per_sample_losses, sample_mean)
 from .hessian import hutchinson, hvp, output_loss_hessian, _check_dirs, _named_params, _probe
-from .sweep import network_curvature
+from .sweep import make_sweep_plan, network_curvature
 
 # %% auto #0
 __all__ = ['OPERATORS', 'ggn_vp', 'hutchpp_trace', 'residual_trace', 'exact_ggn_traces', 'TraceSplit', 'gauss_newton_traces',
@@ -207,10 +207,18 @@ def gauss_newton_traces(model: nn.Module, # the network, in eval mode
                        ) -> dict[str, float]:
     "Exact Tr G_pp per named parameter: from the sweep where it sees the parameter, else from per-sample Jacobians."
     names = list(_params(model, params))
-    nc = network_curvature(model, data, loss_fn, curvature='gauss_newton', batch_size=batch_size)
+    mods = sorted({n.rpartition('.')[0] for n in names})   # sweep only the modules that own them
+    nc = network_curvature(model, data, loss_fn, layers=mods, curvature='gauss_newton', batch_size=batch_size)
     got = {n: nc.traces[n] for n in names if n in nc.traces}
     rest = [n for n in names if n not in got]
     return {**got, **(exact_ggn_traces(model, data, loss_fn, rest, batch_size) if rest else {})}
+
+# %% ../nbs/01b_estimators.ipynb #298959e4
+def _gn_exact_blocks(model, data, names, batch_size):
+    "The parameters among `names` whose Hessian block the sweep's plan proves equal to their Gauss–Newton block."
+    x0, _ = next(iter(iter_batches(data, batch_size, *model_device_dtype(model))))
+    plan = make_sweep_plan(model, x0, layers=sorted({n.rpartition('.')[0] for n in names}), curvature='hessian')
+    return set(plan.covered) & set(names)
 
 # %% ../nbs/01b_estimators.ipynb #847de221
 def split_trace(model: nn.Module, # the network, in eval mode
@@ -225,5 +233,6 @@ def split_trace(model: nn.Module, # the network, in eval mode
     "Tr(H) over `params` split into the exact Gauss–Newton trace and the estimated residual Tr(H − G)."
     names = list(_params(model, params))
     gn = _gn_sum(gn_exact if gn_exact is not None else gauss_newton_traces(model, data, loss_fn, names, batch_size), names)
-    res = residual_trace(model, data, loss_fn, names, seed, batch_size, **kw)
+    rest = [n for n in names if n not in _gn_exact_blocks(model, data, names, batch_size)]   # others: H block = G block
+    res = residual_trace(model, data, loss_fn, rest, seed, batch_size, **kw) if rest else Estimate(0.0, 0.0, 0)
     return TraceSplit(Estimate(gn, 0.0, 0), res, Estimate(gn + res.value, res.stderr, res.n))
