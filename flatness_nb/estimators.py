@@ -10,9 +10,9 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, jacrev, functional_call
-from .core import (Estimate, first_loss_check, check_eval, exact_attention, flatten_params, iter_batches,
+from .core import (Estimate, first_loss_check, check_eval, check_second_order, exact_attention, flatten_params, iter_batches,
                               model_device_dtype, per_sample_losses, sample_mean)
-from .hessian import hutchinson, hvp, output_loss_hessian, _check_dirs, _named_params, _probe
+from .hessian import hutchinson, hvp, output_loss_hessian, _check_dirs, _hvp_chunk, _named_params, _probe, HVP_CHUNK
 from .sweep import make_sweep_plan, network_curvature
 
 # %% auto #0
@@ -116,14 +116,23 @@ def _blocks(names, blockwise):
 # %% ../nbs/01b_estimators.ipynb #40a386b2
 def _residual_batch(model, loss_fn, p0, V, blocks):
     "(x, y) ↦ per probe Σ_i Σ_b ⟨∇_f ℓ_i, D²f_i[v_b, v_b]⟩, which is vᵀHv − vᵀGv on the block diagonal."
+    fixed = {n: p.detach() for n, p in model.named_parameters()}      # parameters not probed: no graph through them
     def batch(x, y):
-        f = lambda p: _forward(model, p, x)
-        g = grad(lambda o: per_sample_losses(loss_fn, o, y).sum())(f(p0))
-        tot = 0
-        for b in blocks:
-            pb, Vb = {n: p0[n] for n in b}, {n: V[n] for n in b}
-            Rv = vmap(lambda v: jvp(grad(lambda p: (f(p) * g).sum()), (pb,), (v,))[1])(Vb)     # forward-over-reverse
-            tot = tot + sum((Vb[n] * Rv[n]).flatten(1).sum(1) for n in b)
+        with torch.enable_grad():                       # reverse over reverse: one forward, one backward keeping its graph
+            w = {k: p.clone().requires_grad_() for k, p in p0.items()}
+            out = _forward(model, {**fixed, **w}, x)
+            (g,) = torch.autograd.grad(per_sample_losses(loss_fn, out, y).sum(), out, retain_graph=True)
+            phi = (out * g.detach()).sum()              # Σ_i ⟨g_i, f_i(θ)⟩ with the loss gradients g_i held fixed
+            check_second_order(phi, "the residual's second derivatives")
+            d = dict(zip(w, torch.autograd.grad(phi, list(w.values()), create_graph=True, allow_unused=True)))
+            tot = out.new_zeros(len(next(iter(V.values()))))
+            for b in blocks:                            # per block: ∇²_bb φ · v_b for every probe, in chunks
+                live = [n for n in b if d[n] is not None and d[n].requires_grad]
+                for j in range(0, len(tot) if live else 0, HVP_CHUNK):   # no live gradient: R_bb = 0
+                    c = slice(j, j + HVP_CHUNK)
+                    Rv = _hvp_chunk([d[n] for n in live], [w[n] for n in b], [V[n][c] for n in live])
+                    for n, r in zip(b, Rv):
+                        if r is not None: tot[c] += (V[n][c] * r).flatten(1).sum(1)
         return tot
     return batch
 
