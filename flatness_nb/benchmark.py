@@ -15,7 +15,7 @@ from .estimators import hutchpp_trace, split_trace
 from .zoo import LeNet5, ResNet18, SmallViT  # LeNet5: the model lives in the zoo; importable from here as before
 
 # %% auto #0
-__all__ = ['PEERS', 'BENCH_MODELS', 'METHODS', 'LAYER_METHODS', 'NETWORK_METHODS', 'ESTIMATES', 'SyntheticImages',
+__all__ = ['PEERS', 'BENCH_MODELS', 'METHODS', 'LAYER_METHODS', 'NETWORK_METHODS', 'ESTIMATES', 'REPEAT_BELOW', 'SyntheticImages',
            'forward_backward', 'dense_column_time', 'run_benchmark', 'peak_memory_mb', 'process_scaling',
            'format_report', 'peer_status', 'bench_setup', 'Unsupported', 'run_row', 'bench_plan', 'run_model',
            'format_model', 'main']
@@ -355,15 +355,17 @@ def _clocked(f, dev):
     return time.perf_counter() - w, time.process_time() - c, out
 
 # %% ../nbs/11_benchmark.ipynb #de2fea8e
+REPEAT_BELOW = 5   # rows faster than this many t_fb run twice, the faster run counting
+
 def _measure(model, batches, method, layer, dev, t_fb=None):
-    "Run one row (twice when it took < 2·t_fb; the faster counts): dict(seconds, cpu_s, peak_mb, value, ...) or dict(error=...)."
+    "Run one row (twice when it took < REPEAT_BELOW·t_fb; the faster counts): dict(seconds, cpu_s, peak_mb, value, ...) or dict(error=...)."
     def once():
         torch.manual_seed(0)   # peers draw their probes from torch's generator: the same probes on every run
         return _clocked(lambda: METHODS[method][1](model, batches, layer), dev)
     ok = _mem_reset(dev)
     try:
         t, c, out = once(); peak = _mem_peak(dev, ok)
-        if t_fb and t < 2 * t_fb: t2, c2, _ = once(); t, c = min(t, t2), min(c, c2)
+        if t_fb and t < REPEAT_BELOW * t_fb: t2, c2, _ = once(); t, c = min(t, t2), min(c, c2)
     except Unsupported as e: return dict(unsupported=str(e))
     except Exception as e: return dict(error=f"{type(e).__name__}: {_short(e)}")
     return dict(seconds=t, cpu_s=c, peak_mb=peak, **out)

@@ -166,6 +166,19 @@ def module_sums(mod: nn.Module, # a module with parameters of its own, linear in
         if 'diagonal' in want: out[('param_diagonal', k)] = torch.einsum('rb,rbj->j', s, v2).reshape(v.shape[2:])
     return out
 
+# %% ../nbs/01a_sweep.ipynb #a31e3cf6
+def _is_eval_bn(m):
+    "A BatchNorm module in eval mode with running statistics and no forward hooks of its own: an affine map per channel."
+    return (isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.training and m.running_mean is not None
+            and not m._forward_hooks and not m._forward_pre_hooks)
+
+def _eval_bn_affine(mod, inp, out):
+    "Forward hook: the eval-mode BatchNorm's output as x·a + c (same value), whose backward is one multiplication."
+    x = inp[0]; shape = (1, -1) + (1,) * (x.dim() - 2)
+    a = torch.rsqrt(mod.running_var + mod.eps) * (mod.weight if mod.weight is not None else 1)
+    c = (mod.bias if mod.bias is not None else 0) - mod.running_mean * a
+    return x * a.detach().to(x.dtype).view(shape) + c.detach().to(x.dtype).view(shape)
+
 # %% ../nbs/01a_sweep.ipynb #9182aba3
 def _record(model, mods, x):
     "One forward pass with graph: each module's input (a detached copy) and output z_m (kept in the graph), and the output."
@@ -176,7 +189,8 @@ def _record(model, mods, x):
             rec.setdefault(name, []).append((inp[0].detach().clone(), z))
             return z.clone()                             # downstream in-place ops work on a copy and leave z intact
         return h
-    hs = [m.register_forward_hook(hook(n)) for n, m in mods.items()]
+    hs = [m.register_forward_hook(_eval_bn_affine) for m in model.modules() if _is_eval_bn(m)]   # first: the recorder sees x·a + c
+    hs += [m.register_forward_hook(hook(n)) for n, m in mods.items()]
     try:
         with torch.enable_grad(), exact_attention(): out = model(x)
     finally:
