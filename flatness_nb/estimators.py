@@ -242,6 +242,7 @@ def split_trace(model: nn.Module, # the network, in eval mode
     "Tr(H) over `params` split into the exact Gauss–Newton trace and the estimated residual Tr(H − G)."
     names = list(_params(model, params))
     gn = _gn_sum(gn_exact if gn_exact is not None else gauss_newton_traces(model, data, loss_fn, names, batch_size), names)
-    rest = [n for n in names if n not in _gn_exact_blocks(model, data, names, batch_size)]   # others: H block = G block
+    same = _gn_exact_blocks(model, data, names, batch_size)   # these: H block = G block, residual exactly 0
+    rest = [n for n in names if n not in same]
     res = residual_trace(model, data, loss_fn, rest, seed, batch_size, **kw) if rest else Estimate(0.0, 0.0, 0)
     return TraceSplit(Estimate(gn, 0.0, 0), res, Estimate(gn + res.value, res.stderr, res.n))
