@@ -168,9 +168,9 @@ def module_sums(mod: nn.Module, # a module with parameters of its own, linear in
 
 # %% ../nbs/01a_sweep.ipynb #a31e3cf6
 def _is_eval_bn(m):
-    "A BatchNorm module in eval mode with running statistics and no forward hooks of its own: an affine map per channel."
-    return (isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.training and m.running_mean is not None
-            and not m._forward_hooks and not m._forward_pre_hooks)
+    "A BatchNorm module in eval mode with running statistics, torch's own forward and no hooks of its own: an affine map per channel."
+    return (isinstance(m, nn.modules.batchnorm._BatchNorm) and type(m).forward is nn.modules.batchnorm._BatchNorm.forward
+            and not m.training and m.running_mean is not None and not m._forward_hooks and not m._forward_pre_hooks)
 
 def _eval_bn_affine(mod, inp, out):
     "Forward hook: the eval-mode BatchNorm's output as x·a + c (same value), whose backward is one multiplication."
