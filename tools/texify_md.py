@@ -81,7 +81,7 @@ def _conv(m):
         if g['sup']: tex = '{' + tex + '}^{' + _sup_str(g['sup']) + '}'
         if g['arg']: tex += _sym(g['arg'])
     elif g['norm']:
-        tex = r'\lVert ' + _sym(g['norm']).strip() + r'\rVert' + (f"^{{{_sup_str(g['nsup'])}}}" if g['nsup'] else '')
+        tex = r'\lVert ' + NOTATION.sub(lambda m: _conv(m)[1:-1], g['norm']).strip() + r'\rVert' + (f"^{{{_sup_str(g['nsup'])}}}" if g['nsup'] else '')
     elif g['num']:
         tex = g['num'] + f"^{{{_sup_str(g['nexp'])}}}"
     elif g['greek']:
@@ -95,6 +95,7 @@ def _conv(m):
 def texify(md):
     "Markdown `md` with raw notation written as LaTeX, with what surrounds a symbol folded in (`ρ = 0.3` -> `$\\rho = 0.3$`)."
     out = _outside(md, lambda s: NOTATION.sub(_conv, s))
+    out = out.replace('\x02\x01', '')  # two symbols in a row are one formula (and `$$` would open display maths)
     F = r'\x01([^\x01\x02]+)\x02'
     out = re.sub(F + r' (=|≥|≤|≈|<|>) (-?\d+(?:\.\d+)?)(?!\w|\.\d)', lambda m: f'\x01{m[1]} {REL[m[2]]} {m[3]}\x02', out)
     out = re.sub(r'(?<![\w.$])(\d+(?:\.\d+)?/?)' + F, '\x01\\1\\2\x02', out)
