@@ -1,4 +1,6 @@
-"""The documentation site as a reader sees it. Without Quarto, `make docs` builds it with Sphinx + myst-nb
+"""The documentation site as a reader sees it. Without a browser (fast): every notebook processed as the docs build does
+has no exported source, an API entry for at least 90 % of the package's public names, no setup cell, and no raw notation
+(κ^φ_Tr, λ_max, t_fb) in its prose. In a browser: Without Quarto, `make docs` builds it with Sphinx + myst-nb
 (tools/build_docs.py); here every page of that site is built (cells that the API docs need are executed everywhere, the
 whole notebook for `FULL`, to keep CI short) and opened in headless Chromium at 1300 px, and each page is checked: nothing
 runs off the right edge, no raw attribute text or `In [ ]:` prompts, MathJax typeset every formula (sidebar included)
@@ -12,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'tools'))
 import build_docs as bd
+import texify_md as tx
 import unhide_show_doc as uh
 
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
@@ -24,16 +27,91 @@ FULL = ['index', '03_feature_robustness']  # executed in full: outputs, a figure
 
 # ---------------------------------------------------------------- without a browser
 def test_sidebar_has_one_source_listing_every_notebook():
-    "nbs/sidebar.yml is the only sidebar: Quarto reads it, the Sphinx build reads it, and it lists every notebook."
+    "nbs/sidebar.yml is the only sidebar: Quarto reads it, the Sphinx build reads it, it lists every notebook, in reading order."
     quarto = (ROOT / 'nbs' / '_quarto.yml').read_text()
     assert re.search(r'metadata-files:.*sidebar\.yml', quarto), 'nbs/_quarto.yml must read nbs/sidebar.yml'
     assert 'contents' not in quarto, 'the sidebar is written in nbs/sidebar.yml only'
     assert 'GROUPS' not in (ROOT / 'tools' / 'build_docs.py').read_text()
     assert bd.unlisted() == [], f'notebooks missing from nbs/sidebar.yml: {bd.unlisted()}'
+    assert bd.missing_listed() == [], f'nbs/sidebar.yml lists notebooks that do not exist: {bd.missing_listed()}'
     stems = [s for s, _ in bd.notebooks()]
-    assert stems[0] == 'index' and len(stems) == len(set(stems))
+    assert stems[:2] == ['index', '00_core'], 'the landing page, then 00_core, whose notation every chapter uses'
+    assert len(stems) == len(set(stems))
     assert sorted(stems) == sorted(p.relative_to(ROOT / 'nbs').with_suffix('').as_posix()
                                    for p in (ROOT / 'nbs').rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts)
+
+
+@pytest.fixture(scope='module')
+def processed():
+    "Every notebook as the docs build stages it, without executing it: {stem: (notebook cells, processed cells)}."
+    from execnb.nbio import read_nb
+    bd.DOCUMENTED.clear()
+    out = {}
+    for stem, path in bd.notebooks():
+        raw = read_nb(path)
+        out[stem] = (read_nb(path).cells, bd.process(bd.split_show_doc(raw), stem, 'api').cells)
+    return out
+
+
+ENTRY = re.compile(r'^`{3,4}\{py:(function|class|method)\} ([\w.]+)[^\n]*\n:module: ([\w.]+)', re.M)
+
+
+def test_docs_show_api_entries_not_exported_source(processed):
+    "nbdev's rm_export and add_show_docs: no exported source on a page, an API entry for >= 90 % of public names."
+    problems, documented = [], set()
+    for stem, (cells, out) in processed.items():
+        exported = [bd.body(c.source).strip() for c in cells if c.cell_type == 'code' and 'export' in bd.directives(c.source)]
+        shown = [c.source.strip() for c in out if c.cell_type == 'code']
+        leaks = [e for e in exported if e and e in shown]
+        if leaks: problems.append(f'{stem}: {len(leaks)} exported cells shown as source, e.g. {leaks[0][:60]!r}')
+        first = next((c for c in out if c.cell_type == 'code'), None)
+        if first is not None and bd.is_setup(first.source): problems.append(f'{stem}: the page opens with the setup cell')
+        for c in out:
+            if c.cell_type == 'markdown':
+                documented |= {f'{m[3]}.{m[2]}' for m in ENTRY.finditer(c.source)}
+    public = {full for mod, syms in bd.modidx_syms().items() for full in syms
+              if '.' not in full[len(mod) + 1:] and not full[len(mod) + 1:].startswith('_')}
+    cover = len(public & documented) / len(public)
+    assert not problems, '\n'.join(problems)
+    assert cover >= 0.9, f'API entries for {cover:.0%} of {len(public)} public names; missing {sorted(public - documented)[:20]}'
+
+
+def test_prose_has_no_raw_notation():
+    "Every symbol in markdown prose and headings is LaTeX: no κ^φ_Tr, λ_max, t_fb, σ² or lone Greek letters outside maths."
+    places = []
+    for stem, path in bd.notebooks():
+        for c in json.loads(path.read_text())['cells']:
+            if c['cell_type'] == 'markdown':
+                places += [f'{stem}: {r}' for r in tx.raw_notation(''.join(c['source']))]
+    assert not places, f'{len(places)} places: {places[:15]} (python tools/texify_md.py NOTEBOOK converts them)'
+
+
+def test_texify_writes_notation_as_latex():
+    assert tx.texify('κ^φ_Tr at ρ = 0.3, λ_max(H) in t_fb, ‖θ‖², 3σ, 10⁻⁹; `κ_l` and $x_i$ kept') == (
+        r'$\kappa^{\phi}_{\mathrm{Tr}}$ at $\rho = 0.3$, $\lambda_{\max}(H)$ in $t_{\mathrm{fb}}$, $\lVert \theta\rVert^{2}$, '
+        r'$3\sigma$, $10^{-9}$; `κ_l` and $x_i$ kept')
+    assert tx.raw_notation('a κ b, `κ` c, $\\kappa$ d') == ['κ']
+
+
+def test_backticked_names_link_to_their_entries():
+    index = {'network_curvature': 'flatness_nb.sweep.network_curvature',
+             'sweep.network_curvature': 'flatness_nb.sweep.network_curvature'}
+    md = '## `network_curvature`\nsee `network_curvature`, `sweep.network_curvature()`, `other` and `02_x`\n```\n`network_curvature`\n```'
+    assert bd.link_names(md, index, pages={'02_x'}) == (
+        '## `network_curvature`\nsee {py:obj}`network_curvature <flatness_nb.sweep.network_curvature>`, '
+        '{py:obj}`sweep.network_curvature() <flatness_nb.sweep.network_curvature>`, `other` and [`02_x`](/02_x.ipynb)'
+        '\n```\n`network_curvature`\n```')
+
+
+def test_figures_fit_the_column():
+    "Figures are drawn at most 8 inches wide (at the column's width their labels stay readable)."
+    wide = []
+    for stem, path in bd.notebooks():
+        for c in json.loads(path.read_text())['cells']:
+            if c['cell_type'] == 'code':
+                wide += [f'{stem}: figsize {w}' for w in re.findall(r'figsize\s*=\s*\(\s*([\d.]+)', ''.join(c['source']))
+                         if float(w) > 8]
+    assert not wide, wide
 
 
 def _nb(*sources):

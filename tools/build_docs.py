@@ -16,6 +16,7 @@ import argparse, html, inspect, textwrap, json, os, re, shutil, subprocess, sys,
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'tools'))  # texify_md
 NBS = ROOT / 'nbs'
 MATHJAX_DIRS = ['/usr/share/javascript/mathjax', '/usr/share/nodejs/mathjax']
 DIRECTIVE = re.compile(r'^\s*#\|\s*(.*)$')
@@ -42,6 +43,11 @@ def sidebar_sections(path=NBS / 'sidebar.yml'):
     return ([(None, loose)] if loose else []) + sections
 
 
+def missing_listed():
+    "Notebooks nbs/sidebar.yml lists that do not exist."
+    return [s for _, ss in sidebar_sections() for s in ss if not (NBS / f'{s}.ipynb').exists()]
+
+
 def notebooks():
     "All notebooks in sidebar order as (stem, path); index first."
     seen, out = set(), []
@@ -49,7 +55,9 @@ def notebooks():
         for s in stems:
             p = NBS / f'{s}.ipynb'
             if s in seen: continue
-            if not p.exists(): sys.exit(f'nbs/sidebar.yml lists {s}.ipynb, which does not exist: fix nbs/sidebar.yml')
+            if not p.exists():  # a chapter still being written: the site is built without it
+                print(f'warning: nbs/sidebar.yml lists {s}.ipynb, which does not exist: left out', file=sys.stderr)
+                continue
             seen.add(s); out.append((s, p))
     return sorted(out, key=lambda sp: sp[0] != 'index')
 
@@ -72,6 +80,7 @@ def directives(src):
             if line.strip(): break
             continue
         k, _, v = m.group(1).partition(':')
+        if not _: k, _, v = m.group(1).strip().partition(' ')  # `default_exp core`, `export other`
         d[k.strip()] = v.strip()
     return d
 
@@ -214,6 +223,166 @@ def tex_titles(md, greek_only=False):
     return ''.join(p if i % 2 else PSEUDO_TEX.sub(conv, p) for i, p in enumerate(parts))
 
 
+# ---------------------------------------------------------------- API entries, as nbdev's add_show_docs (objects from the package)
+PACKAGE = 'flatness_nb'
+PATCH_DECOS = ('patch', 'patch_to')
+
+
+def default_exp(nb_cells):
+    "The module a notebook exports to (`#| default_exp`), or None."
+    for c in nb_cells:
+        if c['cell_type'] == 'code':
+            m = directives(src_of(c)).get('default_exp')
+            if m: return m.split()[0]
+    return None
+
+
+def src_of(c):
+    s = c['source'] if isinstance(c, dict) else c.source
+    return ''.join(s) if isinstance(s, list) else s
+
+
+def export_module(src, default):
+    "The module an export cell writes to: `#| export other` or the notebook's default; None for a cell that does not export."
+    d = directives(src)
+    for k in ('export', 'exports'):
+        if k in d: return d[k].split()[0] if d[k] else default
+    return None
+
+
+def public_names(src):
+    "Public functions and classes an export cell defines, nbdev-style: `name`, and `Cls.name` for a method added with @patch."
+    import ast
+    try: tree = ast.parse(body(src))
+    except SyntaxError: return []
+    out = []
+    for n in tree.body:
+        if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or n.name.startswith('_'): continue
+        decos = [d.func if isinstance(d, ast.Call) else d for d in getattr(n, 'decorator_list', [])]
+        if any(getattr(d, 'id', getattr(d, 'attr', None)) in PATCH_DECOS for d in decos) and not isinstance(n, ast.ClassDef):
+            a = n.args.args[0].annotation if n.args.args else None
+            cls = ast.unparse(a) if a is not None else None
+            if cls and not cls.startswith('_') and '|' not in cls and '(' not in cls: out.append(f'{cls}.{n.name}')
+            continue
+        out.append(n.name)
+    return out
+
+
+def resolve(name, module=None):
+    "The package object called `name` (`f`, `Cls.meth`, `module.f`), looked up in `module` first; None if not found."
+    import importlib
+    mods = ([module] if module else []) + [m.rsplit('.', 1)[1] for m in modidx_syms()]
+    for mod in dict.fromkeys(mods):
+        try: obj = importlib.import_module(f'{PACKAGE}.{mod}')
+        except Exception: continue
+        parts = name.split('.')
+        if parts[0] == mod and len(parts) > 1: parts = parts[1:]
+        try:
+            for p in parts: obj = getattr(obj, p)
+        except AttributeError: continue
+        return obj, mod, '.'.join(parts)
+    return None
+
+
+def modidx_syms():
+    "{module: {full name: ...}} from the package's _modidx (what nbdev_export wrote)."
+    import importlib
+    try: return importlib.import_module(f'{PACKAGE}._modidx').d['syms']
+    except Exception: return {}
+
+
+def public_index():
+    "Every public name of the package as {key: full name}, keyed by `name`, `module.name` and the full name; a short name in two modules is left out."
+    out, seen = {}, {}
+    for mod, syms in modidx_syms().items():
+        short_mod = mod.rsplit('.', 1)[1]
+        for full in syms:
+            rel = full[len(mod) + 1:]
+            if any(p.startswith('_') for p in rel.split('.')): continue
+            out[full] = full; out[f'{short_mod}.{rel}'] = full
+            seen.setdefault(rel, set()).add(full)
+    for rel, fulls in seen.items():
+        if len(fulls) == 1: out[rel] = next(iter(fulls))
+    return out
+
+
+def _cell_md(text):
+    return text.replace('|', r'\|').replace('\n', ' ').strip()
+
+
+def api_entry(obj, name, module, prop=False):
+    "A MyST API entry for `obj`: a Python-domain directive (index entry, search result, link target) with the signature, the docstring and a parameter table from the docments."
+    from fastcore.docments import docstring
+    import texify_md
+    kind = ('class' if inspect.isclass(obj) else 'property' if prop else 'method' if '.' in name else 'function')
+    d = DocHTML(obj, name=name)
+    try:
+        sig = d._sig()
+        sig = sig[len(name):] if sig and sig.startswith(name + '(') else '()' if kind != 'class' else ''
+    except Exception: sig = ''
+    sig = ' '.join(sig.split())
+    if prop: sig = ''
+    lines = [f'```{{py:{kind}}} {name}{sig}', f':module: {PACKAGE}.{module}', '']
+    doc = (docstring(obj) or '').strip()
+    if doc: lines += [texify_md.texify(doc), '']
+    rows = d._rows()
+    if any(r[1] or r[2] or r[3] for r in rows):
+        lines += ['| Parameter | Type | Default | Details |', '|---|---|---|---|']
+        for k, a, dflt, t in rows:
+            code = lambda x: f'`{_cell_md(x)}`' if x else ''
+            lines.append(f'| {code(k)} | {code(a)} | {code(dflt)} | {_cell_md(texify_md.texify(t))} |')
+    members = class_members(obj) if kind == 'class' else []
+    for mname, m in members:  # a class's own public methods and properties, nested in its entry
+        lines += ['', api_entry(m, mname, module, prop=isinstance(inspect.getattr_static(obj, mname), property))
+                  .replace(f':module: {PACKAGE}.{module}\n', '', 1).replace('{py:function}', '{py:method}', 1)]
+    lines.append('````' if members else '```')
+    if members: lines[0] = '`' + lines[0]
+    return '\n'.join(lines)
+
+
+def class_members(cls):
+    "The public methods and properties defined in `cls` itself (not inherited), in definition order."
+    out = []
+    for k, v in vars(cls).items():
+        if k.startswith('_'): continue
+        if isinstance(v, property): out.append((k, v.fget))
+        elif inspect.isfunction(v): out.append((k, v))
+    return out
+
+
+def md_cell(text, **meta):
+    from execnb.nbio import NbCell
+    return NbCell(0, {'cell_type': 'markdown', 'metadata': meta, 'source': text})
+
+
+SHOW_DOC_ARG = re.compile(r'^\s*show_doc\(\s*([A-Za-z_][\w.]*)\s*(?:[,)])')
+
+
+def is_setup(src):
+    "The setup cell every notebook opens with (seeds, dtype, device): hidden in the docs."
+    d = directives(src)
+    return 'export' not in d and bool(re.search(r'^\s*\w+\s*=\s*setup_notebook\(', body(src), re.M))
+
+
+def link_names(md, index, module=None, pages=None):
+    "Backticked public names (`network_curvature`, `sweep.network_curvature`) in prose as links to their API entries, and backticked notebook names as links to their pages."
+    pages = pages if pages is not None else {s for s, _ in notebooks()}
+    def one(m):
+        name = m.group(1)
+        key = name[:-2] if name.endswith('()') else name
+        if key in pages: return f'[`{name}`](/{key}.ipynb)'
+        full = index.get(f'{module}.{key}') if module else None
+        full = full or index.get(key)
+        return f'{{py:obj}}`{name} <{full}>`' if full else m.group(0)
+    out = []
+    for part in re.split(r'(```.*?```|\$\$.*?\$\$|\$[^$]+?\$)', md, flags=re.S):
+        if part.startswith(('```', '$')): out.append(part); continue
+        lines = [l if l.lstrip().startswith('#') else re.sub(r'(?<![\[`])`(\w[\w./]*(?:\(\))?)`(?![`\]])', one, l)
+                 for l in part.split('\n')]
+        out.append('\n'.join(lines))
+    return ''.join(out)
+
+
 # ---------------------------------------------------------------- execute and process one notebook
 def execute(path, mode='all'):
     "Execute a notebook in-process with execnb; cells that `runs` rejects are left as they are."
@@ -239,16 +408,52 @@ def note(text):
             'data': {'text/html': f'<p class="fnb-note">{text}</p>', 'text/plain': re.sub('<[^>]+>', '', text)}}
 
 
+DOCUMENTED = set()  # full names with an indexed API entry in this build (a second entry is not indexed)
+
+
+def entry_cell(name, module):
+    "A markdown cell with the API entry of package object `name`, or None when it is not in the package."
+    r = resolve(name, module)
+    if r is None: return None
+    obj, mod, rel = r
+    text = api_entry(obj, rel, mod)
+    full = f'{PACKAGE}.{mod}.{rel}'
+    if full in DOCUMENTED: text = text.replace('\n', '\n:no-index:\n', 1)
+    DOCUMENTED.add(full)
+    return md_cell(text)
+
+
 def process(nb, stem, mode='all'):
-    "Drop hidden cells and directive lines as nbdev does for docs; tag show_doc and skipped cells; typeset titles."
-    cells = []
+    """nbdev's docs processing: exported source dropped and an API entry added for each public name it defines (unless a
+    `show_doc` of it is in the notebook), `show_doc` cells as API entries, the setup cell, `#| hide` cells and directive
+    lines dropped, backticked names linked to their entries, titles typeset."""
+    module, index, pages = default_exp(nb.cells), public_index(), {s for s, _ in notebooks()}
+    explicit = set()
+    for c in nb.cells:
+        if c.cell_type == 'code' and is_show_doc(c.source):
+            for l in body(c.source).splitlines():
+                m = SHOW_DOC_ARG.match(l)
+                if m: explicit |= {m.group(1), m.group(1).split('.', 1)[-1]}
+    cells, setup_seen = [], False
     for i, c in enumerate(nb.cells):
         if c.cell_type == 'markdown':
             if i == 0 or not cells:
                 c.source = tex_titles(re.sub(r'^(>.*)$', r'{.fnb-subtitle}\n\1', c.source, count=1, flags=re.M))
+            c.source = link_names(c.source, index, module, pages)
             cells.append(c); continue
         if c.cell_type != 'code': continue
         d = directives(c.source)
+        if not setup_seen and is_setup(c.source): setup_seen = True; continue
+        exp = export_module(c.source, module)
+        if exp:
+            entries = [entry_cell(n, exp) for n in public_names(c.source) if n not in explicit]
+            if 'exports' not in d or 'hide' in d:
+                cells += [e for e in entries if e is not None]; continue
+        else: entries = []
+        if is_show_doc(c.source) and 'hide' not in d:
+            m = SHOW_DOC_ARG.match(body(c.source))
+            e = entry_cell(m.group(1), module) if m else None
+            if e is not None: cells.append(e); continue
         if 'hide' in d or 'default_exp' in d or d.get('include', '').lower() == 'false': continue
         tags = []
         if is_show_doc(c.source) or d.get('echo', '').lower() == 'false': tags.append('remove-input')
@@ -261,6 +466,7 @@ def process(nb, stem, mode='all'):
         if not c.source and not c.get('outputs'): continue
         c.metadata = {'tags': tags} if tags else {}
         cells.append(c)
+        cells += [e for e in entries if e is not None]
     nb.cells = cells
     return nb
 
@@ -290,7 +496,10 @@ mathjax_path = 'mathjax/MathJax.js?config=TeX-AMS_CHTML'
 mathjax2_config = {{'tex2jax': {{'inlineMath': [['\\\\(', '\\\\)']], 'displayMath': [['\\\\[', '\\\\]']],
                                 'processEscapes': True, 'ignoreClass': 'tex2jax_ignore|mathjax_ignore',
                                 'processClass': 'math|tex2jax_process'}},
-                   'CommonHTML': {{'linebreaks': {{'automatic': True}}}}, 'messageStyle': 'none'}}
+                   'CommonHTML': {{'linebreaks': {{'automatic': False}}}}, 'messageStyle': 'none'}}
+add_module_names = False  # API entries read `network_curvature(...)`, the module is in the index
+python_maximum_signature_line_length = 80  # a longer signature gets one parameter a line
+toc_object_entries = False  # API entries are not headings of the page's table of contents
 
 def setup(app):
     app.set_html_assets_policy('always')  # MathJax on every page: the sidebar carries maths too
@@ -361,6 +570,7 @@ def build(only=None, mode='all', out=ROOT / '_docs', src=None, full=()):
     (src / '_static').mkdir(parents=True)
     sections = sidebar_sections()
     pages = [(s, p) for s, p in notebooks() if s == 'index' or not only or s in only]
+    DOCUMENTED.clear()
     for stem, path in pages:
         t, m = time.time(), 'all' if stem in full else mode
         nb = process(execute(path, m), stem, m)
@@ -378,8 +588,12 @@ def build(only=None, mode='all', out=ROOT / '_docs', src=None, full=()):
     (src / '_static' / 'fnb_search_maths.js').write_text(SEARCH_MATHS_JS)
     copy_mathjax(src / '_static' / 'mathjax')
     t = time.time()
-    rc = build_main(['-b', 'html', '-q', '-E', '-d', str(src / '_doctrees'), str(src), str(out)])
+    html_dir = src.parent / (src.name + '_html') / 'html'  # myst-nb writes jupyter_execute/ beside the output folder
+    rc = build_main(['-b', 'html', '-q', '-E', '-d', str(src / '_doctrees'), str(src), str(html_dir)])
     if rc: sys.exit(f'sphinx-build failed (exit {rc})')
+    if out.exists(): shutil.rmtree(out)
+    shutil.copytree(html_dir, out)
+    shutil.rmtree(html_dir.parent, ignore_errors=True)
     print(f'sphinx: {len(pages)} pages in {time.time() - t:.1f} s -> {out}')
     return out
 
