@@ -14,7 +14,7 @@ from .operators import (GGNOperator, HessianOperator, ResidualOperator, as_matve
                                    resolve_params)
 
 # %% auto #0
-__all__ = ['WHICH', 'Eigenpairs', 'eigenpairs']
+__all__ = ['WHICH', 'Eigenpairs', 'eigenpairs', 'SpectralDensity', 'spectral_density', 'wasserstein1']
 
 # %% ../nbs/15_spectrum.ipynb #ab665276
 def _orth(w: Tensor, # a vector (N,)
@@ -120,3 +120,169 @@ def eigenpairs(op, # an operator: anything with `@` and a square `shape` (see `o
     if not exact_residuals: return Eigenpairs(lam, V, est.clone(), used, converged, restarts, which)
     AV = mv(V)                                                  # the k residuals: one block product
     return Eigenpairs(lam, V, (AV - V * lam.to(dt)).norm(dim=0).double(), used + k, converged, restarts, which)
+
+# %% ../nbs/15_spectrum.ipynb #f18997b8
+def _quadrature_check(vAv: float, # vᵀAv from the first product
+                      Av2: float, # ‖Av‖² from the first product
+                      theta: Tensor, # Gauss nodes of the probe
+                      tau: Tensor, # Gauss weights of the probe
+                      rtol: float, # tolerance, relative to ‖Av‖ (resp. ‖Av‖²)
+                     ):
+    "Raise unless Σ τ = 1, Σ τθ = vᵀAv and Σ τθ² = ‖Av‖² (the Gauss rule's first three moments)."
+    m0, m1, m2 = tau.sum().item(), (tau * theta).sum().item(), (tau * theta ** 2).sum().item()
+    s = max(Av2, 1e-300)
+    if abs(m0 - 1) > rtol or abs(m1 - vAv) > rtol * math.sqrt(s) or abs(m2 - Av2) > rtol * s:
+        raise RuntimeError(f"stochastic Lanczos quadrature broke its identities on a probe: Σ τ = {m0:.15g} (1), "
+                           f"Σ τθ = {m1:.15g} (vᵀAv = {vAv:.15g}), Σ τθ² = {m2:.15g} (‖Av‖² = {Av2:.15g})")
+
+# %% ../nbs/15_spectrum.ipynb #d900341b
+def _slq_group(mv: Callable, # V (N, p) ↦ A V
+               V: Tensor, # unit start vectors as rows (p, N), orthogonal to the rows of B
+               steps: int, # Lanczos steps per probe
+               B: Tensor | None, # orthonormal rows (d, N) to stay orthogonal to (deflation), or None
+               rtol: float, # tolerance of the quadrature identities
+              ) -> tuple[Tensor, Tensor]:
+    "Gauss nodes and weights (p, steps) of every probe, the probes' products in one pass per step."
+    P, n = V.shape
+    Qs = torch.zeros(steps, P, n, dtype=V.dtype, device=V.device); Qs[0] = V
+    al, be = torch.zeros(P, steps, dtype=torch.float64), torch.zeros(P, steps, dtype=torch.float64)
+    length = torch.full((P,), steps)
+    for j in range(steps):
+        act = (length > j).nonzero().flatten().tolist()
+        if not act: break
+        W = mv(Qs[j, act].T).T                                  # one pass for every active probe
+        if not torch.isfinite(W).all(): raise ValueError("an operator product is NaN or inf")
+        if B is not None: W = W - (W @ B.T) @ B                 # the deflated operator P A P
+        if j == 0: first = ((Qs[0] * W).sum(1).double(), (W.double() ** 2).sum(1))
+        for a, p in enumerate(act):
+            basis = Qs[:j + 1, p] if B is None else torch.cat([B, Qs[:j + 1, p]])
+            w, h = _orth(W[a], basis); al[p, j] = h[-1].double(); beta = w.norm().item()
+            big = beta > 1e-10 * max(al[p, :j + 1].abs().max().item(), be[p].abs().max().item(), 1e-300)
+            if j + 1 < steps and big: be[p, j] = beta; Qs[j + 1, p] = w / beta
+            else: length[p] = j + 1
+    nodes, weights = torch.zeros(P, steps, dtype=torch.float64), torch.zeros(P, steps, dtype=torch.float64)
+    for p in range(P):
+        L = int(length[p]); b = be[p, :L - 1]
+        th, S = torch.linalg.eigh(torch.diag(al[p, :L]) + torch.diag(b, 1) + torch.diag(b, -1))
+        _quadrature_check(first[0][p].item(), first[1][p].item(), th, S[0] ** 2, rtol)
+        nodes[p, :L], weights[p, :L], nodes[p, L:] = th, S[0] ** 2, th[-1]
+    return nodes, weights
+
+# %% ../nbs/15_spectrum.ipynb #df565fca
+@dataclass
+class SpectralDensity:
+    "Stochastic Lanczos quadrature of a symmetric operator's eigenvalue distribution (from `spectral_density`)."
+    nodes: Tensor    # Gauss nodes per probe, (probes, m), deflated eigenvalues appended
+    weights: Tensor  # Gauss weights per probe, (probes, m); each row sums to 1
+    n: int           # size N of the operator
+    deflated: Tensor # eigenvalues taken out exactly (each of mass 1/N)
+    matvecs: int     # products with the operator (deflation included)
+    passes: int      # products done as one block each (Lanczos steps × groups, deflation included)
+    def __repr__(self):
+        lo, hi = self.nodes.min().item(), self.nodes.max().item()
+        return (f"SpectralDensity({len(self.nodes)} probes × {self.nodes.shape[1]} nodes, N={self.n}, "
+                f"support [{lo:.4g}, {hi:.4g}], deflated {len(self.deflated)}, matvecs={self.matvecs})")
+
+# %% ../nbs/15_spectrum.ipynb #b3e8e99d
+def _rademacher(P, n, gen, dt, dev):
+    "P Rademacher vectors of length n, as rows."
+    return torch.randint(0, 2, (P, n), generator=gen, device=dev).to(dt) * 2 - 1
+
+# %% ../nbs/15_spectrum.ipynb #7477b5af
+def spectral_density(op, # an operator: anything with `@` and a square `shape`
+                     steps: int = 80, # Lanczos steps (Gauss nodes) per probe, at most N − deflate
+                     probes: int = 10, # Rademacher probes
+                     seed: int = 0, # seed of the probes
+                     deflate: int = 0, # top eigenvalues (by magnitude) taken out exactly
+                     probes_per_pass: int | None = None, # probes run in lockstep (None: all; memory steps·p·N)
+                    ) -> SpectralDensity:
+    "Eigenvalue density of a symmetric operator by stochastic Lanczos quadrature, identities checked per probe."
+    n, dt, dev = operator_info(op); mv = as_matvec(op)
+    _check_count('steps', steps); _check_count('probes', probes); _check_count('deflate', deflate, 0)
+    if probes_per_pass is not None: _check_count('probes_per_pass', probes_per_pass)
+    if deflate >= n: raise ValueError(f"deflate={deflate} must be smaller than the operator's size {n}")
+    B, lam, used, passes = None, torch.zeros(0, dtype=torch.float64), 0, 0
+    if deflate:
+        e = eigenpairs(op, deflate, 'LM', tol=1e-10, seed=seed + 1)
+        B, lam, used, passes = e.vectors.T.contiguous(), e.values.double(), e.matvecs, e.matvecs - deflate + 1
+    m, g = min(steps, n - deflate), probes_per_pass or probes
+    gen, rtol = torch.Generator(device=dev).manual_seed(seed), 1e3 * torch.finfo(dt).eps
+    nodes, weights = [], []
+    for s in range(0, probes, g):
+        V = _rademacher(min(g, probes - s), n, gen, dt, dev)
+        if B is not None: V = V - (V @ B.T) @ B
+        nd, wt = _slq_group(mv, V / V.norm(dim=1, keepdim=True), m, B, rtol)
+        nodes.append(nd); weights.append(wt); used += int((wt > 0).sum()); passes += m
+    nodes, weights = torch.cat(nodes), torch.cat(weights)
+    if deflate:
+        nodes = torch.cat([nodes, lam.expand(len(nodes), -1)], 1)
+        weights = torch.cat([weights * (n - deflate) / n, torch.full((len(nodes), deflate), 1 / n).double()], 1)
+    return SpectralDensity(nodes, weights, n, lam, used, passes)
+
+# %% ../nbs/15_spectrum.ipynb #c7da4e0e
+def wasserstein1(sd: SpectralDensity, # a density from `spectral_density`
+                 eigenvalues, # the exact eigenvalues (all N)
+                ) -> float:
+    "Wasserstein-1 distance between the quadrature's measure and the uniform measure on `eigenvalues`."
+    from scipy.stats import wasserstein_distance
+    return float(wasserstein_distance(sd.nodes.flatten().cpu().numpy(),
+                                      torch.as_tensor(eigenvalues).double().cpu().numpy(),
+                                      sd.weights.flatten().cpu().numpy()))
+
+# %% ../nbs/15_spectrum.ipynb #214b4dad
+from fastcore.basics import patch
+
+@patch
+def support(self: SpectralDensity) -> tuple[float, float]:
+    "Smallest and largest node with positive weight."
+    v = self.nodes[self.weights > 0]
+    return v.min().item(), v.max().item()
+
+@patch
+def default_sigma(self: SpectralDensity) -> float:
+    "The default smoothing width: 1 % of the support's width (or 1e-12 for a single point)."
+    lo, hi = self.support()
+    return max(0.01 * (hi - lo), 1e-12)
+
+# %% ../nbs/15_spectrum.ipynb #ca2cd7bc
+@patch
+def density(self: SpectralDensity, grid, # points at which to evaluate, (G,)
+            sigma: float | None = None, # Gaussian width (default `default_sigma()`)
+           ) -> Tensor:
+    "The density smoothed by a Gaussian of width sigma, averaged over probes, at `grid`."
+    s = self.default_sigma() if sigma is None else float(sigma)
+    if not s > 0: raise ValueError(f"sigma must be positive, got {sigma!r}")
+    x = torch.as_tensor(grid, dtype=torch.float64).reshape(-1, 1, 1)
+    k = torch.exp(-0.5 * ((x - self.nodes) / s) ** 2) / (s * math.sqrt(2 * math.pi))
+    return (k * self.weights).sum(-1).mean(-1)
+
+# %% ../nbs/15_spectrum.ipynb #691d6c5b
+@patch
+def negative_mass(self: SpectralDensity, threshold: float = 0.0, # count nodes below this value
+                 ) -> Estimate:
+    "Fraction of the spectrum below `threshold` (default 0), with its standard error over probes."
+    f = (self.weights * (self.nodes < threshold)).sum(1)
+    se = (f.std() / math.sqrt(len(f))).item() if len(f) > 1 else float('inf')
+    return Estimate(f.mean().item(), se, len(f))
+
+# %% ../nbs/15_spectrum.ipynb #b57666c7
+@patch
+def plot(self: SpectralDensity, sigma: float | None = None, # Gaussian width (default `default_sigma()`)
+         points: int = 1000, # grid points
+         title: str = '', # title prefix
+         axes=None, # two matplotlib axes to draw on (default: a new 8 × 3 in figure)
+        ):
+    "Log and linear views of the smoothed density; returns the figure."
+    from matplotlib.figure import Figure
+    s = self.default_sigma() if sigma is None else sigma
+    lo, hi = self.support(); pad = 3 * s
+    grid = torch.linspace(lo - pad, hi + pad, points); d = self.density(grid, s).numpy()
+    if axes is None: fig = Figure(figsize=(8, 3)); axes = fig.subplots(1, 2)
+    fig = axes[0].figure
+    axes[0].semilogy(grid.numpy(), np.maximum(d, 1e-12)); axes[0].set_ylim(max(d.max() * 1e-8, 1e-12), d.max() * 2)
+    axes[1].plot(grid.numpy(), d)
+    for a, v in zip(axes, ('log', 'linear')):
+        a.set_xlabel('eigenvalue', fontsize=10); a.set_ylabel(f'density ({v})', fontsize=10)
+        a.set_title(f"{title}{' ' if title else ''}σ = {s:.2g}", fontsize=10); a.tick_params(labelsize=10)
+    fig.tight_layout()
+    return fig
