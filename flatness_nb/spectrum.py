@@ -14,7 +14,8 @@ from .operators import (GGNOperator, HessianOperator, ResidualOperator, as_matve
                                    resolve_params)
 
 # %% auto #0
-__all__ = ['WHICH', 'Eigenpairs', 'eigenpairs', 'SpectralDensity', 'spectral_density', 'wasserstein1']
+__all__ = ['WHICH', 'KINDS', 'Eigenpairs', 'eigenpairs', 'SpectralDensity', 'spectral_density', 'wasserstein1', 'BlockSpectrum',
+           'layer_spectra', 'plot_layer_spectra', 'add_spectrum_parser', 'cmd_spectrum']
 
 # %% ../nbs/15_spectrum.ipynb #ab665276
 def _orth(w: Tensor, # a vector (N,)
@@ -286,3 +287,128 @@ def plot(self: SpectralDensity, sigma: float | None = None, # Gaussian width (de
         a.set_title(f"{title}{' ' if title else ''}σ = {s:.2g}", fontsize=10); a.tick_params(labelsize=10)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/15_spectrum.ipynb #352cd294
+KINDS = {'hessian': HessianOperator, 'ggn': GGNOperator, 'residual': ResidualOperator}
+
+@dataclass
+class BlockSpectrum:
+    "Top eigenpairs and density of one parameter block (a layer, or the whole network)."
+    name: str                  # 'network' or the layer's dotted name
+    n: int                     # parameters in the block
+    eig: Eigenpairs            # from `eigenpairs`
+    density: SpectralDensity   # from `spectral_density`
+    seconds: float             # wall time of both
+    def row(self) -> dict:
+        "The block as one flat row (for JSON and CSV)."
+        neg = self.density.negative_mass()
+        return dict(block=self.name, n=self.n, **{f"lambda_{i + 1}": v for i, v in enumerate(self.eig.values.tolist())},
+                    max_residual=self.eig.residuals.max().item(), negative_mass=neg.value, negative_mass_se=neg.stderr,
+                    matvecs=self.eig.matvecs + self.density.matvecs, seconds=self.seconds)
+
+# %% ../nbs/15_spectrum.ipynb #692f896b
+def layer_spectra(model: nn.Module, # the network, in eval mode
+                  data, # (X, y) tensors or an iterable of (x, y) batches
+                  layers: Sequence = (), # layer names or modules (each its own block)
+                  loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
+                  whole: bool = True, # also the whole network
+                  kind: str = 'hessian', # 'hessian', 'ggn' or 'residual'
+                  k: int = 5, # top eigenpairs per block
+                  which: str = 'LA', # which end (see `eigenpairs`)
+                  steps: int = 80, # Lanczos steps per probe of the density
+                  probes: int = 10, # probes of the density
+                  seed: int = 0, # seed of the start vectors and probes
+                  batch_size: int = 512, # batch size used to split (X, y) tensors
+                  tol: float = 1e-6, # tolerance of the eigenpairs
+                 ) -> list[BlockSpectrum]:
+    "Eigenpairs and spectral densities of the whole network and of each layer's diagonal block, in that order."
+    if kind not in KINDS: raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+    blocks = ([('network', None)] if whole else []) + [(l if isinstance(l, str) else resolve_params(model, l)[0]
+                                                        .rpartition('.')[0], l) for l in layers]
+    if not blocks: raise ValueError("nothing to measure: name layers or keep whole=True")
+    out = []
+    for name, sel in blocks:
+        op = KINDS[kind](model, data, loss_fn, sel, batch_size); t0 = time.perf_counter()
+        e = eigenpairs(op, min(k, op.shape[0]), which, tol=tol, seed=seed)
+        d = spectral_density(op, steps, probes, seed)
+        out.append(BlockSpectrum(name, op.shape[0], e, d, time.perf_counter() - t0))
+    return out
+
+# %% ../nbs/15_spectrum.ipynb #46058248
+def plot_layer_spectra(spectra: Sequence[BlockSpectrum], # from `layer_spectra`
+                       log: bool = True, # log density (PyHessian's ESD view) or linear
+                       width: float = 8.0, # figure width in inches (≤ 8)
+                      ):
+    "One panel per block: its smoothed density, its top eigenvalues as marks; σ in each title."
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(min(width, 8.0), 2.8)); axes = np.atleast_1d(fig.subplots(1, len(spectra)))
+    for a, s in zip(axes, spectra):
+        sig = s.density.default_sigma(); lo, hi = s.density.support()
+        grid = torch.linspace(lo - 3 * sig, hi + 3 * sig, 800); d = s.density.density(grid, sig).numpy()
+        (a.semilogy if log else a.plot)(grid.numpy(), np.maximum(d, 1e-12) if log else d)
+        if log: a.set_ylim(max(d.max() * 1e-7, 1e-12), d.max() * 3)
+        for v in s.eig.values.tolist(): a.axvline(v, color='C3', lw=0.8, alpha=0.7)
+        a.set_title(f"{s.name} (N={s.n})\nσ = {sig:.2g}", fontsize=10)
+        a.set_xlabel('eigenvalue', fontsize=10); a.tick_params(labelsize=10)
+    axes[0].set_ylabel('density' + (' (log)' if log else ''), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/15_spectrum.ipynb #983c3950
+def add_spectrum_parser(sub, # the `add_subparsers()` object of the flatness-nb parser
+                        parents: Sequence = (), # parent parsers (e.g. the shared --debug flag)
+                       ):
+    "Add the `spectrum` command and its options; returns its parser."
+    from flatness_nb.cli import LOSSES, _count, _seed
+    from flatness_nb.testing import device_name
+    s = sub.add_parser('spectrum', parents=list(parents),
+                       help='top eigenvalues and eigenvalue density of the whole network and of layers')
+    s.add_argument('model', help='model file (state_dict with --factory, pickled module, or scripted Sequential)')
+    s.add_argument('data', help="dataset: 'digits', 'mnist1d', a torchvision-style folder, or a .pt file of (X, y)")
+    s.add_argument('--factory', help="'module:function' that builds the model when MODEL holds a state_dict")
+    s.add_argument('--layer', action='append', help='layer name, its own block (repeatable)')
+    s.add_argument('--no-whole', action='store_true', help='skip the whole network (layers only)')
+    s.add_argument('--kind', default='hessian', choices=list(KINDS))
+    s.add_argument('--k', type=_count, default=5, help='top eigenpairs per block')
+    s.add_argument('--which', default='LA', choices=list(WHICH))
+    s.add_argument('--steps', type=_count, default=80, help='Lanczos steps per probe of the density')
+    s.add_argument('--probes', type=_count, default=10, help='probes of the density')
+    s.add_argument('--tol', type=float, default=1e-6, help='relative residual tolerance of the eigenpairs')
+    s.add_argument('--n', type=_count, default=None, help='use the first N samples (default: all)')
+    s.add_argument('--split', default='train', choices=['train', 'test'])
+    s.add_argument('--loss', default='ce', choices=sorted(LOSSES))
+    s.add_argument('--device', default=device_name())
+    s.add_argument('--dtype', default='float64', choices=['float32', 'float64'])
+    s.add_argument('--batch-size', type=_count, default=512); s.add_argument('--seed', type=_seed, default=0)
+    s.add_argument('--out', default=None, help='folder for spectrum.json/.csv, spectrum_density.json, spectrum.png')
+    s.set_defaults(func=cmd_spectrum)
+    return s
+
+# %% ../nbs/15_spectrum.ipynb #45c28dbc
+def _density_record(s: BlockSpectrum) -> dict:
+    "One block's quadrature as JSON-ready lists."
+    return dict(block=s.name, n=s.n, sigma=s.density.default_sigma(), nodes=s.density.nodes.tolist(),
+                weights=s.density.weights.tolist(), deflated=s.density.deflated.tolist())
+
+# %% ../nbs/15_spectrum.ipynb #4974c3d8
+def cmd_spectrum(a):
+    "`flatness-nb spectrum`: eigenpairs and densities of a saved model on a dataset."
+    from pathlib import Path
+    from flatness_nb.cli import (LOSSES, _check_model_on_data, _fmt_rows, check_device, check_out, load_data,
+                                 load_model, write_rows)
+    dev = check_device(a.device); check_out(a.out); torch.manual_seed(a.seed)
+    model = load_model(a.model, a.factory, dev, a.dtype)
+    X, y = load_data(a.data, a.dtype, a.split)
+    if a.n: X, y = X[:a.n], y[:a.n]
+    lf = LOSSES[a.loss]; _check_model_on_data(model, X, y, lf, a)
+    spectra = layer_spectra(model, (X, y), a.layer or [], lf, whole=not a.no_whole, kind=a.kind, k=a.k,
+                            which=a.which, steps=a.steps, probes=a.probes, seed=a.seed, batch_size=a.batch_size,
+                            tol=a.tol)
+    rows = [s.row() for s in spectra]
+    print(_fmt_rows(rows))
+    if not a.out: return rows
+    write_rows(rows, a.out, 'spectrum')
+    (Path(a.out) / 'spectrum_density.json').write_text(json.dumps([_density_record(s) for s in spectra]))
+    plot_layer_spectra(spectra).savefig(Path(a.out) / 'spectrum.png', dpi=110)
+    print(f"wrote {a.out}/spectrum.json, spectrum.csv, spectrum_density.json and spectrum.png")
+    return rows
