@@ -1,0 +1,67 @@
+"Spectrum: eigenpairs and SLQ against dense float64, duck-typed operators, and the `spectrum` command end to end."
+import argparse, json
+import numpy as np, pytest, torch, torch.nn as nn
+from flatness_nb.hessian import dense_hessian
+from flatness_nb.operators import HessianOperator, GGNOperator
+from flatness_nb.spectrum import add_spectrum_parser, eigenpairs, layer_spectra, spectral_density, wasserstein1
+from flatness_nb.testing import rel_err
+
+
+@pytest.fixture
+def setting():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 6)).double().eval()
+    return m, (torch.randn(64, 8, dtype=torch.float64), torch.randint(0, 6, (64,)))
+
+
+@pytest.mark.parametrize('which', ['LA', 'SA', 'LM'])
+def test_eigenpairs_dense(setting, which):
+    m, d = setting
+    ev = torch.linalg.eigvalsh(dense_hessian(m, d))
+    ref = {'LA': ev.flip(0), 'SA': ev, 'LM': ev[ev.abs().argsort(descending=True)]}[which][:6]
+    e = eigenpairs(HessianOperator(m, d), 6, which)
+    assert ((e.values - ref).abs() / ref.abs()).max() < 1e-6 and e.residuals.max() < 1e-6
+
+
+def test_eigenpairs_scipy_and_curvlinops(setting):
+    m, d = setting
+    op = HessianOperator(m, d)
+    ours = eigenpairs(op, 4).values
+    assert rel_err(eigenpairs(op.to_scipy(), 4).values, ours) < 1e-10
+    cl = pytest.importorskip('curvlinops')
+    c = cl.GGNLinearOperator(m, nn.CrossEntropyLoss(), list(m.parameters()), [d])
+    assert rel_err(eigenpairs(c, 3).values, eigenpairs(GGNOperator(m, d), 3).values) < 1e-8
+
+
+def test_slq_w1(setting):
+    m, d = setting
+    op = HessianOperator(m, d)
+    ev = torch.linalg.eigvalsh(dense_hessian(m, d))
+    sd = spectral_density(op, 80, 30)
+    assert wasserstein1(sd, ev) / (ev[-1] - ev[0]).item() < 0.01
+    assert torch.allclose(sd.weights.sum(1), torch.ones(30, dtype=torch.float64))
+
+
+def test_refusals(setting):
+    m, d = setting
+    op = HessianOperator(m, d)
+    with pytest.raises(ValueError, match='which must be one of'): eigenpairs(op, 2, 'XX')
+    with pytest.raises(ValueError, match='deflate'): spectral_density(op, 10, 2, deflate=500)
+    with pytest.raises(ValueError, match='kind must be one of'): layer_spectra(m, d, ['0'], kind='fisher')
+
+
+def test_cli(tmp_path):
+    torch.manual_seed(0)
+    tiny = nn.Sequential(nn.Linear(64, 5), nn.Tanh(), nn.Linear(5, 10)).eval()
+    torch.save(tiny, tmp_path / 'tiny.pt')
+    p = argparse.ArgumentParser(); sub = p.add_subparsers(dest='cmd')
+    add_spectrum_parser(sub, [])
+    a = p.parse_args(['spectrum', str(tmp_path / 'tiny.pt'), 'digits', '--layer', '2', '--n', '80', '--k', '2',
+                      '--steps', '15', '--probes', '2', '--out', str(tmp_path / 'o')])
+    a.func(a)
+    rows = json.loads((tmp_path / 'o' / 'spectrum.json').read_text())
+    assert [r['block'] for r in rows] == ['network', '2']
+    assert (tmp_path / 'o' / 'spectrum.png').stat().st_size > 1000
+    dens = json.loads((tmp_path / 'o' / 'spectrum_density.json').read_text())
+    assert len(dens[0]['nodes']) == 2 and dens[0]['sigma'] > 0
+    with pytest.raises(SystemExit): p.parse_args(['spectrum', 'x', 'digits', '--k', '0'])
