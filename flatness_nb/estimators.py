@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, jacrev, functional_call
-from .core import (Estimate, first_loss_check, check_eval, check_second_order, exact_attention, flatten_params, iter_batches,
+from .core import (Estimate, call, fcall, takes_model, first_loss_check, check_eval, check_second_order, exact_attention, flatten_params, iter_batches,
                               model_device_dtype, per_sample_losses, sample_mean)
 from .hessian import hutchinson, hvp, output_loss_hessian, _check_dirs, _hvp_chunk, _named_params, _probe, HVP_CHUNK
 from .sweep import make_sweep_plan, network_curvature
@@ -22,7 +22,7 @@ __all__ = ['OPERATORS', 'ggn_vp', 'hutchpp_trace', 'residual_trace', 'exact_ggn_
 # %% ../nbs/01b_estimators.ipynb #317b8df4
 def _forward(model, p, x):
     "The model's output on `x` with the named parameters replaced by `p` (the others are the model's own)."
-    with exact_attention(): return functional_call(model, p, (x,))
+    with exact_attention(): return fcall(model, p, x)
 
 # %% ../nbs/01b_estimators.ipynb #e68b7b82
 def _ggn_batch(model, loss_fn, p0, vecs):
@@ -38,6 +38,7 @@ def _ggn_batch(model, loss_fn, p0, vecs):
     return batch
 
 # %% ../nbs/01b_estimators.ipynb #5db1424b
+@takes_model
 def ggn_vp(model: nn.Module, # the network, in eval mode
            data, # (X, y) tensors or an iterable of (x, y) batches
            loss_fn: Callable, # a standard PyTorch loss
@@ -46,7 +47,7 @@ def ggn_vp(model: nn.Module, # the network, in eval mode
           ) -> dict[str, Tensor]:
     "Gauss–Newton matrix G = (1/n) Σ J_iᵀ H^ℓ_i J_i (w.r.t. the named parameters) times p directions at once, streamed."
     p0 = _check_dirs(model, vecs)
-    with torch.no_grad(): return sample_mean(model, data, _ggn_batch(model, loss_fn, p0, vecs), batch_size, first_loss_check(model, loss_fn))
+    with torch.no_grad(): return sample_mean(model, data, _ggn_batch(model, loss_fn, p0, vecs), batch_size, first_loss_check(model, loss_fn), loss_fn=loss_fn)
 
 # %% ../nbs/01b_estimators.ipynb #6840371d
 OPERATORS = ('hessian', 'ggn')
@@ -81,6 +82,7 @@ def _check_count(name, v, least=1):
         raise ValueError(f"{name} must be an integer >= {least}{why}, got {v!r}")
 
 # %% ../nbs/01b_estimators.ipynb #7979ead5
+@takes_model
 def hutchpp_trace(model: nn.Module, # the network, in eval mode
                   data, # (X, y) tensors or an iterable of (x, y) batches
                   loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
@@ -137,6 +139,7 @@ def _residual_batch(model, loss_fn, p0, V, blocks):
     return batch
 
 # %% ../nbs/01b_estimators.ipynb #b904e106
+@takes_model
 def residual_trace(model: nn.Module, # the network, in eval mode
                    data, # (X, y) tensors or an iterable of (x, y) batches
                    loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
@@ -153,7 +156,7 @@ def residual_trace(model: nn.Module, # the network, in eval mode
     draw = lambda p: {k: _probe((p, *v.shape), gen, 'rademacher', dt, dev) for k, v in p0.items()}
     batch = lambda V: _residual_batch(model, loss_fn, p0, V, _blocks(p0, blockwise))
     def quad(V):
-        with torch.no_grad(): return sample_mean(model, data, batch(V), batch_size, first_loss_check(model, loss_fn))
+        with torch.no_grad(): return sample_mean(model, data, batch(V), batch_size, first_loss_check(model, loss_fn), loss_fn=loss_fn)
     return hutchinson(draw, quad, **kw)
 
 # %% ../nbs/01b_estimators.ipynb #5f87828c
@@ -168,6 +171,7 @@ def _ggn_trace_batch(model, loss_fn, p0, chunk):
     return batch
 
 # %% ../nbs/01b_estimators.ipynb #a3b985ae
+@takes_model
 def exact_ggn_traces(model: nn.Module, # the network, in eval mode
                      data, # (X, y) tensors or an iterable of (x, y) batches
                      loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
@@ -177,7 +181,7 @@ def exact_ggn_traces(model: nn.Module, # the network, in eval mode
                     ) -> dict[str, float]:
     "Exact Tr G_pp of the Gauss–Newton matrix for each named parameter tensor, from per-sample Jacobians."
     _check_count('chunk', chunk); p0 = _params(model, params)
-    with torch.no_grad(): tr = sample_mean(model, data, _ggn_trace_batch(model, loss_fn, p0, chunk), batch_size, first_loss_check(model, loss_fn))
+    with torch.no_grad(): tr = sample_mean(model, data, _ggn_trace_batch(model, loss_fn, p0, chunk), batch_size, first_loss_check(model, loss_fn), loss_fn=loss_fn)
     bad = [n for n, t in tr.items() if not torch.isfinite(t)]
     if bad: raise ValueError(f"the Gauss–Newton trace of {bad} is NaN or inf: the loss or the network is not finite or not "
                              "differentiable near these weights")
@@ -208,6 +212,7 @@ def _gn_sum(gn_exact, names):
     return math.fsum(gn_exact[n] for n in names)
 
 # %% ../nbs/01b_estimators.ipynb #ebf2eb8e
+@takes_model
 def gauss_newton_traces(model: nn.Module, # the network, in eval mode
                         data, # (X, y) tensors or an iterable of (x, y) batches
                         loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
@@ -230,6 +235,7 @@ def _gn_exact_blocks(model, data, names, batch_size):
     return set(plan.covered) & set(names)
 
 # %% ../nbs/01b_estimators.ipynb #847de221
+@takes_model
 def split_trace(model: nn.Module, # the network, in eval mode
                 data, # (X, y) tensors or an iterable of (x, y) batches
                 loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
