@@ -14,8 +14,10 @@ from .core import (all_finite, check_eval, first_loss_check, flatten_params,
 from .testing import generator
 
 # %% auto #0
-__all__ = ['NORM_TYPES', 'NORMS', 'KINDS', 'ignored_params', 'normalize_direction', 'random_directions', 'Directions',
-           'check_directions', 'grid_points', 'forward_bytes', 'grid_chunk', 'Landscape', 'landscape', 'directions']
+__all__ = ['NORM_TYPES', 'NORMS', 'AFFINE_TYPES', 'KINDS', 'LANDSCAPE_SETTINGS', 'ignored_params', 'normalize_direction',
+           'random_directions', 'Directions', 'check_directions', 'grid_points', 'forward_bytes', 'grid_chunk',
+           'input_layers', 'first_layer_terms', 'Landscape', 'landscape', 'directions', 'add_landscape_parser',
+           'cmd_landscape', 'grid_point_cost']
 
 # %% ../nbs/16_landscape.ipynb #74b4f82a
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)   # BatchNorm*, InstanceNorm*, LN, GN
@@ -140,7 +142,7 @@ def grid_points(grid, # 1-D: a sequence of coordinates; 2-D: a pair (xs, ys), or
     axes = [_axis(g, f'grid axis {i}') for i, g in enumerate(grid)] if pair else [_axis(grid, 'the grid')] * 2
     return axes, torch.cartesian_prod(*axes)
 
-# %% ../nbs/16_landscape.ipynb #7c3fd380
+# %% ../nbs/16_landscape.ipynb #a52831a0
 def forward_bytes(model: nn.Module, # the network
                   x: Tensor, # one batch of inputs
                  ) -> int:
@@ -160,30 +162,95 @@ def grid_chunk(model: nn.Module, # the network
                x: Tensor, # the first batch of inputs
                points: int, # number of grid points
                memory_mb: float = 256., # memory the vmapped evaluation of one chunk may use
+               device=None, # the model's device: on the CPU the plain loop (chunk 1) is the default
               ) -> int:
-    "Grid points per vmapped call: as many as fit `memory_mb` (parameters + activations per point), at least 1."
+    "Grid points per vmapped call: 1 on the CPU; elsewhere as many as fit `memory_mb` (parameters + activations per point)."
+    if device is not None and torch.device(device).type == 'cpu': return 1
     per = forward_bytes(model, x) + sum(p.numel() * p.element_size() for p in model.parameters())
     return max(1, min(points, int(memory_mb * 2 ** 20 // per)))
 
-# %% ../nbs/16_landscape.ipynb #d2447d3c
+# %% ../nbs/16_landscape.ipynb #0ec838bd
+AFFINE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)   # exact types: a subclass may change forward
+
+def input_layers(model: nn.Module, # the network
+                 x: Tensor, # a batch of inputs (one sample is used)
+                ) -> list[str]:
+    "Names of affine layers that run once per forward on an input no parameter changes (their output is affine in their weights)."
+    mods = {n: m for n, m in model.named_modules() if type(m) in AFFINE_TYPES}
+    calls, free = {}, {}
+    def hook(n):
+        def h(m, i):
+            calls[n] = calls.get(n, 0) + 1; free[n] = torch.is_tensor(i[0]) and not i[0].requires_grad
+        return h
+    hs = [m.register_forward_pre_hook(hook(n)) for n, m in mods.items()]
+    p = {n: v.detach().clone().requires_grad_() for n, v in model.named_parameters()}
+    try:
+        with torch.enable_grad(): functional_call(model, p, (x[:1],))
+    finally:
+        for h in hs: h.remove()
+    return [n for n in mods if calls.get(n) == 1 and free[n]]
+
+class _Stop(Exception): pass
+
+def _inputs(model, x, names):
+    "The inputs of the named layers, from a forward pass of x stopped once they are all seen."
+    got, mods = {}, dict(model.named_modules())
+    def hook(n):
+        def h(m, i):
+            got[n] = i[0]
+            if len(got) == len(names): raise _Stop
+        return h
+    hs = [mods[n].register_forward_pre_hook(hook(n)) for n in names]
+    try: model(x)
+    except _Stop: pass
+    finally:
+        for h in hs: h.remove()
+    return got
+
+def first_layer_terms(model: nn.Module, # the network
+                      x: Tensor, # a batch of inputs
+                      names: Sequence[str], # layers from `input_layers`
+                      D: dict[str, Tensor], # stacked directions (k, *shape) of the parameters that move
+                     ) -> dict[str, tuple[Tensor, Tensor]]:
+    "Per layer: its output at θ* and the stacked outputs (k, ...) of its directions, for batch x."
+    mods, out = dict(model.named_modules()), {}
+    if not names: return out
+    inp = _inputs(model, x, names)
+    for n in names:
+        m, pre = mods[n], f'{n}.' if n else ''
+        dw, db = D.get(pre + 'weight'), D.get(pre + 'bias')
+        if dw is None and db is None: out[n] = (m(inp[n]), None); continue
+        k = len(dw if dw is not None else db)
+        w = dw if dw is not None else torch.zeros(k, *m.weight.shape, dtype=m.weight.dtype, device=m.weight.device)
+        lin = (lambda i, a, b: F.linear(i, a, b)) if isinstance(m, nn.Linear) else m._conv_forward
+        out[n] = (m(inp[n]), torch.stack([lin(inp[n], w[j], None if db is None else db[j]) for j in range(k)]))
+    return out
+
+# %% ../nbs/16_landscape.ipynb #010253f3
 def _point_fn(model, p0, D, loss_fn, acc):
-    "(c, x, y) -> (Σ per-sample losses, number correct) at θ + Σ_k c_k d_k; only parameters in D move."
-    def f(c, x, y):
+    "(c, x, y, terms) -> (Σ per-sample losses, number correct) at θ + Σ_k c_k d_k; only parameters in D move."
+    mods = dict(model.named_modules())
+    def f(c, x, y, terms):
         p = {**p0, **{n: p0[n] + torch.tensordot(c, d, 1) for n, d in D.items()}}
-        out = functional_call(model, p, (x,))
+        for n, (base, Z) in terms.items():
+            mods[n].forward = (lambda b, z: lambda *a, **kw: b + 0 if z is None else b + torch.tensordot(c, z, 1))(base, Z)
+        try: out = functional_call(model, p, (x,))
+        finally:
+            for n in terms: del mods[n].forward
         correct = (out.argmax(-1) == y).sum() if acc[0] else torch.zeros((), dtype=torch.long, device=out.device)
         return per_sample_losses(loss_fn, out, y).sum(), correct
     return f
 
-def _grid_sums(f, C, x, y, chunk):
+def _grid_sums(f, C, x, y, chunk, terms):
     "Σ losses and # correct of one batch at every grid point: a plain loop (chunk 1) or vmap over chunks."
-    if chunk == 1: parts = [torch.stack([torch.stack(f(c, x, y)).to(C.dtype)]) for c in C]
-    else: parts = [torch.stack([t.to(C.dtype) for t in vmap(f, in_dims=(0, None, None))(C[i:i + chunk], x, y)], 1)
+    if chunk == 1: parts = [torch.stack([torch.stack(f(c, x, y, terms)).to(C.dtype)]) for c in C]
+    else: parts = [torch.stack([t.to(C.dtype) for t in vmap(f, in_dims=(0, None, None, None))(C[i:i + chunk], x, y,
+                                                                                                terms)], 1)
                    for i in range(0, len(C), chunk)]
     s = torch.cat(parts)
     return dict(loss=s[:, 0], correct=s[:, 1])
 
-# %% ../nbs/16_landscape.ipynb #05547e61
+# %% ../nbs/16_landscape.ipynb #e0c7ad08
 @dataclass
 class Landscape:
     "Empirical risk (and accuracy) on a 1-D or 2-D grid of θ* + Σ c_k d_k."
@@ -203,6 +270,7 @@ def landscape(model: nn.Module, # the network, in eval mode
               batch_size: int = 512, # batch size used to split (X, y) tensors
               chunk: int | None = None, # grid points per vmapped call; None: from `memory_mb`; 1: plain loop
               memory_mb: float = 256., # memory budget of one vmapped call (sets the chunk when chunk is None)
+              first_layer: bool = True, # compute the first affine layers once per batch (`first_layer_terms`)
              ) -> Landscape:
     "E_emp(θ* + Σ_k c_k d_k) at every point c of a 1-D or 2-D grid, streamed once over the data."
     d = check_directions(model, dirs)
@@ -212,15 +280,16 @@ def landscape(model: nn.Module, # the network, in eval mode
     dev, dt = model_device_dtype(model); C = C.to(dev, dt)
     p0 = {n: v.detach() for n, v in model.named_parameters()}
     D = {n: torch.stack([ax[n] for ax in d.axes]) for n in p0 if any(ax[n].count_nonzero() for ax in d.axes)}
-    acc, size = [False], [chunk]
+    acc, size, lin = [False], [chunk], []
     def first(x, y):
         first_loss_check(model, loss_fn)(x, y)
         with torch.no_grad(): out = model(x[:1])
         acc[0] = not y.is_floating_point() and out.dim() == 2 and out.shape[1] > 1
-        if size[0] is None: size[0] = grid_chunk(model, x, len(C), memory_mb)
+        if size[0] is None: size[0] = grid_chunk(model, x, len(C), memory_mb, dev)
+        if first_layer: lin.extend(input_layers(model, x))
     f, t = _point_fn(model, p0, D, loss_fn, acc), time.perf_counter()
-    with torch.no_grad():
-        m, n = sample_mean(model, data, lambda x, y: _grid_sums(f, C, x, y, size[0]), batch_size, first, with_n=True)
+    batch = lambda x, y: _grid_sums(f, C, x, y, size[0], first_layer_terms(model, x, lin, D))
+    with torch.no_grad(): m, n = sample_mean(model, data, batch, batch_size, first, with_n=True)
     shape = tuple(len(a) for a in coords)
     bad = int((~torch.isfinite(m['loss'])).sum())
     if bad: warnings.warn(f"the loss is NaN or inf at {bad} of {len(C)} grid points (overflow far from θ*); "
@@ -303,3 +372,154 @@ def directions(model: nn.Module, # the network (in eval mode for kind='eigen')
     if kind == 'eigen': axes, info = _eigen_axes(model, data, loss_fn, names, k, batch_size)
     else: axes, info = _pca_axes(model, checkpoints, names, k)
     return check_directions(model, Directions(axes, kind, None, info))
+
+# %% ../nbs/16_landscape.ipynb #10fb32eb
+from fastcore.basics import patch
+
+@patch
+def to_dict(self: Landscape) -> dict:
+    "The landscape as plain numbers and lists (JSON-ready)."
+    info = {k: v.tolist() if torch.is_tensor(v) else v for k, v in self.directions.info.items()}
+    return dict(kind=self.directions.kind, norm=self.directions.norm, coords=[c.tolist() for c in self.coords],
+                loss=self.loss.tolist(), accuracy=None if self.accuracy is None else self.accuracy.tolist(),
+                n=self.n, chunk=self.chunk, seconds=self.seconds, info=info)
+
+# %% ../nbs/16_landscape.ipynb #4fa70750
+@patch
+def plot(self: Landscape,
+         kind: str = 'both', # 2-D: 'contour', 'surface' or 'both'
+         levels: int = 20, # contour levels
+         title: str | None = None, # figure title
+        ):
+    "Line plot (1-D), or contour and/or surface plot (2-D) with the PCA trajectory; returns the matplotlib Figure."
+    import matplotlib.pyplot as plt
+    if kind not in ('contour', 'surface', 'both'): raise ValueError(f"kind must be 'contour', 'surface' or 'both', got {kind!r}")
+    lab = {'random': 'random direction', 'eigen': 'Hessian eigenvector', 'pca': 'principal axis'}.get(
+        self.directions.kind, 'direction')
+    with plt.rc_context({'font.size': 10}):
+        if len(self.coords) == 1:
+            fig, ax = plt.subplots(figsize=(5, 3.2))
+            ax.plot(self.coords[0], self.loss.detach().cpu(), 'o-', ms=3)
+            ax.set(xlabel=rf'$\alpha$ along the {lab}', ylabel=r'$E_{\mathrm{emp}}$', title=title)
+        else:
+            X, Y = torch.meshgrid(self.coords[0], self.coords[1], indexing='ij')
+            Z = self.loss.detach().cpu().double()
+            both = kind == 'both'
+            fig = plt.figure(figsize=(8, 3.6) if both else (4.5, 3.8))
+            if kind in ('contour', 'both'):
+                ax = fig.add_subplot(1, 2 if both else 1, 1)
+                cs = ax.contour(X, Y, Z, levels=levels, cmap='viridis')
+                ax.clabel(cs, fontsize=10, fmt='%.3g')
+                tr = self.directions.info.get('trajectory')
+                if tr is not None:
+                    tr = torch.as_tensor(tr).cpu()
+                    ax.plot(tr[:, 0], tr[:, 1], '.-', color='C3', label='checkpoints')
+                    ev = self.directions.info['explained_variance']
+                    ax.set(xlabel=f'PC1 ({100 * ev[0]:.0f} %)', ylabel=f'PC2 ({100 * ev[1]:.0f} %)')
+                else: ax.set(xlabel=r'$\alpha$', ylabel=r'$\beta$')
+                ax.plot([0], [0], '*', color='k', ms=9, label=r'$\theta^*$'); ax.legend(loc='upper right')
+            if kind in ('surface', 'both'):
+                ax3 = fig.add_subplot(1, 2 if both else 1, 2 if both else 1, projection='3d')
+                ax3.plot_surface(X, Y, Z, cmap='viridis', linewidth=0)
+                ax3.set(xlabel=r'$\alpha$', ylabel=r'$\beta$', zlabel=r'$E_{\mathrm{emp}}$')
+            if title: fig.suptitle(title)
+        fig.tight_layout()
+    return fig
+
+# %% ../nbs/16_landscape.ipynb #8049814c
+def add_landscape_parser(sub, # the subparsers object of an argparse parser (`add_subparsers()`)
+                         parents: Sequence = (), # parent parsers whose options every command shares (e.g. --debug)
+                        ) -> argparse.ArgumentParser:
+    "Add the `landscape` command to `sub` and return its parser."
+    from flatness_nb.cli import LOSSES, _count, _seed
+    from flatness_nb.testing import device_name
+    p = sub.add_parser('landscape', parents=list(parents), help='1-D or 2-D loss landscape of a saved model (PNG + JSON)')
+    p.add_argument('model', help='model file (state_dict with --factory, pickled module, or scripted Sequential)')
+    p.add_argument('data', help="dataset: 'digits', 'mnist1d', a torchvision-style folder, or a .pt file of (X, y)")
+    p.add_argument('--factory', help="'module:function' that builds the model when MODEL holds a state_dict")
+    p.add_argument('--split', default='train', choices=['train', 'test'])
+    p.add_argument('--loss', default='ce', choices=sorted(LOSSES))
+    p.add_argument('--kind', default='random', choices=list(KINDS))
+    p.add_argument('--norm', default='auto', choices=['auto', 'filter', 'layer', 'element', 'none'])
+    p.add_argument('--ignore', default='biasbn', choices=['biasbn', 'none'])
+    p.add_argument('--checkpoint', action='append', help='state_dict file of a training checkpoint (repeat; kind pca)')
+    p.add_argument('--dims', type=int, default=2, choices=[1, 2], help='1-D slice or 2-D surface')
+    p.add_argument('--range', type=float, nargs=2, metavar=('LO', 'HI'), default=None,
+                   help='coordinates on each axis (default -1 1; for pca the checkpoints\' span)')
+    p.add_argument('--points', type=_count, default=21, help='grid points per axis')
+    p.add_argument('--n', type=_count, default=None, help='use the first N samples (default: all)')
+    p.add_argument('--device', default=device_name()); p.add_argument('--dtype', default='float32',
+                                                                     choices=['float32', 'float64'])
+    p.add_argument('--batch-size', type=_count, default=512); p.add_argument('--seed', type=_seed, default=0)
+    p.add_argument('--chunk', type=_count, default=None, help='grid points per vmapped call (default: by memory)')
+    p.add_argument('--out', default='landscape', help='folder for landscape.json and landscape.png')
+    return p
+
+# %% ../nbs/16_landscape.ipynb #1620ba33
+def _grid_range(a, dirs):
+    "The --range, or for PCA the checkpoints' span with a margin, or (-1, 1)."
+    if a.range is not None:
+        lo, hi = a.range
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            from flatness_nb.cli import CLIError
+            raise CLIError(f"--range needs finite LO < HI, got {lo} {hi}")
+        return lo, hi
+    tr = dirs.info.get('trajectory')
+    if tr is None: return -1., 1.
+    m = 1.2 * max(tr.abs().max().item(), 1e-12)
+    return -m, m
+
+def cmd_landscape(a):
+    "`flatness-nb landscape`: a saved model's loss landscape, written as landscape.json and landscape.png."
+    from flatness_nb.cli import CLIError, LOSSES, check_device, check_file, check_out, load_data, load_model
+    dev = check_device(a.device); check_out(a.out)
+    if (a.kind == 'pca') != bool(a.checkpoint):
+        raise CLIError("--checkpoint files are needed by --kind pca (at least dims + 1 of them), and used by it only")
+    model = load_model(a.model, a.factory, dev, a.dtype)
+    X, y = load_data(a.data, a.dtype, a.split)
+    if a.n: X, y = X[:a.n], y[:a.n]
+    lf, ck = LOSSES[a.loss], None
+    if a.checkpoint:
+        ck = [torch.load(check_file(c, 'checkpoint file'), map_location=dev, weights_only=True) for c in a.checkpoint]
+    dirs = directions(model, a.kind, None if a.norm == 'none' else a.norm, None if a.ignore == 'none' else a.ignore,
+                      a.seed, data=(X, y) if a.kind == 'eigen' else None, loss_fn=lf, checkpoints=ck, k=a.dims,
+                      batch_size=a.batch_size)
+    lo, hi = _grid_range(a, dirs)
+    L = landscape(model, (X, y), dirs, torch.linspace(lo, hi, a.points), lf, a.batch_size, a.chunk)
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    rep = dict(model=a.model, data=a.data, split=a.split, loss_fn=a.loss, dtype=a.dtype, device=str(dev), **L.to_dict())
+    (out / 'landscape.json').write_text(json.dumps(rep, indent=1))
+    import matplotlib.pyplot as plt
+    fig = L.plot(title=f"{Path(a.model).name}: {a.kind} directions, n={L.n}")
+    fig.savefig(out / 'landscape.png', dpi=110); plt.close(fig)
+    print(f"{len(L.loss.flatten())} grid points in {L.seconds:.1f} s; loss from {L.loss.min().item():.4g} to "
+          f"{L.loss.max().item():.4g}; wrote {out}/landscape.json and landscape.png")
+    return L
+
+# %% ../nbs/16_landscape.ipynb #17253323
+LANDSCAPE_SETTINGS = {'vmap, chunks of 8': dict(chunk=8), 'vmap, chunks of 32': dict(chunk=32),
+                      'loop': dict(chunk=1), 'loop, first layer at every point': dict(chunk=1, first_layer=False)}
+
+def grid_point_cost(model: nn.Module, # the network, in eval mode
+                    batches: list, # the data as a list of (x, y) batches on the model's device
+                    rows: int = 51, # rows of the size × size grid evaluated (size points each)
+                    size: int = 51, # points per axis
+                    settings: dict | None = None, # name -> keyword arguments of `landscape` (default LANDSCAPE_SETTINGS)
+                    seed: int = 0, # seed of the directions
+                   ) -> dict:
+    "Seconds per grid point of a 2-D filter-normalised landscape, per setting, and as a multiple of t_fb."
+    from flatness_nb.benchmark import forward_backward
+    sync = lambda: torch.cuda.synchronize() if model_device_dtype(model)[0].type == 'cuda' else None
+    forward_backward(model, batches[:1]); ts = []
+    for _ in range(3):
+        sync(); t = time.perf_counter(); forward_backward(model, batches); sync(); ts.append(time.perf_counter() - t)
+    t_fb, d, g = min(ts), directions(model, seed=seed), torch.linspace(-1, 1, size)
+    res = dict(model=type(model).__name__, n=sum(len(x) for x, _ in batches), batches=len(batches),
+               dtype=str(model_device_dtype(model)[1]).replace('torch.', ''), threads=torch.get_num_threads(),
+               device=str(model_device_dtype(model)[0]), points=rows * size, t_fb_s=t_fb, rows={})
+    for name, kw in (settings or LANDSCAPE_SETTINGS).items():
+        landscape(model, batches[:1], d, (g[:1], g[:2]), **kw)                 # warm-up
+        sync(); L = landscape(model, batches, d, (g[:rows], g), **kw); sync()
+        s = L.seconds / L.loss.numel()
+        res['rows'][name] = dict(chunk=L.chunk, s_per_point=s, t_fb_per_point=s / t_fb)
+    return res
