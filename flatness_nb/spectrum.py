@@ -15,7 +15,8 @@ from .operators import (GGNOperator, HessianOperator, ResidualOperator, as_matve
 
 # %% auto #0
 __all__ = ['WHICH', 'KINDS', 'Eigenpairs', 'eigenpairs', 'SpectralDensity', 'spectral_density', 'wasserstein1', 'BlockSpectrum',
-           'layer_spectra', 'plot_layer_spectra', 'add_spectrum_parser', 'cmd_spectrum']
+           'layer_spectra', 'plot_layer_spectra', 'lambda_max_op', 'hutchpp_op', 'add_spectrum_parser', 'cmd_spectrum',
+           'spectrum_benchmark']
 
 # %% ../nbs/15_spectrum.ipynb #ab665276
 def _orth(w: Tensor, # a vector (N,)
@@ -354,7 +355,39 @@ def plot_layer_spectra(spectra: Sequence[BlockSpectrum], # from `layer_spectra`
     fig.tight_layout()
     return fig
 
-# %% ../nbs/15_spectrum.ipynb #983c3950
+# %% ../nbs/15_spectrum.ipynb #f5f58f07
+def lambda_max_op(op, # an operator: anything with `@` and a square `shape`
+                  iters: int = 60, # maximum number of Lanczos steps
+                  tol: float = 1e-10, # Lanczos convergence tolerance
+                  seed: int = 0, # seed of the start vector
+                 ) -> float:
+    "Largest eigenvalue of a symmetric operator, by `hessian.lanczos_max`."
+    from flatness_nb.hessian import lanczos_max
+    n, dt, dev = operator_info(op)
+    v0 = torch.randn(n, generator=torch.Generator(device=dev).manual_seed(seed), dtype=dt, device=dev)
+    return lanczos_max(as_matvec(op), v0, iters, tol)
+
+# %% ../nbs/15_spectrum.ipynb #ee29e119
+def hutchpp_op(op, # an operator: anything with `@` and a square `shape`
+               matvecs: int = 60, # products in all (≥ 3): a third sketch, a third exact part, the rest Hutchinson
+               seed: int = 0, # seed of the probes
+               probes_per_pass: int | None = None, # vectors per product call (None: a phase's all at once)
+              ) -> Estimate:
+    "Hutch++ estimate of the trace of a symmetric operator; stderr is that of the deflated Hutchinson part."
+    from flatness_nb.hessian import _probe
+    _check_count('matvecs', matvecs, 3)
+    if probes_per_pass is not None: _check_count('probes_per_pass', probes_per_pass)
+    N, dt, dev = operator_info(op); mv = as_matvec(op)
+    A = lambda V: torch.cat([mv(C.T).T for C in V.split(probes_per_pass or len(V))])
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    s = matvecs // 3; r = matvecs - 2 * s
+    Q = torch.linalg.qr(A(_probe((s, N), gen, 'rademacher', dt, dev)).T).Q.T
+    inside = (Q * A(Q)).sum().item()
+    g = _probe((r, N), gen, 'rademacher', dt, dev); Pg = g - (g @ Q.T) @ Q
+    vals = (Pg * A(Pg)).sum(1)
+    return Estimate(inside + vals.mean().item(), (vals.std() / math.sqrt(r)).item() if r > 1 else float('inf'), r)
+
+# %% ../nbs/15_spectrum.ipynb #627e2c91
 def add_spectrum_parser(sub, # the `add_subparsers()` object of the flatness-nb parser
                         parents: Sequence = (), # parent parsers (e.g. the shared --debug flag)
                        ):
@@ -384,13 +417,13 @@ def add_spectrum_parser(sub, # the `add_subparsers()` object of the flatness-nb 
     s.set_defaults(func=cmd_spectrum)
     return s
 
-# %% ../nbs/15_spectrum.ipynb #45c28dbc
+# %% ../nbs/15_spectrum.ipynb #94f2954a
 def _density_record(s: BlockSpectrum) -> dict:
     "One block's quadrature as JSON-ready lists."
     return dict(block=s.name, n=s.n, sigma=s.density.default_sigma(), nodes=s.density.nodes.tolist(),
                 weights=s.density.weights.tolist(), deflated=s.density.deflated.tolist())
 
-# %% ../nbs/15_spectrum.ipynb #4974c3d8
+# %% ../nbs/15_spectrum.ipynb #d9932c0e
 def cmd_spectrum(a):
     "`flatness-nb spectrum`: eigenpairs and densities of a saved model on a dataset."
     from pathlib import Path
@@ -411,4 +444,114 @@ def cmd_spectrum(a):
     (Path(a.out) / 'spectrum_density.json').write_text(json.dumps([_density_record(s) for s in spectra]))
     plot_layer_spectra(spectra).savefig(Path(a.out) / 'spectrum.png', dpi=110)
     print(f"wrote {a.out}/spectrum.json, spectrum.csv, spectrum_density.json and spectrum.png")
+    return rows
+
+# %% ../nbs/15_spectrum.ipynb #6b42b9e6
+class _Counter:
+    "Wrap a function, counting the vectors it is applied to (`cols(args)` of them per call)."
+    def __init__(self, f, cols=lambda *a: 1): self.f, self.cols, self.n = f, cols, 0
+    def __call__(self, *a, **kw): self.n += self.cols(*a); return self.f(*a, **kw)
+
+# %% ../nbs/15_spectrum.ipynb #52e2d963
+def _top_err(vals, ref) -> float:
+    "Largest relative error of eigenvalues against the reference, both ordered by magnitude."
+    v = torch.as_tensor(vals, dtype=torch.float64); r = torch.as_tensor(ref, dtype=torch.float64)
+    v, r = v[v.abs().argsort(descending=True)], r[r.abs().argsort(descending=True)]
+    return ((v - r).abs() / r.abs()).max().item()
+
+def _w1_weighted(nodes, weights, ref: SpectralDensity, span: float) -> float:
+    "W1 between a weighted point measure and a reference density's measure, as a fraction of `span`."
+    from scipy.stats import wasserstein_distance
+    return float(wasserstein_distance(np.asarray(nodes, dtype=float).ravel(), ref.nodes.flatten().numpy(),
+                                      np.asarray(weights, dtype=float).ravel(), ref.weights.flatten().numpy())) / span
+
+# %% ../nbs/15_spectrum.ipynb #6301f8ac
+def _pyhessian_top(model, X, y, k, tol, max_iter):
+    "PyHessian's top-k by power iteration on (X, y) as one batch: eigenvalues, products, seconds."
+    import importlib; ph = importlib.import_module('pyhessian.hessian')   # the module, not the class
+    cnt = _Counter(ph.hessian_vector_product); ph.hessian_vector_product = cnt
+    try:
+        t0 = time.perf_counter()
+        vals, _ = ph.hessian(model, nn.CrossEntropyLoss(), data=(X, y), cuda=False).eigenvalues(max_iter, tol, k)
+        return vals, cnt.n, time.perf_counter() - t0
+    finally:
+        ph.hessian_vector_product = cnt.f
+        for p in model.parameters(): p.grad = None
+
+def _pyhessian_density(model, X, y, steps, probes):
+    "PyHessian's SLQ (nodes and weights per probe), products, seconds; torch.eig lent for the call."
+    import importlib; ph = importlib.import_module('pyhessian.hessian')   # the module, not the class
+    old = getattr(torch, 'eig', None)                           # torch's stub raises "removed"
+    torch.eig = lambda T, eigenvectors=True: (lambda w, V: (torch.stack([w, 0 * w], 1), V))(*torch.linalg.eigh(T))
+    try:
+        t0 = time.perf_counter()
+        nodes, weights = ph.hessian(model, nn.CrossEntropyLoss(), data=(X, y), cuda=False).density(steps, probes)
+        return np.array(nodes), np.array(weights) / probes, steps * probes, time.perf_counter() - t0
+    finally:
+        if old is None: del torch.eig
+        else: torch.eig = old
+        for p in model.parameters(): p.grad = None
+
+# %% ../nbs/15_spectrum.ipynb #4bfc9799
+def _curvlinops_op(model, X, y, batch_size):
+    "curvlinops' Hessian operator on the same batches, with its products counted."
+    from curvlinops import HessianLinearOperator
+    batches = [(X[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(X), batch_size)]
+    A = HessianLinearOperator(model, nn.CrossEntropyLoss(), [p for p in model.parameters() if p.requires_grad],
+                              batches, check_deterministic=False)
+    A._matmat = _Counter(A._matmat, lambda X: X[0].shape[-1]); return A
+
+def _curvlinops_top(model, X, y, k, tol, batch_size):
+    "curvlinops' operator through ARPACK: top-k by magnitude, products, seconds."
+    from scipy.sparse.linalg import eigsh
+    t0 = time.perf_counter(); A = _curvlinops_op(model, X, y, batch_size)
+    vals = eigsh(A.to_scipy(), k, which='LM', tol=tol, return_eigenvectors=False)
+    return vals, A._matmat.n, time.perf_counter() - t0
+
+def _curvlinops_density(model, X, y, steps, probes, batch_size):
+    "curvlinops' Lanczos spectrum (Papyan 2020) as grid weights, products, seconds."
+    from curvlinops.papyan2020traces.spectrum import lanczos_approximate_spectrum
+    t0 = time.perf_counter(); A = _curvlinops_op(model, X, y, batch_size)
+    grid, dens = lanczos_approximate_spectrum(A, steps, num_points=2048, num_repeats=probes)
+    dens = dens.double().clamp_min(0)
+    return grid.double().numpy(), (dens / dens.sum()).numpy(), A._matmat.n, time.perf_counter() - t0
+
+# %% ../nbs/15_spectrum.ipynb #a52acc4a
+def spectrum_benchmark(model: nn.Module, # the network, in eval mode
+                       X: Tensor, y: Tensor, # the data (class labels; cross-entropy)
+                       k: int = 5, # top eigenvalues
+                       eig_tol: float = 1e-3, # each method's own relative stopping tolerance
+                       steps: int = 80, # Lanczos steps per probe of the density
+                       probes: int = 10, # probes of the density (equal for all three)
+                       ref_probes: int = 40, # probes of the reference density
+                       batch_size: int = 512, # batch size of ours and curvlinops
+                       max_iter: int = 100, # PyHessian's power-iteration cap per eigenvalue
+                       name: str = 'model', # label of the rows
+                      ) -> list[dict]:
+    "Top-k eigenvalues and the density by ours, PyHessian and curvlinops: time, products, error against a reference."
+    op = HessianOperator(model, (X, y), batch_size=batch_size); N = op.shape[0]; rows = []
+    row = lambda **r: rows.append(dict(model=name, N=N, n=len(X), **r))
+    t0 = time.perf_counter(); ref = eigenpairs(op, k, 'LM', tol=1e-9, ncv=max(2 * k + 1, 30))
+    row(task='top-k reference', method='ours, residual 1e-9', matvecs=ref.matvecs, seconds=time.perf_counter() - t0,
+        error=ref.residuals.max().item() / ref.values.abs().max().item())
+    t0 = time.perf_counter(); e = eigenpairs(op, k, 'LM', tol=eig_tol / 10, exact_residuals=False)
+    row(task='top-k', method='ours', matvecs=e.matvecs, seconds=time.perf_counter() - t0, error=_top_err(e.values, ref.values))
+    peers = [('PyHessian', lambda: _pyhessian_top(model, X, y, k, eig_tol, max_iter)),
+             ('curvlinops', lambda: _curvlinops_top(model, X, y, k, eig_tol, batch_size))]
+    for who, run in peers:
+        try: v, mvs, sec = run()
+        except ImportError as err: row(task='top-k', method=who, note=f'not installed: {err}'); continue
+        row(task='top-k', method=who, matvecs=mvs, seconds=sec, error=_top_err(v, ref.values))
+    t0 = time.perf_counter(); rd = spectral_density(op, steps, ref_probes, seed=12345)
+    row(task='density reference', method=f'ours, {ref_probes} probes', matvecs=rd.matvecs, seconds=time.perf_counter() - t0)
+    lo, hi = rd.support(); span = hi - lo
+    t0 = time.perf_counter(); d = spectral_density(op, steps, probes)
+    row(task='density', method='ours', matvecs=d.matvecs, seconds=time.perf_counter() - t0,
+        error=_w1_weighted(d.nodes, d.weights / len(d.nodes), rd, span))
+    peers = [('PyHessian', lambda: _pyhessian_density(model, X, y, steps, probes)),
+             ('curvlinops', lambda: _curvlinops_density(model, X, y, steps, probes, batch_size))]
+    for who, run in peers:
+        try: nd, wt, mvs, sec = run()
+        except ImportError as err: row(task='density', method=who, note=f'not installed: {err}'); continue
+        row(task='density', method=who, matvecs=mvs, seconds=sec, error=_w1_weighted(nd, wt, rd, span))
     return rows
