@@ -425,7 +425,7 @@ def scatter_fit(df: pd.DataFrame, # results table
         warnings.simplefilter('ignore')
         r, t = stats.pearsonr(x, y).statistic, stats.kendalltau(x, y).statistic
     ax.set_xlabel(f"log10 {measure}" if logx else measure); ax.set_ylabel(gap)
-    ax.set_title(f"r = {r:.2f}, τ = {t:.2f}", fontsize=9)
+    ax.set_title(f"r = {r:.2f}, τ = {t:.2f}", fontsize=10)
     return ax, (icpt, slope)
 
 # %% ../nbs/08_experiments.ipynb #bed5f636
@@ -440,8 +440,9 @@ def corr_heatmap(df: pd.DataFrame, # results table
     cols = [*measures, *gaps]; _check_table(df, cols)
     if method not in CORR_METHODS: raise ValueError(f"unknown correlation method {method!r}; choose from {CORR_METHODS}")
     C = df[cols].astype(float).corr(method=method)
-    if ax is None: _, ax = plt.subplots(figsize=(0.45 * len(cols) + 2, 0.45 * len(cols) + 1.5))
-    sns.heatmap(C, vmin=-1, vmax=1, cmap='RdBu_r', annot=len(cols) <= 14, fmt='.2f', annot_kws=dict(size=6), ax=ax,
+    if ax is None:  # half an inch a cell, at most 8 inches wide: 10-point labels stay readable
+        w = min(8, 0.5 * len(cols) + 1.5); _, ax = plt.subplots(figsize=(w, w - 0.5))
+    sns.heatmap(C, vmin=-1, vmax=1, cmap='RdBu_r', annot=len(cols) <= 14, fmt='.1f', annot_kws=dict(size=10), ax=ax,
                 square=True, cbar_kws=dict(shrink=0.7))
     return ax, C
 

@@ -77,12 +77,16 @@ def test_docs_show_api_entries_not_exported_source(processed):
 
 
 def test_prose_has_no_raw_notation():
-    "Every symbol in markdown prose and headings is LaTeX: no κ^φ_Tr, λ_max, t_fb, σ² or lone Greek letters outside maths."
+    """Every symbol in markdown prose and headings is LaTeX: no κ^φ_Tr, λ_max, t_fb, σ² or lone Greek letters outside maths
+    (a page's subtitle, which nbdev writes into the module's docstring, may keep unicode: the build typesets it)."""
     places = []
     for stem, path in bd.notebooks():
-        for c in json.loads(path.read_text())['cells']:
+        for i, c in enumerate(json.loads(path.read_text())['cells']):
             if c['cell_type'] == 'markdown':
-                places += [f'{stem}: {r}' for r in tx.raw_notation(''.join(c['source']))]
+                md = ''.join(c['source'])
+                if i == 0:  # title and subtitle: nbdev makes the subtitle the module docstring, the build typesets it
+                    md = tx.texify(md)
+                places += [f'{stem}: {r}' for r in tx.raw_notation(md)]
     assert not places, f'{len(places)} places: {places[:15]} (python tools/texify_md.py NOTEBOOK converts them)'
 
 
@@ -213,6 +217,18 @@ while (w.nextNode()) {
 }
 return out.join(' ');
 """  # the prose a reader sees: code and typeset maths left out
+FIT_JS = """
+const col = document.querySelector('article') || document.querySelector('.content') || document.body;
+const W = col.getBoundingClientRect().width, split = [], big = [];
+let wide = 0;
+for (const p of document.querySelectorAll('div.highlight pre, .cell_output pre')) if (p.scrollWidth > p.clientWidth + 1) wide++;
+for (const m of document.querySelectorAll('td .MathJax_CHTML, th .MathJax_CHTML')) {
+  const lh = parseFloat(getComputedStyle(m.closest('td, th')).fontSize) * 3;
+  if (m.getClientRects().length > 1 || m.getBoundingClientRect().height > lh * 1.5) split.push(m.textContent.slice(0, 30));
+}
+for (const i of document.querySelectorAll('article img')) if (i.naturalWidth > W + 1) big.push(i.naturalWidth + '>' + Math.round(W));
+return [wide, split, big];
+"""
 RAW_ATTR = re.compile(r'\{(target=|style=|[.#][A-Za-z][\w-]*[\s}])|:::|\bIn \[\s*\d*\]:|\bOut\[\s*\d*\]:')
 
 
@@ -236,6 +252,13 @@ def slow_cells(stem):
 @browser_only
 def test_every_page_reads_like_a_documentation_site(site, browser):
     stems = [s for s, _ in bd.notebooks()]
+    exports = {}
+    for stem, path in bd.notebooks():
+        for c in json.loads(path.read_text())['cells']:
+            src = ''.join(c['source'])
+            if c['cell_type'] == 'code' and 'export' in bd.directives(src):  # the first line of each definition
+                exports.setdefault(stem, []).extend(l.strip() for l in bd.body(src).splitlines()
+                                                    if re.match(r'(def|class) [A-Za-z]\w*\W', l))
     problems, n_docs = [], 0
     for stem in stems:
         load(browser, (site / f'{stem}.html').as_uri())
@@ -249,15 +272,19 @@ def test_every_page_reads_like_a_documentation_site(site, browser):
         raw_tex = re.findall(r'\\\(|\\\[|\$\\[a-zA-Z]+', text)
         if n_err or raw_tex: problems.append(f'{stem}: MathJax errors {n_err}, untypeset {raw_tex[:3]}')
         if not browser.find_elements('css selector', 'input[name=q]'): problems.append(f'{stem}: no search box')
-        docs = browser.find_elements('css selector', '.fnb-doc')
-        want = visible_show_docs(stem)
-        n_docs += len(docs)
-        if len(docs) != want: problems.append(f'{stem}: {len(docs)} rendered show_doc, {want} visible in the notebook')
-        for d in docs:
-            sig = d.find_elements('css selector', 'pre.fnb-sig')
-            takes = sig and not sig[0].text.startswith('class ') and re.search(r'\(\s*\S', sig[0].text)  # a callable with parameters gets their table
-            if not sig or (takes and not d.find_elements('css selector', 'table.fnb-params tbody tr')):
-                problems.append(f'{stem}: a show_doc without signature or parameter table: {d.text[:80]!r}')
+        entries = browser.find_elements('css selector', 'dl.py')
+        n_docs += len(entries)
+        if stem in exports and not entries: problems.append(f'{stem}: exports {len(exports[stem])} names, no API entry')
+        for d in entries:
+            sig = d.find_elements('css selector', 'dt.sig')
+            if not sig: problems.append(f'{stem}: an API entry without signature: {d.text[:80]!r}')
+        code = ' '.join(e.text for e in browser.find_elements('css selector', 'div.highlight pre'))
+        leaked = [n for n in exports.get(stem, ()) if n in code]
+        if leaked: problems.append(f'{stem}: exported source on the page: {leaked[:3]}')
+        wide, split, big = browser.execute_script(FIT_JS)
+        if wide: problems.append(f'{stem}: {wide} code blocks wider than the column')
+        if split: problems.append(f'{stem}: formulas split across lines in table cells: {split[:3]}')
+        if big: problems.append(f'{stem}: figures wider than the column: {big[:3]}')
         notes = len(browser.find_elements('css selector', '.fnb-note'))
         if notes < slow_cells(stem): problems.append(f'{stem}: {slow_cells(stem)} slow cells, {notes} notes')
         imgs = browser.execute_script('return Array.from(document.images).map(i => [i.src, i.complete && i.naturalWidth > 0])')

@@ -364,6 +364,13 @@ def is_setup(src):
     return 'export' not in d and bool(re.search(r'^\s*\w+\s*=\s*setup_notebook\(', body(src), re.M))
 
 
+def display_maths_apart(md):
+    "`$$...$$` written inside a paragraph set apart on its own lines, as MyST needs to read it as display maths."
+    parts = re.split(r'(```.*?```)', md, flags=re.S)
+    return ''.join(p if i % 2 else re.sub(r'^[ \t]*\$\$(.+?)\$\$[ \t]*$', lambda m: f'\n$${m[1]}$$\n', p, flags=re.S | re.M)
+                   for i, p in enumerate(parts))
+
+
 def link_names(md, index, module=None, pages=None):
     "Backticked public names (`network_curvature`, `sweep.network_curvature`) in prose as links to their API entries, and backticked notebook names as links to their pages."
     pages = pages if pages is not None else {s for s, _ in notebooks()}
@@ -438,8 +445,9 @@ def process(nb, stem, mode='all'):
     for i, c in enumerate(nb.cells):
         if c.cell_type == 'markdown':
             if i == 0 or not cells:
-                c.source = tex_titles(re.sub(r'^(>.*)$', r'{.fnb-subtitle}\n\1', c.source, count=1, flags=re.M))
-            c.source = link_names(c.source, index, module, pages)
+                import texify_md  # the subtitle is also the module's docstring, so it keeps unicode notation: typeset here
+                c.source = texify_md.texify(re.sub(r'^(>.*)$', r'{.fnb-subtitle}\n\1', c.source, count=1, flags=re.M))
+            c.source = link_names(display_maths_apart(c.source), index, module, pages)
             cells.append(c); continue
         if c.cell_type != 'code': continue
         d = directives(c.source)
