@@ -10,14 +10,14 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, jacrev, jacfwd, jvp, vjp, functional_call
-from .core import (UnsupportedLayerError, ConvAdapter, LayerSplit, LinearAdapter, find_adapter, supported_layers, check_eval, check_loss, empirical_risk, exact_attention, get_layer, param_name,
+from .core import (takes_model, UnsupportedLayerError, ConvAdapter, LayerSplit, LinearAdapter, find_adapter, supported_layers, check_eval, check_loss, empirical_risk, exact_attention, get_layer, param_name,
                               iter_batches, linear_layers, model_device_dtype, per_sample_losses, perturbed_risks,
                               reduce_max, reduce_sums, sample_mean)
 from .testing import generator
 from .hessian import Estimate, layer_curvature, network_hessian_trace, z_jacobian
 
 # %% auto #0
-__all__ = ['half_sse', 'check_finite_output', 'input_jacobians', 'layer_inputs', 'layer_input_jacobians',
+__all__ = ['half_sse', 'check_finite_output', 'check_input_derivable', 'input_jacobians', 'layer_inputs', 'layer_input_jacobians',
            'jacobian_spectral_norms', 'conv_operator', 'conv_spectral_norm', 'singular_values', 'log_volumes',
            'participation_ratio', 'Compression', 'compression_measures', 'param_grad_sqnorms', 'SharpnessSplit',
            'sharpness_split', 'Bound', 'LVRBounds', 'lvr_bounds', 'adaptive_sharpness', 'adaptive_sharpness_mc',
@@ -40,18 +40,31 @@ def check_finite_output(out: Tensor, # the model's output (or a Jacobian) on one
         raise ValueError(f"the model's {what} contains NaN or inf although inputs and weights are finite; "
                          "a non-finite value in the forward pass (log of 0, division by 0, overflow) must be fixed first")
 
+# %% ../nbs/06_compression.ipynb #c1756be5
+def check_input_derivable(x, # a batch of inputs
+                          what: str = 'compression measures', # the measure, for the message
+                         ):
+    "Refuse inputs a measure built on the input Jacobian ∂f/∂x cannot differentiate: integer ids, or several tensors."
+    if not torch.is_tensor(x):
+        raise ValueError(f"{what} differentiate the model with respect to its one input tensor, and these inputs are {x!r}; "
+                         "they are defined for one continuous input only: skip them for this model (measure_all does)")
+    if not x.is_floating_point():
+        raise ValueError(f"{what} differentiate the model with respect to its input, and the inputs are {x.dtype} (token ids or "
+                         "codes), which have no derivative; skip them for this model (measure_all does), or feed float inputs")
+
 # %% ../nbs/06_compression.ipynb #5f556a3a
 def _flat_out(model, x):
     "Model output on a batch of one sample `x`, flattened to (k,)."
     return model(x.unsqueeze(0)).reshape(-1)
 
 # %% ../nbs/06_compression.ipynb #a4dc1e5b
+@takes_model
 def input_jacobians(model: nn.Module, # the network, in eval mode
                     x: Tensor, # batch of inputs (B, ...)
                     mode: str = 'auto', # 'rev' (jacrev), 'fwd' (jacfwd) or 'auto' (rev when k <= D)
                    ) -> Tensor:
     "Per-sample Jacobians J(x_i) = ∂f/∂x, shape (B, k, D) with output and input flattened."
-    check_eval(model)
+    check_eval(model); check_input_derivable(x, 'input Jacobians')
     if mode == 'auto':
         with torch.no_grad(): k = _flat_out(model, x[0]).numel()
         mode = 'rev' if k <= x[0].numel() else 'fwd'
@@ -71,6 +84,7 @@ def _resolve_layers(model, layers):
     return [n for n, _ in got], [m for _, m in got]
 
 # %% ../nbs/06_compression.ipynb #66b66b9b
+@takes_model
 def layer_inputs(model: nn.Module, # the network, in eval mode
                  x: Tensor, # batch of inputs
                  layers: Sequence | None = None, # linear layers (modules or names); default all
@@ -98,6 +112,7 @@ def _shifted(model, mods, x, shifts):
         for h in hs: h.remove()
 
 # %% ../nbs/06_compression.ipynb #643f7f06
+@takes_model
 def layer_input_jacobians(model: nn.Module, # the network, in eval mode
                           x: Tensor, # batch of inputs
                           layers: Sequence | None = None, # linear layers (modules or names); default all
@@ -113,6 +128,7 @@ def layer_input_jacobians(model: nn.Module, # the network, in eval mode
             {n: acts[n].reshape(B, -1) for n in names})
 
 # %% ../nbs/06_compression.ipynb #938c3ce3
+@takes_model
 def jacobian_spectral_norms(model: nn.Module, # the network, in eval mode
                             x: Tensor, # batch of inputs
                             iters: int = 500, # maximum number of power iterations
@@ -120,7 +136,7 @@ def jacobian_spectral_norms(model: nn.Module, # the network, in eval mode
                             seed: int = 0, # seed of the start vectors
                            ) -> Tensor:
     "σ_1(J(x_i)) per sample, by batched power iteration on JᵀJ with JVPs and VJPs (no dense Jacobian)."
-    check_eval(model)
+    check_eval(model); check_input_derivable(x, 'Jacobian spectral norms')
     B = len(x)
     def fwd(X):
         with exact_attention(): return model(X).reshape(B, -1)   # forward AD through attention
@@ -231,6 +247,7 @@ class Compression:
     n: int       # number of samples
 
 # %% ../nbs/06_compression.ipynb #012f10ca
+@takes_model
 def compression_measures(model: nn.Module, # the network, in eval mode
                          data, # (X, y) tensors or an iterable of (x, y) batches (labels are ignored)
                          rank: int | None = None, # fixed top-r for every log volume; None: numerical rank
@@ -251,10 +268,12 @@ def compression_measures(model: nn.Module, # the network, in eval mode
             sn = singular_values(Jn)
             s['nmls'] += sn[:, 0].sum().item(); s['nvr'] += _logvol_s(sn, rank, rtol)[0].sum().item()
         return s
-    with torch.no_grad(): m, n = sample_mean(model, data, batch, batch_size, with_n=True)
+    first = lambda x, y: check_input_derivable(x)
+    with torch.no_grad(): m, n = sample_mean(model, data, batch, batch_size, first, with_n=True)
     return Compression(**m, n=n)
 
 # %% ../nbs/06_compression.ipynb #f99f1e8f
+@takes_model
 def param_grad_sqnorms(model: nn.Module, # the network, in eval mode
                        x: Tensor, # batch of inputs
                       ) -> dict[str, Tensor]:
@@ -280,6 +299,7 @@ class SharpnessSplit:
     loss: float       # L
 
 # %% ../nbs/06_compression.ipynb #8aef4508
+@takes_model
 def sharpness_split(model: nn.Module, # the network, in eval mode
                     data, # (X, y) tensors or an iterable of (x, y) batches; y has the output's shape (one-hot)
                     batch_size: int = 256, # batch size used to split (X, y) tensors
@@ -382,6 +402,7 @@ def _lvr_result(model, data, batch_size, s, per, names, Wn, r, rl, n, eq5, eq8, 
         eq12_mid=s['mid'] / n, rank=r, n=n)
 
 # %% ../nbs/06_compression.ipynb #717df531
+@takes_model
 def lvr_bounds(model: nn.Module, # a network of nn.Linear layers (any activations), in eval mode
                data, # (X, y) tensors or an iterable of (x, y) batches; y one-hot, shaped like the output
                rank: int | None = None, # fixed rank r for Eq. 8–10 (default min(k, dim) per Jacobian)
@@ -430,6 +451,7 @@ def lvr_bounds(model: nn.Module, # a network of nn.Linear layers (any activation
     return _lvr_result(model, data, batch_size, s, per, names, Wn, r, rl, n, eq5, eq8, xmin2)
 
 # %% ../nbs/06_compression.ipynb #7262ecec
+@takes_model
 def adaptive_sharpness(model: nn.Module, # a network whose parameters all belong to nn.Linear / nn.Conv2d layers, in eval mode
                        data, # (X, y) tensors or an iterable of (x, y) batches
                        loss_fn: Callable = half_sse, # a standard PyTorch loss; E_emp is the mean per-sample loss
@@ -451,6 +473,7 @@ def adaptive_sharpness(model: nn.Module, # a network whose parameters all belong
     return rho ** 2 / 2 * tot
 
 # %% ../nbs/06_compression.ipynb #55c4ccfb
+@takes_model
 def adaptive_sharpness_mc(model: nn.Module, # the network, in eval mode
                           data, # (X, y) tensors or an iterable of (x, y) batches
                           loss_fn: Callable = half_sse, # a standard PyTorch loss
@@ -471,6 +494,7 @@ def adaptive_sharpness_mc(model: nn.Module, # the network, in eval mode
     return Estimate(v.mean().item(), (v.std() / math.sqrt(draws)).item(), draws)
 
 # %% ../nbs/06_compression.ipynb #365eda94
+@takes_model
 def iimls(model: nn.Module, # the network, in eval mode
           data, # (X, y) tensors or an iterable of (x, y) batches (labels are ignored)
           batch_size: int = 512, # batch size used to split (X, y) tensors
@@ -481,9 +505,10 @@ def iimls(model: nn.Module, # the network, in eval mode
         with exact_attention(): out, Jx = jvp(model, (x,), (x,))
         check_finite_output(out); check_finite_output(Jx, 'Jacobian')
         return Jx.pow(2).sum().item() / x[0].numel()
-    return sample_mean(model, data, Jx2, batch_size)
+    return sample_mean(model, data, Jx2, batch_size, lambda x, y: check_input_derivable(x, 'iimls'))
 
 # %% ../nbs/06_compression.ipynb #7c33e9f0
+@takes_model
 def iimls_bound(model: nn.Module, # a network whose first linear layer is an nn.Linear acting on the input
                 data, # (X, y) tensors or an iterable of (x, y) batches; y one-hot
                 loss_fn: Callable = half_sse, # the loss whose Hessian diagonal gives the Tr-H-form right side
@@ -504,6 +529,7 @@ def iimls_bound(model: nn.Module, # a network whose first linear layer is an nn.
     return Bound(iimls(model, data, batch_size), c * (W ** 2 * Gd).sum().item(), c * (W ** 2 * Hd).sum().item())
 
 # %% ../nbs/06_compression.ipynb #f981de14
+@takes_model
 def normalized_mls(model: nn.Module, # the network, in eval mode
                    data, # (X, y) tensors or an iterable of (x, y) batches (labels are ignored)
                    iters: int = 500, # maximum power iterations per batch
@@ -516,9 +542,10 @@ def normalized_mls(model: nn.Module, # the network, in eval mode
         check_finite_output(model(x))
         s = jacobian_spectral_norms(model, x, iters, tol); check_finite_output(s, 'Jacobian norm')
         return (x.reshape(len(x), -1).norm(dim=1) * s).sum().item()
-    return sample_mean(model, data, xJ, batch_size)
+    return sample_mean(model, data, xJ, batch_size, lambda x, y: check_input_derivable(x, 'normalized_mls'))
 
 # %% ../nbs/06_compression.ipynb #f8e160a6
+@takes_model
 def layer_output_jacobians(model: nn.Module, # the network, in eval mode
                            x: Tensor, # batch of inputs
                            layers: Sequence | None = None, # linear layers (modules or names); default all
@@ -573,6 +600,7 @@ class NMLSBounds:
     n: int
 
 # %% ../nbs/06_compression.ipynb #23132130
+@takes_model
 def nmls_bounds(model: nn.Module, # a network of nn.Linear / nn.Conv1d / nn.Conv2d layers (any activations), in eval mode
                 data, # (X, y) tensors or an iterable of (x, y) batches (labels are ignored)
                 batch_size: int = 128, # batch size used to split (X, y) tensors

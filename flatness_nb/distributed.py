@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, contextlib, dataclasses, datetime, json, math, os, subprocess, sys, time
 import torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
-from .core import _REDUCERS
+from .core import _REDUCERS, _is_xy, _split_xy
 from .testing import generator
 
 # %% auto #0
@@ -86,10 +86,10 @@ def shard(data, # (X, y) tensors or an iterable of (x, y) batches
     rank = dist.get_rank() if rank is None else rank
     world = dist.get_world_size() if world is None else world
     if not 0 <= rank < world: raise ValueError(f"rank {rank} is outside 0..{world - 1}")
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
-        X, y = data
-        if len(X) < world: raise ValueError(f"{len(X)} samples cannot be sharded over {world} processes")
-        b = [len(X) * r // world for r in range(world + 1)]
+    if _is_xy(data):                                 # whole tensors; X may be a tuple or dict of tensors (Inputs)
+        X, y = _split_xy(data)
+        if len(y) < world: raise ValueError(f"{len(y)} samples cannot be sharded over {world} processes")
+        b = [len(y) * r // world for r in range(world + 1)]
         return X[b[rank]:b[rank + 1]], y[b[rank]:b[rank + 1]]
     return _Strided(data, rank, world)
 

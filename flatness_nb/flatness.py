@@ -8,7 +8,7 @@ import copy, warnings
 from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
-from .core import LayerSplit, LinearAdapter, find_adapter, get_layer, sample_mean, iter_batches, linear_layers, model_device_dtype, param_name, reduce_sums
+from .core import takes_model, LayerSplit, LinearAdapter, find_adapter, get_layer, sample_mean, iter_batches, linear_layers, model_device_dtype, param_name, reduce_sums
 from .testing import generator
 from .hessian import (Estimate, hutchinson_relative_flatness, lambda_max, layer_curvature,
                                  layer_lambda_max)
@@ -19,6 +19,7 @@ __all__ = ['relative_flatness', 'layer_measures', 'network_measures', 'linear_ch
            'feature_moments', 'feature_spread', 'feature_normalized']
 
 # %% ../nbs/02_relative_flatness.ipynb #43f608fa
+@takes_model
 def relative_flatness(model: nn.Module, # the network, in eval mode
                       layer: str | nn.Module, # a linear layer of `model`: module object or dotted name
                       data, # (X, y) tensors or an iterable of (x, y) batches
@@ -35,6 +36,7 @@ def relative_flatness(model: nn.Module, # the network, in eval mode
     raise ValueError(f"method must be 'exact' or 'hutchinson', got {method!r}")
 
 # %% ../nbs/02_relative_flatness.ipynb #8ffc1063
+@takes_model
 def layer_measures(model: nn.Module, # the network, in eval mode
                    layer: str | nn.Module, # a layer of `model` of a type in `supported_layers()`
                    data, # (X, y) tensors or an iterable of (x, y) batches
@@ -51,6 +53,7 @@ def layer_measures(model: nn.Module, # the network, in eval mode
                 rho_sigma=c.rho.sum().item())
 
 # %% ../nbs/02_relative_flatness.ipynb #52cc315f
+@takes_model
 def network_measures(model: nn.Module, # the network, in eval mode
                      data, # (X, y) tensors or an iterable of (x, y) batches
                      loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
@@ -157,6 +160,7 @@ def max_output_change(m1: nn.Module, m2: nn.Module, # two networks that should c
     return ((a - b).abs().max() / a.abs().max().clamp_min(1e-300)).item()
 
 # %% ../nbs/02_relative_flatness.ipynb #e60515f9
+@takes_model
 def feature_moments(model: nn.Module, # the network, in eval mode
                     layer: str | nn.Module, # the layer whose input features are measured
                     data, # (X, y) tensors or an iterable of (x, y) batches
@@ -174,6 +178,7 @@ def feature_moments(model: nn.Module, # the network, in eval mode
     return mu, (m['s2'] / m['t'] - mu ** 2).clamp_min(0) * N / max(N - 1, 1)
 
 # %% ../nbs/02_relative_flatness.ipynb #4aee7634
+@takes_model
 def feature_spread(model: nn.Module, # the network, in eval mode
                    layer: str | nn.Module, # the layer whose input features are measured
                    data, # (X, y) tensors or an iterable of (x, y) batches

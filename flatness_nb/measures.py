@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad, jvp, vmap
-from .core import (check_eval, layer_adapter, supported_layers, check_loss, empirical_risk, exact_attention, iter_batches, linear_layers, model_device_dtype,
+from .core import (ROUTE_SAMPLES, check_labels, UnsupportedLayerError, _loss_option, call, fcall, is_token_loss, takes_model, check_eval, layer_adapter, supported_layers, check_loss, empirical_risk, exact_attention, iter_batches, linear_layers, model_device_dtype,
                               per_sample_losses, perturbed_risks, reduce_sums, sample_loss, sample_mean)
 from .hessian import Estimate, network_hessian_trace, lambda_max, layer_curvature
 import warnings
@@ -26,6 +26,7 @@ def _params(model):
     return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
 
 # %% ../nbs/07_measures.ipynb #245ed8bb
+@takes_model
 def fisher_rao_norm(model: nn.Module, # the network, in eval mode
                     data, # (X, y) tensors or an iterable of (x, y) batches
                     loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
@@ -36,11 +37,12 @@ def fisher_rao_norm(model: nn.Module, # the network, in eval mode
     p0 = _params(model)
     def batch(x, y):
         with exact_attention():   # forward AD through attention
-            _, d = jvp(lambda p: per_sample_losses(loss_fn, functional_call(model, p, (x,)), y), (p0,), (p0,))
+            _, d = jvp(lambda p: per_sample_losses(loss_fn, fcall(model, p, x), y), (p0,), (p0,))
         return (d ** 2).sum().item()
-    with torch.no_grad(): return sample_mean(model, data, batch, batch_size, lambda x, y: check_loss(loss_fn, model(x), y))
+    with torch.no_grad(): return sample_mean(model, data, batch, batch_size, lambda x, y: check_loss(loss_fn, call(model, x), y))
 
 # %% ../nbs/07_measures.ipynb #68229643
+@takes_model
 def fisher_rao_euler(model: nn.Module, # a bias-free network of linear layers with ReLU-type activations
                      data, # (X, y) tensors or an iterable of (x, y) batches
                      loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
@@ -52,9 +54,10 @@ def fisher_rao_euler(model: nn.Module, # a bias-free network of linear layers wi
         raise ValueError("the Euler form needs a bias-free network whose only parameters are linear-layer weights; "
                          "use fisher_rao_norm")
     def batch(x, y):
-        out = model(x); g = vmap(grad(lambda o, t: sample_loss(loss_fn, o, t)))(out, y)
+        out = call(model, x); g = vmap(grad(lambda o, t: sample_loss(loss_fn, o, t)))(out, y)
         return (((g * out).flatten(1).sum(1)) ** 2).sum().item()
-    with torch.no_grad(): return len(lin) ** 2 * sample_mean(model, data, batch, batch_size)
+    first = lambda x, y: check_loss(loss_fn, call(model, x), y)       # token losses refused before the pass
+    with torch.no_grad(): return len(lin) ** 2 * sample_mean(model, data, batch, batch_size, first)
 
 # %% ../nbs/07_measures.ipynb #1a9e2627
 @dataclass
@@ -67,6 +70,7 @@ class PacBayes:
     draws: int       # noise draws
 
 # %% ../nbs/07_measures.ipynb #6b23c3a2
+@takes_model
 def pac_bayes_flatness(model: nn.Module, # the network, in eval mode
                        data, # (X, y) tensors or an iterable of (x, y) batches
                        loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
@@ -101,6 +105,7 @@ def pac_bayes_flatness(model: nn.Module, # the network, in eval mode
     return PacBayes(s, 1 / s ** 2, v.mean().item(), (v.std() / math.sqrt(draws)).item(), draws)
 
 # %% ../nbs/07_measures.ipynb #2576c1a3
+@takes_model
 def weight_norms(model: nn.Module, # the network
                 ) -> dict:
     "‖θ‖², Σ_l ‖W_l‖_F² and Π_l ‖W_l‖₂ over linear layers (conv kernels reshaped: a proxy, named so)."
@@ -111,12 +116,55 @@ def weight_norms(model: nn.Module, # the network
                 spectral_product=math.prod(torch.linalg.matrix_norm(w, 2).item() for w in W))
 
 # %% ../nbs/07_measures.ipynb #136826c5
-def _accuracy(model, data, batch_size):
-    "Fraction of correct argmax predictions (NaN for non-classification labels)."
-    hits = lambda x, y: float('nan') if y.is_floating_point() else (model(x).argmax(1) == y).sum().item()
-    with torch.no_grad(): return sample_mean(model, data, hits, batch_size)
+def _accuracy(model, data, batch_size, loss_fn=None):
+    "Fraction of correct argmax predictions: of samples, or of non-padding tokens for a token loss (NaN for other labels)."
+    def hits(x, y):
+        if y.is_floating_point(): return float('nan')
+        out = call(model, x)
+        if loss_fn is not None and is_token_loss(loss_fn, out, y):
+            return ((out.argmax(-1) == y) & (y != _loss_option(loss_fn, 'ignore_index', -100))).sum().item()
+        return (out.argmax(1) == y).sum().item() if out.dim() == 2 and y.dim() == 1 else float('nan')
+    with torch.no_grad(): return sample_mean(model, data, hits, batch_size, loss_fn=loss_fn)
+
+# %% ../nbs/07_measures.ipynb #d8d13b57
+def _probe_data(data, batch_size, k=ROUTE_SAMPLES):
+    "The first k samples of the first batch, as data of one batch: where `measure_all` tries each measure before its full pass."
+    x, y = next(iter(iter_batches(data, batch_size)))
+    return [(x[:k], y[:k])]
+
+def _columns(model, loss_fn, pac_bayes, compression, lanczos_iters, seed, batch_size) -> dict:
+    "measure_all's measures: name → function (train, test) → its columns."
+    def risks(tr, te):
+        r = dict(train_loss=empirical_risk(model, tr, loss_fn, batch_size), test_loss=empirical_risk(model, te, loss_fn, batch_size),
+                 train_acc=_accuracy(model, tr, batch_size, loss_fn), test_acc=_accuracy(model, te, batch_size, loss_fn))
+        return {**r, 'loss_gap': r['test_loss'] - r['train_loss'], 'error_gap': r['train_acc'] - r['test_acc']}
+    def kappas(tr, te):
+        names, row = exact_layers(model), {}
+        nm = network_measures(model, tr, loss_fn, layers=names, lanczos_iters=lanczos_iters, batch_size=batch_size)
+        for l in nm.pop('layers'):
+            row[f"kappa_phi[{l['layer'] or 'model'}]"] = l['relative_flatness']; row[f"trace[{l['layer'] or 'model'}]"] = l['trace']
+        kap = [row[f"kappa_phi[{n or 'model'}]"] for n in names]
+        return dict(**row, kappa_phi_max=max(kap), kappa_phi_sum=sum(kap), **nm)
+    def adaptive(tr, te):
+        from flatness_nb.compression import adaptive_sharpness
+        try: return dict(adaptive_sharpness_2nd_order=adaptive_sharpness(model, tr, loss_fn, batch_size=batch_size))
+        except UnsupportedLayerError: return dict(adaptive_sharpness_2nd_order=float('nan'))   # a parameter outside the exact layers
+    def pac(tr, te):
+        f = lambda mag: pac_bayes_flatness(model, tr, loss_fn, magnitude_aware=mag, seed=seed, batch_size=batch_size).measure
+        return dict(pac_bayes=f(False), pac_bayes_mag=f(True))
+    def comp(tr, te):
+        from flatness_nb.compression import compression_measures
+        c = compression_measures(model, tr, batch_size=min(batch_size, 256))
+        return dict(mls=c.mls, nmls=c.nmls, lvr=c.lvr, nvr=c.nvr, participation_ratio=c.pr)
+    cols = dict(risk=risks, kappa=kappas,
+                trace_H=lambda tr, te: dict(trace_H=network_hessian_trace(model, tr, loss_fn, seed=seed, batch_size=batch_size).value),
+                lambda_max=lambda tr, te: dict(lambda_max=lambda_max(model, tr, loss_fn, iters=lanczos_iters, seed=seed, batch_size=batch_size)),
+                fisher_rao=lambda tr, te: dict(fisher_rao=fisher_rao_norm(model, tr, loss_fn, batch_size)),
+                weight_norms=lambda tr, te: weight_norms(model), adaptive_sharpness=adaptive)
+    return {**cols, **(dict(pac_bayes=pac) if pac_bayes else {}), **(dict(compression=comp) if compression else {})}
 
 # %% ../nbs/07_measures.ipynb #78396667
+@takes_model
 def exact_layers(model: nn.Module, # the network
                 ) -> list[str]:
     "Dotted names of the layers with an exact curvature route (registered types whose adapter accepts them); warns about the rest."
@@ -130,6 +178,7 @@ def exact_layers(model: nn.Module, # the network
     return names
 
 # %% ../nbs/07_measures.ipynb #caabb406
+@takes_model
 def measure_all(model: nn.Module, # the network, in eval mode
                 train, # training data: (X, y) tensors or an iterable of batches
                 test, # test data, same form
@@ -140,36 +189,21 @@ def measure_all(model: nn.Module, # the network, in eval mode
                 seed: int = 0, # seed of every random probe or draw
                 batch_size: int = 512, # batch size used to split (X, y) tensors
                ) -> dict:
-    "Every measure of the library for one model, as one flat dict (a row of a results table)."
-    row = dict(train_loss=empirical_risk(model, train, loss_fn, batch_size),
-               test_loss=empirical_risk(model, test, loss_fn, batch_size),
-               train_acc=_accuracy(model, train, batch_size), test_acc=_accuracy(model, test, batch_size))
-    row['loss_gap'] = row['test_loss'] - row['train_loss']; row['error_gap'] = row['train_acc'] - row['test_acc']
-    names = exact_layers(model)
-    nm = network_measures(model, train, loss_fn, layers=names, lanczos_iters=lanczos_iters, batch_size=batch_size)
-    for l in nm.pop('layers'):
-        row[f"kappa_phi[{l['layer'] or 'model'}]"] = l['relative_flatness']
-        row[f"trace[{l['layer'] or 'model'}]"] = l['trace']
-    kap = [row[f"kappa_phi[{n or 'model'}]"] for n in names]
-    row.update(kappa_phi_max=max(kap), kappa_phi_sum=sum(kap), **nm)
-    row['trace_H'] = network_hessian_trace(model, train, loss_fn, seed=seed, batch_size=batch_size).value
-    row['lambda_max'] = lambda_max(model, train, loss_fn, iters=lanczos_iters, seed=seed, batch_size=batch_size)
-    row['fisher_rao'] = fisher_rao_norm(model, train, loss_fn, batch_size)
-    row.update(weight_norms(model))
-    from flatness_nb.compression import adaptive_sharpness
-    try: row['adaptive_sharpness_2nd_order'] = adaptive_sharpness(model, train, loss_fn, batch_size=batch_size)
-    except ValueError: row['adaptive_sharpness_2nd_order'] = float('nan')   # a parameter outside the exact layers
-    if pac_bayes:
-        row['pac_bayes'] = pac_bayes_flatness(model, train, loss_fn, seed=seed, batch_size=batch_size).measure
-        row['pac_bayes_mag'] = pac_bayes_flatness(model, train, loss_fn, magnitude_aware=True, seed=seed,
-                                                  batch_size=batch_size).measure
-    if compression:
-        from flatness_nb.compression import compression_measures
-        c = compression_measures(model, train, batch_size=min(batch_size, 256))
-        row.update(mls=c.mls, nmls=c.nmls, lvr=c.lvr, nvr=c.nvr, participation_ratio=c.pr)
+    "Every measure for one model as one flat dict; a measure that cannot run here is skipped (column 'skipped', a warning)."
+    cols, skipped, row = _columns(model, loss_fn, pac_bayes, compression, lanczos_iters, seed, batch_size), {}, {}
+    probe = _probe_data(train, batch_size), _probe_data(test, batch_size)
+    for name, f in cols.items():                      # every measure tried on a few samples before any full pass
+        try:
+            with warnings.catch_warnings(): warnings.simplefilter('ignore'); f(*probe)
+        except (ValueError, TypeError, NotImplementedError) as e: skipped[name] = str(e).split('\n')[0]
+    for name, why in skipped.items(): warnings.warn(f"measure_all skips {name}: {why}")
+    for name, f in cols.items():
+        if name not in skipped: row.update(f(train, test))
+    if skipped: row['skipped'] = '; '.join(f"{k}: {v}" for k, v in skipped.items())
     return row
 
 # %% ../nbs/07_measures.ipynb #fa3e79d1
+@takes_model
 def fisher_rao_authors(model: nn.Module, # a classifier returning logits, in eval mode
                        data, # (X, y) tensors or an iterable of (x, y) batches, integer labels
                        n_layers: int | None = None, # d in the factor (d+1)²; default: the number of linear layers
@@ -178,7 +212,7 @@ def fisher_rao_authors(model: nn.Module, # a classifier returning logits, in eva
     "Authors' Fisher–Rao: sqrt((d+1)² (1/n) Σ_i (⟨softmax f_i, f_i⟩ − f_{i,y_i})²), the Euler form for cross-entropy."
     d = n_layers if n_layers is not None else len(linear_layers(model))
     def sq(x, y):
-        f = model(x)
+        f = call(model, x); check_labels(F.cross_entropy, f, y)   # class logits (B, k): token shapes refused
         return ((F.softmax(f, 1) * f).sum(1) - f.gather(1, y[:, None])[:, 0]).pow(2).sum().item()
     with torch.no_grad(): return math.sqrt((d + 1) ** 2 * sample_mean(model, data, sq, batch_size))
 
@@ -186,10 +220,11 @@ def fisher_rao_authors(model: nn.Module, # a classifier returning logits, in eva
 def _perturbed_accuracy(model, data, noise, batch_size):
     "Training accuracy of the model with `noise` added to its parameters (by name)."
     p = {k: v + noise[k] for k, v in _params(model).items()}
-    hits = lambda x, y: (functional_call(model, p, (x,)).argmax(1) == y).sum().item()
+    hits = lambda x, y: (fcall(model, p, x).argmax(1) == y).sum().item()
     with torch.no_grad(): return sample_mean(model, data, hits, batch_size)
 
 # %% ../nbs/07_measures.ipynb #f13d4c17
+@takes_model
 def pac_bayes_sigma_authors(model: nn.Module, # a classifier returning logits, in eval mode
                             data, # training data: (X, y) tensors or an iterable of (x, y) batches, integer labels
                             magnitude_eps: float | None = None, # None: plain noise; else the magnitude-aware variant's ε
@@ -218,6 +253,7 @@ def pac_bayes_sigma_authors(model: nn.Module, # a classifier returning logits, i
     return s
 
 # %% ../nbs/07_measures.ipynb #ea7a5618
+@takes_model
 def pac_bayes_bound_authors(model: nn.Module, # the network
                             sigma: float, # σ from `pac_bayes_sigma_authors`
                             m: int, # number of training samples
@@ -227,6 +263,7 @@ def pac_bayes_bound_authors(model: nn.Module, # the network
     return w2 / (4 * sigma ** 2) + math.log(m / sigma) + 10
 
 # %% ../nbs/07_measures.ipynb #0185dddf
+@takes_model
 def fig5_authors(model: nn.Module, # a classifier of linear layers chained by ReLUs, in eval mode
                  train, # training data: (X, y) tensors or an iterable of (x, y) batches, integer labels
                  seed: int = 0, # seed of the PAC-Bayes noise

@@ -8,7 +8,7 @@ import math
 from typing import Callable
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
-from .core import (check_single_process, LayerSplit, LinearAdapter, sample_mean, UnsupportedLayerError, check_loss, empirical_risk, iter_batches,
+from .core import (call, takes_model, check_single_process, LayerSplit, LinearAdapter, sample_mean, UnsupportedLayerError, check_loss, empirical_risk, iter_batches,
                               model_device_dtype, per_sample_losses)
 from .hessian import Estimate
 from .flatness import relative_flatness
@@ -34,6 +34,7 @@ def _check_count(name, v, lo):
     return v
 
 # %% ../nbs/05_representativeness.ipynb #054422db
+@takes_model
 def true_risk(model: nn.Module, # the network, in eval mode
               data, # fresh samples from the true distribution: (X, y) tensors or an iterable of (x, y) batches
               loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
@@ -42,9 +43,9 @@ def true_risk(model: nn.Module, # the network, in eval mode
     "Monte-Carlo risk E(f): mean per-sample loss on fresh data, with standard error sd/√N."
     check_single_process('true_risk')
     def batch(x, y):
-        l = per_sample_losses(loss_fn, model(x), y)
+        l = per_sample_losses(loss_fn, call(model, x), y)
         return dict(s=l.sum().item(), s2=(l ** 2).sum().item())
-    with torch.no_grad(): m, n = sample_mean(model, data, batch, batch_size, lambda x, y: check_loss(loss_fn, model(x), y), with_n=True)
+    with torch.no_grad(): m, n = sample_mean(model, data, batch, batch_size, lambda x, y: check_loss(loss_fn, call(model, x), y), with_n=True)
     if n < 2: raise ValueError(f"true_risk needs at least 2 fresh samples for a standard error, got {n}")
     mean = m['s']
     return Estimate(mean, math.sqrt(max(m['s2'] - mean ** 2, 0.0) * n / (n - 1) / n), n)
@@ -65,6 +66,7 @@ def kernel_noise(phi: Tensor, # features, (B, m)
     return r * phi.norm(dim=1)[None, :, None] * u / u.norm(dim=-1, keepdim=True)
 
 # %% ../nbs/05_representativeness.ipynb #3a4ed3b7
+@takes_model
 def smoothed_risk(model: nn.Module, # the network, in eval mode
                   layer: str | nn.Module, # an nn.Linear of `model` (the feature layer): module or dotted name
                   data, # the sample S: (X, y) tensors or an iterable of (x, y) batches
@@ -96,10 +98,11 @@ def smoothed_risk(model: nn.Module, # the network, in eval mode
             xr = x.repeat(c, *([1] * (x.dim() - 1))); yr = y.repeat(c, *([1] * (y.dim() - 1)))
             tot.append(per_sample_losses(loss_fn, sp._run(xr, lambda inp, o: o + shift), yr).reshape(c, len(x)).sum(1))
         return torch.cat(tot)
-    with torch.no_grad(): v = sample_mean(model, data, batch, batch_size, lambda x, y: check_loss(loss_fn, model(x), y))
+    with torch.no_grad(): v = sample_mean(model, data, batch, batch_size, lambda x, y: check_loss(loss_fn, call(model, x), y))
     return Estimate(v.mean().item(), (v.std() / math.sqrt(draws)).item(), draws)
 
 # %% ../nbs/05_representativeness.ipynb #751ec549
+@takes_model
 def representativeness(model: nn.Module, # the network, in eval mode
                        layer: str | nn.Module, # the feature layer (an nn.Linear)
                        data, # the sample S the model was fitted on
@@ -143,6 +146,7 @@ def fit_logistic_head(z: Tensor, # features, (n, m)
     return head
 
 # %% ../nbs/05_representativeness.ipynb #57a42841
+@takes_model
 def layer_features(model: nn.Module, # the network, in eval mode
                    layer: str | nn.Module, # the feature layer (an nn.Linear)
                    data, # (X, y) tensors or an iterable of (x, y) batches

@@ -12,7 +12,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad
 from scipy import special as _sps
-from .core import (check_single_process, exact_attention, reduce_sums, sample_mean, unfold_patches, LinearAdapter, check_layer, layer_adapter, LayerSplit, UnsupportedLayerError, check_eval, check_loss, iter_batches,
+from .core import (call, fcall, takes_model, check_single_process, exact_attention, reduce_sums, sample_mean, unfold_patches, LinearAdapter, check_layer, layer_adapter, LayerSplit, UnsupportedLayerError, check_eval, check_loss, iter_batches,
                               model_device_dtype, per_sample_losses)
 from .hessian import Estimate
 
@@ -66,6 +66,7 @@ def perturbed_features(layer: nn.Module, # the nn.Linear or nn.Conv2d
     return P + A @ P
 
 # %% ../nbs/03_feature_robustness.ipynb #1c0e3452
+@takes_model
 def perturbed_forward(model: nn.Module, # the network, in eval mode
                       layer: str | nn.Module, # a linear layer of `model`: module or dotted name
                       x: Tensor, # a batch of inputs
@@ -93,6 +94,7 @@ def _feature_losses(sp, x, y, loss_fn, As, label_fn):
     return vmap(one)(As)
 
 # %% ../nbs/03_feature_robustness.ipynb #b3fa149e
+@takes_model
 def feature_robustness_matrices(model: nn.Module, # the network, in eval mode
                                 layer: str | nn.Module, # a linear layer of `model`: module or dotted name
                                 data, # (X, y) tensors or an iterable of (x, y) batches
@@ -108,11 +110,12 @@ def feature_robustness_matrices(model: nn.Module, # the network, in eval mode
     dev, dt = model_device_dtype(model)
     A = check_matrices(A, feature_dim(sp.layer)).to(device=dev, dtype=dt)
     def batch(x, y):
-        l0 = per_sample_losses(loss_fn, model(x), y)
+        l0 = per_sample_losses(loss_fn, call(model, x), y)
         return torch.cat([(_feature_losses(sp, x, y, loss_fn, A[s:s + chunk], label_fn) - l0).sum(1) for s in range(0, len(A), chunk)])
-    with torch.no_grad(): return sample_mean(model, data, batch, batch_size, lambda x, y: check_loss(loss_fn, model(x), y))
+    with torch.no_grad(): return sample_mean(model, data, batch, batch_size, lambda x, y: check_loss(loss_fn, call(model, x), y))
 
 # %% ../nbs/03_feature_robustness.ipynb #82f12a4a
+@takes_model
 def feature_robustness(model: nn.Module, # the network, in eval mode
                        layer: str | nn.Module, # a linear layer of `model`: module or dotted name
                        data, # (X, y) tensors or an iterable of (x, y) batches
@@ -129,6 +132,7 @@ def feature_robustness(model: nn.Module, # the network, in eval mode
     return feature_robustness_matrices(model, layer, data, loss_fn, delta * A, label_fn, batch_size=batch_size).item()
 
 # %% ../nbs/03_feature_robustness.ipynb #0448c3a8
+@takes_model
 def feature_robustness_mc(model: nn.Module, # the network, in eval mode
                           layer: str | nn.Module, # a linear layer of `model`: module or dotted name
                           data, # (X, y) tensors or an iterable of (x, y) batches
@@ -284,7 +288,7 @@ def _flat_loss(model, names, X, y, loss_fn):
     shapes, sizes = [ps[k].shape for k in names], [ps[k].numel() for k in names]
     def E(flat):
         p = {k: t.reshape(s) for k, t, s in zip(names, flat.split(sizes), shapes)}
-        with exact_attention(): out = torch.func.functional_call(model, p, (X,))   # forward AD through attention
+        with exact_attention(): out = fcall(model, p, X)   # forward AD through attention
         return per_sample_losses(loss_fn, out, y).mean()
     return E, torch.cat([ps[k].detach().flatten() for k in names])
 
@@ -348,7 +352,7 @@ def _risk_change(sp, data, loss_fn, A, dev, dt, batch_size):
     W = sp.weight.detach()
     tot, n = 0.0, 0
     for x, y in iter_batches(data, batch_size, dev, dt):
-        with torch.no_grad(): l0 = per_sample_losses(loss_fn, sp.model(x), y)
+        with torch.no_grad(): l0 = per_sample_losses(loss_fn, call(sp.model, x), y)
         out = sp._run(x, lambda inp, o: o + _delta_z(sp.layer, inp, W @ A))
         tot = tot + (per_sample_losses(loss_fn, out, y) - l0).sum(); n += len(x)
     return tot / n
@@ -362,6 +366,7 @@ def project_operator_ball(A: Tensor, # a matrix (or stack)
     return U @ torch.diag_embed(S.clamp(max=radius)) @ Vh
 
 # %% ../nbs/03_feature_robustness.ipynb #6b09109d
+@takes_model
 def max_feature_robustness(model: nn.Module, # the network, in eval mode
                            layer: str | nn.Module, # a linear layer of `model`: module or dotted name
                            data, # (X, y) tensors or an iterable of (x, y) batches
