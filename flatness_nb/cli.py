@@ -415,10 +415,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add(b, '--n', type=_count, default=2000); _add(b, '--out', default=None, help='JSON file for the results')
     _add(b, '--device', default=device_name()); _add(b, '--dtype', default='float32', choices=['float32', 'float64'])
     _add(b, '--batch-size', type=_count, default=500); _add(b, '--no-memory', action='store_true')
+    from flatness_nb.spectrum import add_spectrum_parser     # the commands of the later chapters add their own
+    from flatness_nb.landscape import add_landscape_parser   # parsers (imported here: they import this module)
+    from flatness_nb.training import add_train_parser
+    for add in (add_spectrum_parser, add_landscape_parser, add_train_parser): add(sub, parents=[dbg])
     return p
 
 # %% ../nbs/09_cli.ipynb #e9b5610b
-COMMANDS = {'demo': cmd_demo, 'measure': cmd_measure, 'sweep': cmd_sweep, 'bench': cmd_bench}
+def _later(module, name):
+    "A command defined in a later chapter's module, imported when it runs."
+    return lambda a: getattr(importlib.import_module(f'flatness_nb.{module}'), name)(a)
+
+COMMANDS = {'demo': cmd_demo, 'measure': cmd_measure, 'sweep': cmd_sweep, 'bench': cmd_bench,
+            'spectrum': _later('spectrum', 'cmd_spectrum'), 'landscape': _later('landscape', 'cmd_landscape'),
+            'train': _later('training', 'cmd_train')}
 _EXPECTED = (CLIError, ValueError, TypeError, OSError)   # errors whose message already says what went wrong
 
 # %% ../nbs/09_cli.ipynb #46134768
