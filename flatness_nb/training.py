@@ -174,7 +174,8 @@ def check_penalty_route(
     if route not in ROUTES:
         raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
     got = {}
-    with _eval_mode(model), torch.no_grad():
+    off = torch.autocast(x.device.type, enabled=False)   # structural check, full precision
+    with _eval_mode(model), torch.no_grad(), off:
         for name, _ in _resolve(model, layers):
             got[name] = detect_route(LayerSplit(model, name), x[:4])
     smooth = [n for n, r in got.items() if r == "full"]
