@@ -10,19 +10,20 @@ from typing import Callable, Sequence
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from .core import Estimate
-from .operators import (GGNOperator, HessianOperator, ResidualOperator, as_matvec, operator_info,
-                                   resolve_params)
+from fastcore.basics import patch
+from .operators import (GGNOperator, HessianOperator, ResidualOperator,
+                                   as_matvec, operator_info, resolve_params)
 
 # %% auto #0
 __all__ = ['WHICH', 'KINDS', 'Eigenpairs', 'eigenpairs', 'SpectralDensity', 'spectral_density', 'wasserstein1', 'BlockSpectrum',
            'layer_spectra', 'plot_layer_spectra', 'lambda_max_op', 'hutchpp_op', 'add_spectrum_parser', 'cmd_spectrum',
            'spectrum_benchmark']
 
-# %% ../nbs/15_spectrum.ipynb #ab665276
+# %% ../nbs/15_spectrum.ipynb #3002e007
 def _orth(w: Tensor, # a vector (N,)
           Q: Tensor, # orthonormal rows (j, N)
          ) -> tuple[Tensor, Tensor]:
-    "w without its components along the rows of Q (classical Gram–Schmidt twice), and those components Qᵀw."
+    "w without its components along the rows of Q (Gram–Schmidt twice), and Qᵀw."
     h = Q @ w; w = w - Q.T @ h
     h2 = Q @ w
     return w - Q.T @ h2, h + h2
@@ -34,8 +35,10 @@ def _order(theta: Tensor, # Ritz values
            which: str, # 'LA', 'SA' or 'LM'
           ) -> Tensor:
     "Indices of `theta`, the wanted end first."
-    if which not in WHICH: raise ValueError(f"which must be one of {WHICH}, got {which!r}")
-    return torch.argsort({'LA': -theta, 'SA': theta, 'LM': -theta.abs()}[which], stable=True)
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {WHICH}, got {which!r}")
+    key = {'LA': -theta, 'SA': theta, 'LM': -theta.abs()}[which]
+    return torch.argsort(key, stable=True)
 
 # %% ../nbs/15_spectrum.ipynb #a1aa01a7
 def _fresh(Q: Tensor, # orthonormal rows (j, N), j < N
@@ -43,9 +46,11 @@ def _fresh(Q: Tensor, # orthonormal rows (j, N), j < N
           ) -> Tensor:
     "A random unit vector orthogonal to the rows of Q."
     for _ in range(3):
-        w, _ = _orth(torch.randn(Q.shape[1], generator=gen, dtype=Q.dtype, device=Q.device), Q)
+        w = torch.randn(Q.shape[1], generator=gen, dtype=Q.dtype, device=Q.device)
+        w, _ = _orth(w, Q)
         if w.norm() > 1e-8: return w / w.norm()
-    raise RuntimeError("could not find a vector orthogonal to the Krylov basis (the basis spans the space)")
+    raise RuntimeError("could not find a vector orthogonal to the Krylov basis "
+                       "(the basis spans the space)")
 
 # %% ../nbs/15_spectrum.ipynb #30a85b46
 @dataclass
@@ -60,7 +65,8 @@ class Eigenpairs:
     which: str        # 'LA', 'SA' or 'LM'
     def __repr__(self):
         v = ', '.join(f"{x:.6g}" for x in self.values.tolist())
-        return (f"Eigenpairs({self.which}: [{v}], max residual {self.residuals.max().item():.2g}, "
+        r = self.residuals.max().item()
+        return (f"Eigenpairs({self.which}: [{v}], max residual {r:.2g}, "
                 f"matvecs={self.matvecs}, converged={self.converged})")
 
 # %% ../nbs/15_spectrum.ipynb #ba213192
@@ -69,59 +75,66 @@ def _check_count(name, v, least=1):
     if isinstance(v, bool) or not isinstance(v, int) or v < least:
         raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
 
-# %% ../nbs/15_spectrum.ipynb #4d09f9ec
+# %% ../nbs/15_spectrum.ipynb #edcd6b09
 def _start(n, gen, dt, dev, v0):
     "The unit start vector: v0 or a Gaussian draw."
-    q = torch.randn(n, generator=gen, dtype=dt, device=dev) if v0 is None else torch.as_tensor(v0).to(dev, dt).reshape(-1)
+    if v0 is None: q = torch.randn(n, generator=gen, dtype=dt, device=dev)
+    else: q = torch.as_tensor(v0).to(dev, dt).reshape(-1)
     if q.numel() != n or not (torch.isfinite(q).all() and q.norm() > 0):
         raise ValueError(f"v0 must be a finite non-zero vector of size {n}")
     return q / q.norm()
 
-# %% ../nbs/15_spectrum.ipynb #0ca579db
-def eigenpairs(op, # an operator: anything with `@` and a square `shape` (see `operators.as_matvec`)
+# %% ../nbs/15_spectrum.ipynb #88b4a5c7
+def eigenpairs(op, # an operator: anything with `@` and a square `shape`
                k: int = 6, # number of eigenpairs
                which: str = 'LA', # 'LA' largest, 'SA' smallest, 'LM' largest magnitude
                tol: float = 1e-8, # stop when every residual ‖Av − θv‖ ≤ tol · max |θ|
-               ncv: int | None = None, # basis size before a restart (default max(2k+1, k+20), at most N)
-               max_matvecs: int | None = None, # stop after this many products (default max(50·ncv, 500))
+               ncv: int | None = None, # basis size (default max(2k+1, k+20), at most N)
+               max_matvecs: int | None = None, # most products (default max(50ncv, 500))
                seed: int = 0, # seed of the start vector
                v0: Tensor | None = None, # start vector (default: Gaussian)
-               exact_residuals: bool = True, # compute ‖Av − λv‖ with k more products (else the Lanczos estimate)
+               exact_residuals: bool = True, # ‖Av − λv‖ computed (k products)
               ) -> Eigenpairs:
-    "k extreme eigenpairs of a symmetric operator by thick-restart Lanczos with full re-orthogonalisation."
+    "k extreme eigenpairs of a symmetric operator by thick-restart Lanczos."
     n, dt, dev = operator_info(op); mv = as_matvec(op)
     _check_count('k', k); _order(torch.zeros(1), which)
-    if k > n: raise ValueError(f"k={k} eigenpairs asked of an operator of size {n}; ask for at most {n}")
+    if k > n: raise ValueError(f"k={k} eigenpairs asked of an operator of size {n}; "
+                               f"ask for at most {n}")
     m = min(n, ncv if ncv is not None else max(2 * k + 1, k + 20))
-    if m <= k and m < n: raise ValueError(f"ncv={ncv} must exceed k={k} (a restart keeps k vectors and grows)")
+    if m <= k and m < n:
+        raise ValueError(f"ncv={ncv} must exceed k={k} (a restart keeps k vectors)")
     budget = max_matvecs if max_matvecs is not None else max(50 * m, 500)
     gen = torch.Generator(device=dev).manual_seed(seed)
-    Q = torch.zeros(m, n, dtype=dt, device=dev); T = torch.zeros(m, m, dtype=torch.float64)
+    Q = torch.zeros(m, n, dtype=dt, device=dev)
+    T = torch.zeros(m, m, dtype=torch.float64)
     Q[0] = _start(n, gen, dt, dev, v0); j = used = restarts = 0
     while True:
-        while j < m:                                            # grow the basis: one product per vector
+        while j < m:                                # grow the basis: one product each
             w = mv(Q[j]); used += 1
-            if not torch.isfinite(w).all(): raise ValueError("an operator product is NaN or inf")
+            if not torch.isfinite(w).all():
+                raise ValueError("an operator product is NaN or inf")
             r, h = _orth(w, Q[:j + 1])
             T[:j + 1, j] = T[j, :j + 1] = h.double()
             if j + 1 < m:
-                big = r.norm() > 1e-10 * max(T[:j + 1, :j + 1].abs().max().item(), 1e-300)
+                top = max(T[:j + 1, :j + 1].abs().max().item(), 1e-300)
+                big = r.norm() > 1e-10 * top
                 Q[j + 1] = r / r.norm() if big else _fresh(Q[:j + 1], gen)
             j += 1
         theta, S = torch.linalg.eigh(T[:j, :j]); idx = _order(theta, which)
         beta, scale = r.norm().item(), max(theta.abs().max().item(), 1e-300)
-        est = beta * S[j - 1, idx[:k]].abs()                    # ‖A Q s − θ Q s‖ = ‖r‖ |s_m|
+        est = beta * S[j - 1, idx[:k]].abs()           # ‖A Q s − θ Q s‖ = ‖r‖ |s_m|
         converged = j == n or bool((est <= tol * scale).all())
         if converged or used >= budget: break
-        p = min(k + (m - k) // 2, j - 1); keep = idx[:p]         # thick restart: the p best Ritz vectors
+        p = min(k + (m - k) // 2, j - 1); keep = idx[:p]   # thick restart: p best Ritz
         Q[:p] = S[:, keep].T.to(dt) @ Q[:j]; Q[p:] = 0
         T.zero_(); T[range(p), range(p)] = theta[keep]
         Q[p] = r / beta if beta > 1e-10 * scale else _fresh(Q[:p], gen)
         j = p; restarts += 1
     sel = idx[:k]; V = Q[:j].T @ S[:, sel].to(dt); lam = theta[sel]
-    if not exact_residuals: return Eigenpairs(lam, V, est.clone(), used, converged, restarts, which)
-    AV = mv(V)                                                  # the k residuals: one block product
-    return Eigenpairs(lam, V, (AV - V * lam.to(dt)).norm(dim=0).double(), used + k, converged, restarts, which)
+    if not exact_residuals:
+        return Eigenpairs(lam, V, est.clone(), used, converged, restarts, which)
+    res = (mv(V) - V * lam.to(dt)).norm(dim=0).double()   # the k residuals: one product
+    return Eigenpairs(lam, V, res, used + k, converged, restarts, which)
 
 # %% ../nbs/15_spectrum.ipynb #f18997b8
 def _quadrature_check(vAv: float, # vᵀAv from the first product
@@ -130,83 +143,95 @@ def _quadrature_check(vAv: float, # vᵀAv from the first product
                       tau: Tensor, # Gauss weights of the probe
                       rtol: float, # tolerance, relative to ‖Av‖ (resp. ‖Av‖²)
                      ):
-    "Raise unless Σ τ = 1, Σ τθ = vᵀAv and Σ τθ² = ‖Av‖² (the Gauss rule's first three moments)."
-    m0, m1, m2 = tau.sum().item(), (tau * theta).sum().item(), (tau * theta ** 2).sum().item()
-    s = max(Av2, 1e-300)
-    if abs(m0 - 1) > rtol or abs(m1 - vAv) > rtol * math.sqrt(s) or abs(m2 - Av2) > rtol * s:
-        raise RuntimeError(f"stochastic Lanczos quadrature broke its identities on a probe: Σ τ = {m0:.15g} (1), "
-                           f"Σ τθ = {m1:.15g} (vᵀAv = {vAv:.15g}), Σ τθ² = {m2:.15g} (‖Av‖² = {Av2:.15g})")
+    "Raise unless Σ τ = 1, Σ τθ = vᵀAv and Σ τθ² = ‖Av‖² (the first three moments)."
+    m0, m1 = tau.sum().item(), (tau * theta).sum().item()
+    m2, s = (tau * theta ** 2).sum().item(), max(Av2, 1e-300)
+    bad = (abs(m0 - 1) > rtol or abs(m1 - vAv) > rtol * math.sqrt(s)
+           or abs(m2 - Av2) > rtol * s)
+    if bad: raise RuntimeError(
+        f"stochastic Lanczos quadrature broke its identities on a probe: "
+        f"Σ τ = {m0:.15g} (1), Σ τθ = {m1:.15g} (vᵀAv = {vAv:.15g}), Σ τθ² = {m2:.15g} "
+        f"(‖Av‖² = {Av2:.15g})")
 
-# %% ../nbs/15_spectrum.ipynb #d900341b
+# %% ../nbs/15_spectrum.ipynb #59f3c4fb
 def _slq_group(mv: Callable, # V (N, p) ↦ A V
-               V: Tensor, # unit start vectors as rows (p, N), orthogonal to the rows of B
+               V: Tensor, # unit start vectors as rows (p, N), orthogonal to B's rows
                steps: int, # Lanczos steps per probe
-               B: Tensor | None, # orthonormal rows (d, N) to stay orthogonal to (deflation), or None
+               B: Tensor | None, # orthonormal rows (d, N) to avoid (deflation), or None
                rtol: float, # tolerance of the quadrature identities
               ) -> tuple[Tensor, Tensor]:
-    "Gauss nodes and weights (p, steps) of every probe, the probes' products in one pass per step."
+    "Gauss nodes and weights (p, steps) of every probe; one product per step for all."
     P, n = V.shape
     Qs = torch.zeros(steps, P, n, dtype=V.dtype, device=V.device); Qs[0] = V
-    al, be = torch.zeros(P, steps, dtype=torch.float64), torch.zeros(P, steps, dtype=torch.float64)
+    al, be = (torch.zeros(P, steps, dtype=torch.float64) for _ in range(2))
     length = torch.full((P,), steps)
     for j in range(steps):
         act = (length > j).nonzero().flatten().tolist()
         if not act: break
-        W = mv(Qs[j, act].T).T                                  # one pass for every active probe
-        if not torch.isfinite(W).all(): raise ValueError("an operator product is NaN or inf")
-        if B is not None: W = W - (W @ B.T) @ B                 # the deflated operator P A P
+        W = mv(Qs[j, act].T).T                         # one pass for every active probe
+        if not torch.isfinite(W).all():
+            raise ValueError("an operator product is NaN or inf")
+        if B is not None: W = W - (W @ B.T) @ B        # the deflated operator P A P
         if j == 0: first = ((Qs[0] * W).sum(1).double(), (W.double() ** 2).sum(1))
         for a, p in enumerate(act):
             basis = Qs[:j + 1, p] if B is None else torch.cat([B, Qs[:j + 1, p]])
             w, h = _orth(W[a], basis); al[p, j] = h[-1].double(); beta = w.norm().item()
-            big = beta > 1e-10 * max(al[p, :j + 1].abs().max().item(), be[p].abs().max().item(), 1e-300)
+            top = max(al[p, :j + 1].abs().max().item(), be[p].abs().max().item(), 1e-99)
+            big = beta > 1e-10 * top
             if j + 1 < steps and big: be[p, j] = beta; Qs[j + 1, p] = w / beta
             else: length[p] = j + 1
-    nodes, weights = torch.zeros(P, steps, dtype=torch.float64), torch.zeros(P, steps, dtype=torch.float64)
+    nodes, weights = (torch.zeros(P, steps, dtype=torch.float64) for _ in range(2))
     for p in range(P):
         L = int(length[p]); b = be[p, :L - 1]
-        th, S = torch.linalg.eigh(torch.diag(al[p, :L]) + torch.diag(b, 1) + torch.diag(b, -1))
+        th, S = torch.linalg.eigh(torch.diag(al[p, :L]) + torch.diag(b, 1)
+                                  + torch.diag(b, -1))
         _quadrature_check(first[0][p].item(), first[1][p].item(), th, S[0] ** 2, rtol)
         nodes[p, :L], weights[p, :L], nodes[p, L:] = th, S[0] ** 2, th[-1]
     return nodes, weights
 
-# %% ../nbs/15_spectrum.ipynb #df565fca
+# %% ../nbs/15_spectrum.ipynb #beb2e5cf
 @dataclass
 class SpectralDensity:
-    "Stochastic Lanczos quadrature of a symmetric operator's eigenvalue distribution (from `spectral_density`)."
+    "Stochastic Lanczos quadrature of an operator's eigenvalue distribution."
     nodes: Tensor    # Gauss nodes per probe, (probes, m), deflated eigenvalues appended
     weights: Tensor  # Gauss weights per probe, (probes, m); each row sums to 1
     n: int           # size N of the operator
     deflated: Tensor # eigenvalues taken out exactly (each of mass 1/N)
     matvecs: int     # products with the operator (deflation included)
-    passes: int      # products done as one block each (Lanczos steps × groups, deflation included)
+    passes: int      # block products (Lanczos steps × groups, deflation included)
     def __repr__(self):
         lo, hi = self.nodes.min().item(), self.nodes.max().item()
-        return (f"SpectralDensity({len(self.nodes)} probes × {self.nodes.shape[1]} nodes, N={self.n}, "
-                f"support [{lo:.4g}, {hi:.4g}], deflated {len(self.deflated)}, matvecs={self.matvecs})")
+        P, m = self.nodes.shape
+        return (f"SpectralDensity({P} probes × {m} nodes, N={self.n}, support "
+                f"[{lo:.4g}, {hi:.4g}], deflated {len(self.deflated)}, "
+                f"matvecs={self.matvecs})")
 
 # %% ../nbs/15_spectrum.ipynb #b3e8e99d
 def _rademacher(P, n, gen, dt, dev):
     "P Rademacher vectors of length n, as rows."
     return torch.randint(0, 2, (P, n), generator=gen, device=dev).to(dt) * 2 - 1
 
-# %% ../nbs/15_spectrum.ipynb #7477b5af
+# %% ../nbs/15_spectrum.ipynb #7a5819d3
 def spectral_density(op, # an operator: anything with `@` and a square `shape`
-                     steps: int = 80, # Lanczos steps (Gauss nodes) per probe, at most N − deflate
+                     steps: int = 80, # Lanczos steps (Gauss nodes) per probe
                      probes: int = 10, # Rademacher probes
                      seed: int = 0, # seed of the probes
-                     deflate: int = 0, # top eigenvalues (by magnitude) taken out exactly
-                     probes_per_pass: int | None = None, # probes run in lockstep (None: all; memory steps·p·N)
+                     deflate: int = 0, # top eigenvalues (magnitude) taken out exactly
+                     probes_per_pass: int | None = None, # in lockstep (None: all)
                     ) -> SpectralDensity:
-    "Eigenvalue density of a symmetric operator by stochastic Lanczos quadrature, identities checked per probe."
+    "Eigenvalue density of a symmetric operator by stochastic Lanczos quadrature."
     n, dt, dev = operator_info(op); mv = as_matvec(op)
-    _check_count('steps', steps); _check_count('probes', probes); _check_count('deflate', deflate, 0)
+    _check_count('steps', steps); _check_count('probes', probes)
+    _check_count('deflate', deflate, 0)
     if probes_per_pass is not None: _check_count('probes_per_pass', probes_per_pass)
-    if deflate >= n: raise ValueError(f"deflate={deflate} must be smaller than the operator's size {n}")
+    if deflate >= n:
+        raise ValueError(f"deflate={deflate} must be smaller than the operator's size "
+                         f"{n}")
     B, lam, used, passes = None, torch.zeros(0, dtype=torch.float64), 0, 0
     if deflate:
         e = eigenpairs(op, deflate, 'LM', tol=1e-10, seed=seed + 1)
-        B, lam, used, passes = e.vectors.T.contiguous(), e.values.double(), e.matvecs, e.matvecs - deflate + 1
+        B, lam = e.vectors.T.contiguous(), e.values.double()
+        used, passes = e.matvecs, e.matvecs - deflate + 1
     m, g = min(steps, n - deflate), probes_per_pass or probes
     gen, rtol = torch.Generator(device=dev).manual_seed(seed), 1e3 * torch.finfo(dt).eps
     nodes, weights = [], []
@@ -218,17 +243,18 @@ def spectral_density(op, # an operator: anything with `@` and a square `shape`
     nodes, weights = torch.cat(nodes), torch.cat(weights)
     if deflate:
         nodes = torch.cat([nodes, lam.expand(len(nodes), -1)], 1)
-        weights = torch.cat([weights * (n - deflate) / n, torch.full((len(nodes), deflate), 1 / n).double()], 1)
+        spikes = torch.full((len(nodes), deflate), 1 / n, dtype=torch.float64)
+        weights = torch.cat([weights * (n - deflate) / n, spikes], 1)
     return SpectralDensity(nodes, weights, n, lam, used, passes)
 
-# %% ../nbs/15_spectrum.ipynb #c7da4e0e
+# %% ../nbs/15_spectrum.ipynb #def51d3f
 def wasserstein1(sd: SpectralDensity, # a density from `spectral_density`
                  eigenvalues, # the exact eigenvalues (all N)
                 ) -> float:
-    "Wasserstein-1 distance between the quadrature's measure and the uniform measure on `eigenvalues`."
+    "W1 distance from the quadrature's measure to the uniform one on `eigenvalues`."
     from scipy.stats import wasserstein_distance
-    return float(wasserstein_distance(sd.nodes.flatten().cpu().numpy(),
-                                      torch.as_tensor(eigenvalues).double().cpu().numpy(),
+    ev = torch.as_tensor(eigenvalues).double().cpu().numpy()
+    return float(wasserstein_distance(sd.nodes.flatten().cpu().numpy(), ev,
                                       sd.weights.flatten().cpu().numpy()))
 
 # %% ../nbs/15_spectrum.ipynb #214b4dad
@@ -242,7 +268,7 @@ def support(self: SpectralDensity) -> tuple[float, float]:
 
 @patch
 def default_sigma(self: SpectralDensity) -> float:
-    "The default smoothing width: 1 % of the support's width (or 1e-12 for a single point)."
+    "The default smoothing width: 1 % of the support's width (at least 1e-12)."
     lo, hi = self.support()
     return max(0.01 * (hi - lo), 1e-12)
 
@@ -251,25 +277,27 @@ def default_sigma(self: SpectralDensity) -> float:
 def density(self: SpectralDensity, grid, # points at which to evaluate, (G,)
             sigma: float | None = None, # Gaussian width (default `default_sigma()`)
            ) -> Tensor:
-    "The density smoothed by a Gaussian of width sigma, averaged over probes, at `grid`."
+    "The density smoothed by a Gaussian of width sigma, averaged over probes."
     s = self.default_sigma() if sigma is None else float(sigma)
     if not s > 0: raise ValueError(f"sigma must be positive, got {sigma!r}")
     x = torch.as_tensor(grid, dtype=torch.float64).reshape(-1, 1, 1)
     k = torch.exp(-0.5 * ((x - self.nodes) / s) ** 2) / (s * math.sqrt(2 * math.pi))
     return (k * self.weights).sum(-1).mean(-1)
 
-# %% ../nbs/15_spectrum.ipynb #691d6c5b
+# %% ../nbs/15_spectrum.ipynb #c1286422
 @patch
-def negative_mass(self: SpectralDensity, threshold: float = 0.0, # count nodes below this value
+def negative_mass(self: SpectralDensity,
+                  threshold: float = 0.0, # count nodes below this value
                  ) -> Estimate:
-    "Fraction of the spectrum below `threshold` (default 0), with its standard error over probes."
+    "Fraction of the spectrum below `threshold`, with its standard error over probes."
     f = (self.weights * (self.nodes < threshold)).sum(1)
     se = (f.std() / math.sqrt(len(f))).item() if len(f) > 1 else float('inf')
     return Estimate(f.mean().item(), se, len(f))
 
-# %% ../nbs/15_spectrum.ipynb #b57666c7
+# %% ../nbs/15_spectrum.ipynb #2f04584c
 @patch
-def plot(self: SpectralDensity, sigma: float | None = None, # Gaussian width (default `default_sigma()`)
+def plot(self: SpectralDensity,
+         sigma: float | None = None, # Gaussian width (default `default_sigma()`)
          points: int = 1000, # grid points
          title: str = '', # title prefix
          axes=None, # two matplotlib axes to draw on (default: a new 8 × 3 in figure)
@@ -281,11 +309,14 @@ def plot(self: SpectralDensity, sigma: float | None = None, # Gaussian width (de
     grid = torch.linspace(lo - pad, hi + pad, points); d = self.density(grid, s).numpy()
     if axes is None: fig = Figure(figsize=(8, 3)); axes = fig.subplots(1, 2)
     fig = axes[0].figure
-    axes[0].semilogy(grid.numpy(), np.maximum(d, 1e-12)); axes[0].set_ylim(max(d.max() * 1e-8, 1e-12), d.max() * 2)
+    axes[0].semilogy(grid.numpy(), np.maximum(d, 1e-12))
+    axes[0].set_ylim(max(d.max() * 1e-8, 1e-12), d.max() * 2)
     axes[1].plot(grid.numpy(), d)
     for a, v in zip(axes, ('log', 'linear')):
-        a.set_xlabel('eigenvalue', fontsize=10); a.set_ylabel(f'density ({v})', fontsize=10)
-        a.set_title(f"{title}{' ' if title else ''}σ = {s:.2g}", fontsize=10); a.tick_params(labelsize=10)
+        a.set_xlabel('eigenvalue', fontsize=10)
+        a.set_ylabel(f'density ({v})', fontsize=10)
+        a.set_title(f"{title}{' ' if title else ''}σ = {s:.2g}", fontsize=10)
+        a.tick_params(labelsize=10)
     fig.tight_layout()
     return fig
 
@@ -303,9 +334,12 @@ class BlockSpectrum:
     def row(self) -> dict:
         "The block as one flat row (for JSON and CSV)."
         neg = self.density.negative_mass()
-        return dict(block=self.name, n=self.n, **{f"lambda_{i + 1}": v for i, v in enumerate(self.eig.values.tolist())},
-                    max_residual=self.eig.residuals.max().item(), negative_mass=neg.value, negative_mass_se=neg.stderr,
-                    matvecs=self.eig.matvecs + self.density.matvecs, seconds=self.seconds)
+        lam = {f"lambda_{i + 1}": v for i, v in enumerate(self.eig.values.tolist())}
+        return dict(block=self.name, n=self.n, **lam,
+                    max_residual=self.eig.residuals.max().item(),
+                    negative_mass=neg.value, negative_mass_se=neg.stderr,
+                    matvecs=self.eig.matvecs + self.density.matvecs,
+                    seconds=self.seconds)
 
 # %% ../nbs/15_spectrum.ipynb #692f896b
 def layer_spectra(model: nn.Module, # the network, in eval mode
@@ -322,14 +356,17 @@ def layer_spectra(model: nn.Module, # the network, in eval mode
                   batch_size: int = 512, # batch size used to split (X, y) tensors
                   tol: float = 1e-6, # tolerance of the eigenpairs
                  ) -> list[BlockSpectrum]:
-    "Eigenpairs and spectral densities of the whole network and of each layer's diagonal block, in that order."
-    if kind not in KINDS: raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
-    blocks = ([('network', None)] if whole else []) + [(l if isinstance(l, str) else resolve_params(model, l)[0]
-                                                        .rpartition('.')[0], l) for l in layers]
-    if not blocks: raise ValueError("nothing to measure: name layers or keep whole=True")
+    "Eigenpairs and densities of the whole network and of each layer's diagonal block."
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+    def name(l):
+        if isinstance(l, str): return l
+        return resolve_params(model, l)[0].rpartition('.')[0]
+    blocks = ([('network', None)] if whole else []) + [(name(l), l) for l in layers]
+    if not blocks: raise ValueError("nothing to measure: name layers or keep whole")
     out = []
     for name, sel in blocks:
-        op = KINDS[kind](model, data, loss_fn, sel, batch_size); t0 = time.perf_counter()
+        op, t0 = KINDS[kind](model, data, loss_fn, sel, batch_size), time.perf_counter()
         e = eigenpairs(op, min(k, op.shape[0]), which, tol=tol, seed=seed)
         d = spectral_density(op, steps, probes, seed)
         out.append(BlockSpectrum(name, op.shape[0], e, d, time.perf_counter() - t0))
@@ -340,13 +377,16 @@ def plot_layer_spectra(spectra: Sequence[BlockSpectrum], # from `layer_spectra`
                        log: bool = True, # log density (PyHessian's ESD view) or linear
                        width: float = 8.0, # figure width in inches (≤ 8)
                       ):
-    "One panel per block: its smoothed density, its top eigenvalues as marks; σ in each title."
+    "One panel per block: smoothed density, top eigenvalues as marks, σ in the title."
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(min(width, 8.0), 2.8)); axes = np.atleast_1d(fig.subplots(1, len(spectra)))
+    fig = Figure(figsize=(min(width, 8.0), 2.8))
+    axes = np.atleast_1d(fig.subplots(1, len(spectra)))
     for a, s in zip(axes, spectra):
         sig = s.density.default_sigma(); lo, hi = s.density.support()
-        grid = torch.linspace(lo - 3 * sig, hi + 3 * sig, 800); d = s.density.density(grid, sig).numpy()
-        (a.semilogy if log else a.plot)(grid.numpy(), np.maximum(d, 1e-12) if log else d)
+        grid = torch.linspace(lo - 3 * sig, hi + 3 * sig, 800)
+        d = s.density.density(grid, sig).numpy()
+        if log: a.semilogy(grid.numpy(), np.maximum(d, 1e-12))
+        else: a.plot(grid.numpy(), d)
         if log: a.set_ylim(max(d.max() * 1e-7, 1e-12), d.max() * 3)
         for v in s.eig.values.tolist(): a.axvline(v, color='C3', lw=0.8, alpha=0.7)
         a.set_title(f"{s.name} (N={s.n})\nσ = {sig:.2g}", fontsize=10)
@@ -364,16 +404,17 @@ def lambda_max_op(op, # an operator: anything with `@` and a square `shape`
     "Largest eigenvalue of a symmetric operator, by `hessian.lanczos_max`."
     from flatness_nb.hessian import lanczos_max
     n, dt, dev = operator_info(op)
-    v0 = torch.randn(n, generator=torch.Generator(device=dev).manual_seed(seed), dtype=dt, device=dev)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    v0 = torch.randn(n, generator=gen, dtype=dt, device=dev)
     return lanczos_max(as_matvec(op), v0, iters, tol)
 
-# %% ../nbs/15_spectrum.ipynb #ee29e119
+# %% ../nbs/15_spectrum.ipynb #5ecab659
 def hutchpp_op(op, # an operator: anything with `@` and a square `shape`
-               matvecs: int = 60, # products in all (≥ 3): a third sketch, a third exact part, the rest Hutchinson
+               matvecs: int = 60, # products (≥ 3): sketch, exact part, Hutchinson
                seed: int = 0, # seed of the probes
-               probes_per_pass: int | None = None, # vectors per product call (None: a phase's all at once)
+               probes_per_pass: int | None = None, # vectors per product (None: all)
               ) -> Estimate:
-    "Hutch++ estimate of the trace of a symmetric operator; stderr is that of the deflated Hutchinson part."
+    "Hutch++ estimate of an operator's trace; stderr of its Hutchinson part."
     from flatness_nb.hessian import _probe
     _check_count('matvecs', matvecs, 3)
     if probes_per_pass is not None: _check_count('probes_per_pass', probes_per_pass)
@@ -385,108 +426,129 @@ def hutchpp_op(op, # an operator: anything with `@` and a square `shape`
     inside = (Q * A(Q)).sum().item()
     g = _probe((r, N), gen, 'rademacher', dt, dev); Pg = g - (g @ Q.T) @ Q
     vals = (Pg * A(Pg)).sum(1)
-    return Estimate(inside + vals.mean().item(), (vals.std() / math.sqrt(r)).item() if r > 1 else float('inf'), r)
+    se = (vals.std() / math.sqrt(r)).item() if r > 1 else float('inf')
+    return Estimate(inside + vals.mean().item(), se, r)
 
-# %% ../nbs/15_spectrum.ipynb #627e2c91
+# %% ../nbs/15_spectrum.ipynb #a35c60b4
 def add_spectrum_parser(sub, # the `add_subparsers()` object of the flatness-nb parser
-                        parents: Sequence = (), # parent parsers (e.g. the shared --debug flag)
+                        parents: Sequence = (), # parent parsers (e.g. the --debug flag)
                        ):
     "Add the `spectrum` command and its options; returns its parser."
     from flatness_nb.cli import LOSSES, _count, _seed
     from flatness_nb.testing import device_name
-    s = sub.add_parser('spectrum', parents=list(parents),
-                       help='top eigenvalues and eigenvalue density of the whole network and of layers')
-    s.add_argument('model', help='model file (state_dict with --factory, pickled module, or scripted Sequential)')
-    s.add_argument('data', help="dataset: 'digits', 'mnist1d', a torchvision-style folder, or a .pt file of (X, y)")
-    s.add_argument('--factory', help="'module:function' that builds the model when MODEL holds a state_dict")
-    s.add_argument('--layer', action='append', help='layer name, its own block (repeatable)')
-    s.add_argument('--no-whole', action='store_true', help='skip the whole network (layers only)')
+    s = sub.add_parser('spectrum', parents=list(parents), help='top eigenvalues and '
+                       'eigenvalue density of the whole network and of layers')
+    arg = s.add_argument
+    arg('model', help='model file (state_dict with --factory, pickled module, or '
+        'scripted Sequential)')
+    arg('data', help="dataset: 'digits', 'mnist1d', a torchvision-style folder, or a "
+        ".pt file of (X, y)")
+    arg('--factory', help="'module:function' building the model from a state_dict")
+    arg('--layer', action='append', help='a layer, its own block (repeatable)')
+    s.add_argument('--no-whole', action='store_true', help='skip the whole network')
     s.add_argument('--kind', default='hessian', choices=list(KINDS))
     s.add_argument('--k', type=_count, default=5, help='top eigenpairs per block')
     s.add_argument('--which', default='LA', choices=list(WHICH))
-    s.add_argument('--steps', type=_count, default=80, help='Lanczos steps per probe of the density')
+    s.add_argument('--steps', type=_count, default=80, help='Lanczos steps per probe')
     s.add_argument('--probes', type=_count, default=10, help='probes of the density')
-    s.add_argument('--tol', type=float, default=1e-6, help='relative residual tolerance of the eigenpairs')
-    s.add_argument('--n', type=_count, default=None, help='use the first N samples (default: all)')
+    arg('--tol', type=float, default=1e-6, help='eigenpairs: relative residual')
+    arg('--n', type=_count, default=None, help='use the first N samples only')
     s.add_argument('--split', default='train', choices=['train', 'test'])
     s.add_argument('--loss', default='ce', choices=sorted(LOSSES))
     s.add_argument('--device', default=device_name())
     s.add_argument('--dtype', default='float64', choices=['float32', 'float64'])
-    s.add_argument('--batch-size', type=_count, default=512); s.add_argument('--seed', type=_seed, default=0)
-    s.add_argument('--out', default=None, help='folder for spectrum.json/.csv, spectrum_density.json, spectrum.png')
+    s.add_argument('--batch-size', type=_count, default=512)
+    s.add_argument('--seed', type=_seed, default=0)
+    s.add_argument('--out', default=None, help='folder for spectrum.json/.csv, '
+                   'spectrum_density.json and spectrum.png')
     s.set_defaults(func=cmd_spectrum)
     return s
 
-# %% ../nbs/15_spectrum.ipynb #94f2954a
+# %% ../nbs/15_spectrum.ipynb #9616d985
 def _density_record(s: BlockSpectrum) -> dict:
     "One block's quadrature as JSON-ready lists."
-    return dict(block=s.name, n=s.n, sigma=s.density.default_sigma(), nodes=s.density.nodes.tolist(),
-                weights=s.density.weights.tolist(), deflated=s.density.deflated.tolist())
+    d = s.density
+    return dict(block=s.name, n=s.n, sigma=d.default_sigma(), nodes=d.nodes.tolist(),
+                weights=d.weights.tolist(), deflated=d.deflated.tolist())
 
 # %% ../nbs/15_spectrum.ipynb #d9932c0e
 def cmd_spectrum(a):
     "`flatness-nb spectrum`: eigenpairs and densities of a saved model on a dataset."
     from pathlib import Path
-    from flatness_nb.cli import (LOSSES, _check_model_on_data, _fmt_rows, check_device, check_out, load_data,
-                                 load_model, write_rows)
+    from flatness_nb.cli import (LOSSES, _check_model_on_data, _fmt_rows, check_device,
+                                 check_out, load_data, load_model, write_rows)
     dev = check_device(a.device); check_out(a.out); torch.manual_seed(a.seed)
     model = load_model(a.model, a.factory, dev, a.dtype)
     X, y = load_data(a.data, a.dtype, a.split)
     if a.n: X, y = X[:a.n], y[:a.n]
     lf = LOSSES[a.loss]; _check_model_on_data(model, X, y, lf, a)
-    spectra = layer_spectra(model, (X, y), a.layer or [], lf, whole=not a.no_whole, kind=a.kind, k=a.k,
-                            which=a.which, steps=a.steps, probes=a.probes, seed=a.seed, batch_size=a.batch_size,
+    spectra = layer_spectra(model, (X, y), a.layer or [], lf, whole=not a.no_whole,
+                            kind=a.kind, k=a.k, which=a.which, steps=a.steps,
+                            probes=a.probes, seed=a.seed, batch_size=a.batch_size,
                             tol=a.tol)
     rows = [s.row() for s in spectra]
     print(_fmt_rows(rows))
     if not a.out: return rows
     write_rows(rows, a.out, 'spectrum')
-    (Path(a.out) / 'spectrum_density.json').write_text(json.dumps([_density_record(s) for s in spectra]))
+    dens = json.dumps([_density_record(s) for s in spectra])
+    (Path(a.out) / 'spectrum_density.json').write_text(dens)
     plot_layer_spectra(spectra).savefig(Path(a.out) / 'spectrum.png', dpi=110)
-    print(f"wrote {a.out}/spectrum.json, spectrum.csv, spectrum_density.json and spectrum.png")
+    print(f"wrote {a.out}/spectrum.json, .csv, spectrum_density.json and spectrum.png")
     return rows
 
-# %% ../nbs/15_spectrum.ipynb #6b42b9e6
+# %% ../nbs/15_spectrum.ipynb #070dfcaa
 class _Counter:
-    "Wrap a function, counting the vectors it is applied to (`cols(args)` of them per call)."
+    "Wrap a function, counting the vectors it is applied to (`cols(args)` per call)."
     def __init__(self, f, cols=lambda *a: 1): self.f, self.cols, self.n = f, cols, 0
     def __call__(self, *a, **kw): self.n += self.cols(*a); return self.f(*a, **kw)
 
-# %% ../nbs/15_spectrum.ipynb #52e2d963
+# %% ../nbs/15_spectrum.ipynb #f92aa70c
 def _top_err(vals, ref) -> float:
-    "Largest relative error of eigenvalues against the reference, both ordered by magnitude."
-    v = torch.as_tensor(vals, dtype=torch.float64); r = torch.as_tensor(ref, dtype=torch.float64)
+    "Largest relative error of eigenvalues against the reference (sorted by magnitude)."
+    v, r = (torch.as_tensor(t, dtype=torch.float64) for t in (vals, ref))
     v, r = v[v.abs().argsort(descending=True)], r[r.abs().argsort(descending=True)]
     return ((v - r).abs() / r.abs()).max().item()
 
 def _w1_weighted(nodes, weights, ref: SpectralDensity, span: float) -> float:
-    "W1 between a weighted point measure and a reference density's measure, as a fraction of `span`."
+    "W1 from a weighted point measure to a reference density, as a fraction of `span`."
     from scipy.stats import wasserstein_distance
-    return float(wasserstein_distance(np.asarray(nodes, dtype=float).ravel(), ref.nodes.flatten().numpy(),
-                                      np.asarray(weights, dtype=float).ravel(), ref.weights.flatten().numpy())) / span
+    flat = lambda a: np.asarray(a, dtype=float).ravel()
+    w = wasserstein_distance(flat(nodes), flat(ref.nodes), flat(weights),
+                             flat(ref.weights))
+    return float(w) / span
 
-# %% ../nbs/15_spectrum.ipynb #6301f8ac
+# %% ../nbs/15_spectrum.ipynb #c2c79a4a
+import importlib
+
+def _eig_as_eigh(T, eigenvectors=True):
+    "torch.eig's old output (real parts, zero imaginary parts; vectors) from eigh."
+    w, V = torch.linalg.eigh(T)
+    return torch.stack([w, 0 * w], 1), V
+
 def _pyhessian_top(model, X, y, k, tol, max_iter):
-    "PyHessian's top-k by power iteration on (X, y) as one batch: eigenvalues, products, seconds."
-    import importlib; ph = importlib.import_module('pyhessian.hessian')   # the module, not the class
+    "PyHessian's top-k by power iteration, (X, y) one batch: values, products, seconds."
+    ph = importlib.import_module('pyhessian.hessian')   # the module, not the class
     cnt = _Counter(ph.hessian_vector_product); ph.hessian_vector_product = cnt
     try:
         t0 = time.perf_counter()
-        vals, _ = ph.hessian(model, nn.CrossEntropyLoss(), data=(X, y), cuda=False).eigenvalues(max_iter, tol, k)
+        h = ph.hessian(model, nn.CrossEntropyLoss(), data=(X, y), cuda=X.is_cuda)
+        vals, _ = h.eigenvalues(max_iter, tol, k)
         return vals, cnt.n, time.perf_counter() - t0
     finally:
         ph.hessian_vector_product = cnt.f
         for p in model.parameters(): p.grad = None
 
 def _pyhessian_density(model, X, y, steps, probes):
-    "PyHessian's SLQ (nodes and weights per probe), products, seconds; torch.eig lent for the call."
-    import importlib; ph = importlib.import_module('pyhessian.hessian')   # the module, not the class
-    old = getattr(torch, 'eig', None)                           # torch's stub raises "removed"
-    torch.eig = lambda T, eigenvectors=True: (lambda w, V: (torch.stack([w, 0 * w], 1), V))(*torch.linalg.eigh(T))
+    "PyHessian's SLQ (nodes, weights per probe), products, seconds; torch.eig lent."
+    ph = importlib.import_module('pyhessian.hessian')   # the module, not the class
+    old = getattr(torch, 'eig', None)                   # torch's stub raises "removed"
+    torch.eig = _eig_as_eigh
     try:
         t0 = time.perf_counter()
-        nodes, weights = ph.hessian(model, nn.CrossEntropyLoss(), data=(X, y), cuda=False).density(steps, probes)
-        return np.array(nodes), np.array(weights) / probes, steps * probes, time.perf_counter() - t0
+        h = ph.hessian(model, nn.CrossEntropyLoss(), data=(X, y), cuda=X.is_cuda)
+        nodes, weights = h.density(steps, probes)
+        sec = time.perf_counter() - t0
+        return np.array(nodes), np.array(weights) / probes, steps * probes, sec
     finally:
         if old is None: del torch.eig
         else: torch.eig = old
@@ -496,9 +558,11 @@ def _pyhessian_density(model, X, y, steps, probes):
 def _curvlinops_op(model, X, y, batch_size):
     "curvlinops' Hessian operator on the same batches, with its products counted."
     from curvlinops import HessianLinearOperator
-    batches = [(X[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(X), batch_size)]
-    A = HessianLinearOperator(model, nn.CrossEntropyLoss(), [p for p in model.parameters() if p.requires_grad],
-                              batches, check_deterministic=False)
+    batches = [(X[i:i + batch_size], y[i:i + batch_size])
+               for i in range(0, len(X), batch_size)]
+    ps = [p for p in model.parameters() if p.requires_grad]
+    A = HessianLinearOperator(model, nn.CrossEntropyLoss(), ps, batches,
+                              check_deterministic=False)
     A._matmat = _Counter(A._matmat, lambda X: X[0].shape[-1]); return A
 
 def _curvlinops_top(model, X, y, k, tol, batch_size):
@@ -512,46 +576,57 @@ def _curvlinops_density(model, X, y, steps, probes, batch_size):
     "curvlinops' Lanczos spectrum (Papyan 2020) as grid weights, products, seconds."
     from curvlinops.papyan2020traces.spectrum import lanczos_approximate_spectrum
     t0 = time.perf_counter(); A = _curvlinops_op(model, X, y, batch_size)
-    grid, dens = lanczos_approximate_spectrum(A, steps, num_points=2048, num_repeats=probes)
-    dens = dens.double().clamp_min(0)
-    return grid.double().numpy(), (dens / dens.sum()).numpy(), A._matmat.n, time.perf_counter() - t0
+    grid, dens = lanczos_approximate_spectrum(A, steps, num_points=2048,
+                                              num_repeats=probes)
+    dens, sec = dens.double().clamp_min(0), time.perf_counter() - t0
+    return grid.double().numpy(), (dens / dens.sum()).numpy(), A._matmat.n, sec
 
 # %% ../nbs/15_spectrum.ipynb #a52acc4a
 def spectrum_benchmark(model: nn.Module, # the network, in eval mode
                        X: Tensor, y: Tensor, # the data (class labels; cross-entropy)
                        k: int = 5, # top eigenvalues
-                       eig_tol: float = 1e-3, # each method's own relative stopping tolerance
+                       eig_tol: float = 1e-3, # relative tolerance (each method's rule)
                        steps: int = 80, # Lanczos steps per probe of the density
                        probes: int = 10, # probes of the density (equal for all three)
                        ref_probes: int = 40, # probes of the reference density
                        batch_size: int = 512, # batch size of ours and curvlinops
-                       max_iter: int = 100, # PyHessian's power-iteration cap per eigenvalue
+                       max_iter: int = 100, # PyHessian's cap per eigenvalue
                        name: str = 'model', # label of the rows
                       ) -> list[dict]:
-    "Top-k eigenvalues and the density by ours, PyHessian and curvlinops: time, products, error against a reference."
-    op = HessianOperator(model, (X, y), batch_size=batch_size); N = op.shape[0]; rows = []
-    row = lambda **r: rows.append(dict(model=name, N=N, n=len(X), **r))
-    t0 = time.perf_counter(); ref = eigenpairs(op, k, 'LM', tol=1e-9, ncv=max(2 * k + 1, 30))
-    row(task='top-k reference', method='ours, residual 1e-9', matvecs=ref.matvecs, seconds=time.perf_counter() - t0,
+    "Top-k eigenvalues and density: ours, PyHessian, curvlinops; time, products, error."
+    op = HessianOperator(model, (X, y), batch_size=batch_size); rows = []
+    row = lambda **r: rows.append(dict(model=name, N=op.shape[0], n=len(X), **r))
+    clock = time.perf_counter
+    t0 = clock(); ref = eigenpairs(op, k, 'LM', tol=1e-9, ncv=max(2 * k + 1, 30))
+    row(task='top-k reference', method='ours, residual 1e-9', matvecs=ref.matvecs,
+        seconds=clock() - t0,
         error=ref.residuals.max().item() / ref.values.abs().max().item())
-    t0 = time.perf_counter(); e = eigenpairs(op, k, 'LM', tol=eig_tol / 10, exact_residuals=False)
-    row(task='top-k', method='ours', matvecs=e.matvecs, seconds=time.perf_counter() - t0, error=_top_err(e.values, ref.values))
+    t0 = clock(); e = eigenpairs(op, k, 'LM', tol=eig_tol / 10, exact_residuals=False)
+    row(task='top-k', method='ours', matvecs=e.matvecs, seconds=clock() - t0,
+        error=_top_err(e.values, ref.values))
     peers = [('PyHessian', lambda: _pyhessian_top(model, X, y, k, eig_tol, max_iter)),
-             ('curvlinops', lambda: _curvlinops_top(model, X, y, k, eig_tol, batch_size))]
+             ('curvlinops', lambda: _curvlinops_top(model, X, y, k, eig_tol,
+                                                    batch_size))]
     for who, run in peers:
         try: v, mvs, sec = run()
-        except ImportError as err: row(task='top-k', method=who, note=f'not installed: {err}'); continue
-        row(task='top-k', method=who, matvecs=mvs, seconds=sec, error=_top_err(v, ref.values))
-    t0 = time.perf_counter(); rd = spectral_density(op, steps, ref_probes, seed=12345)
-    row(task='density reference', method=f'ours, {ref_probes} probes', matvecs=rd.matvecs, seconds=time.perf_counter() - t0)
+        except ImportError as err:
+            row(task='top-k', method=who, note=f'not installed: {err}'); continue
+        row(task='top-k', method=who, matvecs=mvs, seconds=sec,
+            error=_top_err(v, ref.values))
+    t0 = clock(); rd = spectral_density(op, steps, ref_probes, seed=12345)
+    row(task='density reference', method=f'ours, {ref_probes} probes',
+        matvecs=rd.matvecs, seconds=clock() - t0)
     lo, hi = rd.support(); span = hi - lo
-    t0 = time.perf_counter(); d = spectral_density(op, steps, probes)
-    row(task='density', method='ours', matvecs=d.matvecs, seconds=time.perf_counter() - t0,
+    t0 = clock(); d = spectral_density(op, steps, probes)
+    row(task='density', method='ours', matvecs=d.matvecs, seconds=clock() - t0,
         error=_w1_weighted(d.nodes, d.weights / len(d.nodes), rd, span))
     peers = [('PyHessian', lambda: _pyhessian_density(model, X, y, steps, probes)),
-             ('curvlinops', lambda: _curvlinops_density(model, X, y, steps, probes, batch_size))]
+             ('curvlinops', lambda: _curvlinops_density(model, X, y, steps, probes,
+                                                        batch_size))]
     for who, run in peers:
         try: nd, wt, mvs, sec = run()
-        except ImportError as err: row(task='density', method=who, note=f'not installed: {err}'); continue
-        row(task='density', method=who, matvecs=mvs, seconds=sec, error=_w1_weighted(nd, wt, rd, span))
+        except ImportError as err:
+            row(task='density', method=who, note=f'not installed: {err}'); continue
+        row(task='density', method=who, matvecs=mvs, seconds=sec,
+            error=_w1_weighted(nd, wt, rd, span))
     return rows
