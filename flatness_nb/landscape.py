@@ -19,36 +19,40 @@ __all__ = ['NORM_TYPES', 'NORMS', 'AFFINE_TYPES', 'KINDS', 'LANDSCAPE_SETTINGS',
            'input_layers', 'first_layer_terms', 'Landscape', 'landscape', 'directions', 'add_landscape_parser',
            'cmd_landscape', 'grid_point_cost']
 
-# %% ../nbs/16_landscape.ipynb #74b4f82a
-NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)   # BatchNorm*, InstanceNorm*, LN, GN
+# %% ../nbs/16_landscape.ipynb #3d952e33
+# BatchNorm and InstanceNorm (_NormBase), LayerNorm, GroupNorm
+NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
 def ignored_params(model: nn.Module, # the network
-                   ignore: str | None = 'biasbn', # 'biasbn': biases and normalisation parameters; None: none
+                   ignore: str | None = 'biasbn', # 'biasbn' (bias, norm layers) or None
                   ) -> list[str]:
-    "Names of the parameters whose landscape direction is zero: ≤ 1 dimension, or owned by a normalisation layer."
-    if ignore not in ('biasbn', None): raise ValueError(f"ignore must be 'biasbn' or None, got {ignore!r}")
+    "Parameters a landscape leaves fixed: ≤ 1 dimension, or of a normalisation layer."
+    if ignore not in ('biasbn', None):
+        raise ValueError(f"ignore must be 'biasbn' or None, got {ignore!r}")
     if ignore is None: return []
-    norm = {f"{m}.{n}" if m else n for m, mod in model.named_modules() if isinstance(mod, NORM_TYPES)
-            for n, _ in mod.named_parameters(recurse=False)}
+    own = lambda mod: [n for n, _ in mod.named_parameters(recurse=False)]
+    norm = {f"{m}.{n}" if m else n for m, mod in model.named_modules()
+            if isinstance(mod, NORM_TYPES) for n in own(mod)}
     return [n for n, p in model.named_parameters() if p.dim() <= 1 or n in norm]
 
-# %% ../nbs/16_landscape.ipynb #815bea16
+# %% ../nbs/16_landscape.ipynb #07f50d22
 NORMS = ('filter', 'layer', 'element', None)
 
-def _rows(t): return t.reshape(t.shape[0] if t.dim() else 1, -1)   # filters (output rows) as rows
+def _rows(t): return t.reshape(t.shape[0] if t.dim() else 1, -1)   # filters as rows
 
 def _scale(d, w, mode):
-    "d rescaled to w: each row ('filter') or the whole tensor ('layer') to the norm of the same part of w."
-    dn, wn = (_rows(d).norm(dim=1), _rows(w).norm(dim=1)) if mode == 'filter' else (d.norm()[None], w.norm()[None])
-    s = torch.where(dn > 0, wn / dn.clamp_min(torch.finfo(d.dtype).tiny), torch.zeros_like(dn))
+    "d rescaled to w: each row ('filter') or the whole tensor ('layer') to w's norm."
+    if mode == 'filter': dn, wn = _rows(d).norm(dim=1), _rows(w).norm(dim=1)
+    else: dn, wn = d.norm()[None], w.norm()[None]
+    s = torch.where(dn > 0, wn / dn.clamp_min(torch.finfo(d.dtype).tiny), 0 * dn)
     return (_rows(d) * s[:, None]).reshape(d.shape) if mode == 'filter' else d * s[0]
 
 def normalize_direction(d: dict[str, Tensor], # raw direction by parameter name
                         params: dict[str, Tensor], # the weights θ, by the same names
-                        norm: str | None = 'filter', # 'filter', 'layer', 'element' or None (unchanged)
-                        ignore: Sequence[str] = (), # names whose direction is set to zero
+                        norm: str | None = 'filter', # filter, layer, element or None
+                        ignore: Sequence[str] = (), # names whose direction is zero
                        ) -> dict[str, Tensor]:
-    "The direction rescaled to the weights per filter, per parameter tensor or per entry; `ignore`d names zero."
+    "The direction rescaled to the weights per filter, tensor or entry."
     if norm not in NORMS: raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     out = {}
     for k, v in d.items():
@@ -59,7 +63,7 @@ def normalize_direction(d: dict[str, Tensor], # raw direction by parameter name
         else: out[k] = v.clone()
     return out
 
-# %% ../nbs/16_landscape.ipynb #3af602f2
+# %% ../nbs/16_landscape.ipynb #816e0ae9
 def random_directions(model: nn.Module, # the network
                       k: int = 2, # number of directions
                       norm: str | None = 'filter', # see `normalize_direction`
@@ -70,88 +74,102 @@ def random_directions(model: nn.Module, # the network
     dev, dt = model_device_dtype(model)
     p = {n: v.detach() for n, v in model.named_parameters()}
     g, skip = generator(seed, 'cpu'), ignored_params(model, ignore)
-    draw = lambda: {n: torch.randn(v.shape, generator=g, dtype=torch.float64).to(dev, dt) for n, v in p.items()}
+    def draw():
+        return {n: torch.randn(v.shape, generator=g, dtype=torch.float64).to(dev, dt)
+                for n, v in p.items()}
     return [normalize_direction(draw(), p, norm, skip) for _ in range(k)]
 
-# %% ../nbs/16_landscape.ipynb #37f979f9
+# %% ../nbs/16_landscape.ipynb #64e4b598
 @dataclass
 class Directions:
-    "Directions in parameter space: one dict parameter name → tensor per axis, and how they were made."
+    "Directions in parameter space: one dict name → tensor per axis, and their origin."
     axes: list[dict[str, Tensor]] # one dict per axis
     kind: str = 'custom'          # 'random', 'eigen', 'pca' or 'custom'
     norm: str | None = None       # normalisation applied (see `normalize_direction`)
-    info: dict = field(default_factory=dict) # eigenvalues, residuals (eigen); explained_variance, trajectory (pca)
+    info: dict = field(default_factory=dict) # what the method found (eigenvalues...)
     def __len__(self): return len(self.axes)
     def __getitem__(self, i): return self.axes[i]
     def __repr__(self):
         n = sum(v.numel() for v in self.axes[0].values()) if self.axes else 0
-        return f"Directions({self.kind}, norm={self.norm}, {len(self)} axes over {n} numbers)"
+        return f"Directions({self.kind}, norm={self.norm}, {len(self)} axes of {n})"
 
-# %% ../nbs/16_landscape.ipynb #e94310ae
+# %% ../nbs/16_landscape.ipynb #079a99c5
 def _check_axis(i, ax, p0):
-    "Raise a one-line error unless axis i names parameters of the model with their shapes, finite and not all zero."
-    if not isinstance(ax, dict): raise TypeError(f"direction {i} is a {type(ax).__name__}, not a dict "
-                                                 "parameter name -> tensor")
+    "Raise unless axis i names parameters with their shapes, finite and not all zero."
+    if not isinstance(ax, dict):
+        raise TypeError(f"direction {i} is a {type(ax).__name__}, not a dict")
     bad = [n for n in ax if n not in p0]
-    if bad: raise ValueError(f"direction {i} names unknown parameters {bad}; the model has: {list(p0)}")
+    if bad: raise ValueError(f"direction {i} names unknown parameters {bad}; "
+                             f"the model has: {list(p0)}")
     shp = {n: (tuple(v.shape), tuple(p0[n].shape)) for n, v in ax.items()
            if not torch.is_tensor(v) or v.shape != p0[n].shape}
-    if shp: raise ValueError(f"direction {i} has wrong shapes (given, parameter's): {shp}")
+    if shp: raise ValueError(f"direction {i} has wrong shapes (given, expected): {shp}")
     nf = [n for n, v in ax.items() if not v.is_floating_point() or not all_finite(v)]
-    if nf: raise ValueError(f"direction {i} is not finite (or not floating point) at {nf}; fix those entries")
+    if nf: raise ValueError(f"direction {i} is not finite (or not floating point) "
+                            f"at {nf}; fix those entries")
     if all(v.count_nonzero() == 0 for v in ax.values()):
-        raise ValueError(f"direction {i} is zero everywhere; a landscape along it is one point")
+        raise ValueError(f"direction {i} is zero everywhere: the landscape is a point")
 
 def check_directions(model: nn.Module, # the network
-                     dirs, # a Directions, a dict name -> tensor (one axis) or a list of such dicts
+                     dirs, # Directions, a dict of tensors (one axis) or a list of them
                     ) -> Directions:
-    "The directions as `Directions` on the model's device and dtype, every parameter named, after checks."
+    "`Directions` on the model's device and dtype, every parameter named, checked."
     if isinstance(dirs, dict): dirs = Directions([dirs])
     elif isinstance(dirs, (list, tuple)): dirs = Directions(list(dirs))
     elif not isinstance(dirs, Directions):
-        raise TypeError(f"directions are a {type(dirs).__name__}; pass the result of `directions`, a dict "
-                        "parameter name -> tensor, or a list of such dicts")
-    if not len(dirs): raise ValueError("no directions given; pass one (1-D landscape) or two (2-D)")
+        raise TypeError(f"directions are a {type(dirs).__name__}; pass the result of "
+                        "`directions`, a dict name -> tensor, or a list of them")
+    if not len(dirs): raise ValueError("no directions given; pass one or two")
     dev, dt = model_device_dtype(model)
     p0 = {n: v.detach() for n, v in model.named_parameters()}
     for i, ax in enumerate(dirs.axes): _check_axis(i, ax, p0)
-    axes = [{n: ax[n].to(dev, dt) if n in ax else torch.zeros_like(v) for n, v in p0.items()} for ax in dirs.axes]
+    def fill(ax): return {n: ax[n].to(dev, dt) if n in ax else 0 * v
+                          for n, v in p0.items()}
+    axes = [fill(ax) for ax in dirs.axes]
     return Directions(axes, dirs.kind, dirs.norm, dirs.info)
 
-# %% ../nbs/16_landscape.ipynb #de0fe787
+# %% ../nbs/16_landscape.ipynb #d2e7150b
 def _axis(a, what):
     "One axis of coordinates as a finite, non-empty float64 vector."
-    t = torch.as_tensor(a, dtype=torch.float64, device='cpu') if not torch.is_tensor(a) else a.detach().cpu().double()
-    if t.dim() != 1: raise ValueError(f"{what} must be a 1-D sequence of coordinates, got shape {tuple(t.shape)}")
-    if t.numel() == 0: raise ValueError(f"{what} is empty; give at least one coordinate (e.g. torch.linspace(-1, 1, 21))")
-    if not torch.isfinite(t).all(): raise ValueError(f"{what} contains NaN or inf; coordinates must be finite")
+    t = torch.as_tensor(a.detach() if torch.is_tensor(a) else a, dtype=torch.float64)
+    t = t.cpu()
+    if t.dim() != 1:
+        raise ValueError(f"{what} must be a 1-D sequence of coordinates, got shape "
+                         f"{tuple(t.shape)}")
+    if t.numel() == 0: raise ValueError(f"{what} is empty; give at least one point "
+                                        "(e.g. torch.linspace(-1, 1, 21))")
+    if not torch.isfinite(t).all(): raise ValueError(f"{what} contains NaN or inf")
     return t
 
-def grid_points(grid, # 1-D: a sequence of coordinates; 2-D: a pair (xs, ys), or one sequence for both axes
+def grid_points(grid, # 1-D: coordinates; 2-D: a pair (xs, ys), or one sequence for both
                 k: int, # number of directions (1 or 2)
                ) -> tuple[list[Tensor], Tensor]:
-    "The grid's coordinate axes and its points as a (G, k) float64 tensor in 'ij' order."
-    if k not in (1, 2): raise ValueError(f"a landscape has 1 or 2 directions, got {k}; plot more as several 2-D slices")
-    pair = isinstance(grid, (tuple, list)) and len(grid) == 2 and all(
-        torch.is_tensor(g) and g.dim() == 1 or isinstance(g, (tuple, list)) for g in grid)
+    "The grid's coordinate axes and its points as a (G, k) float64 tensor, 'ij' order."
+    if k not in (1, 2):
+        raise ValueError(f"a landscape has 1 or 2 directions, got {k}; plot 2-D slices")
+    seq = lambda g: isinstance(g, (tuple, list))
+    is_axis = lambda g: torch.is_tensor(g) and g.dim() == 1 or seq(g)
+    pair = seq(grid) and len(grid) == 2 and all(map(is_axis, grid))
     if k == 1:
-        if pair: raise ValueError("a pair of coordinate axes was given for one direction; pass two directions "
-                                  "for a 2-D landscape, or one sequence of coordinates")
+        if pair: raise ValueError("a pair of coordinate axes was given for one "
+                                  "direction; pass two directions, or one sequence")
         axes = [_axis(grid, 'the grid')]
         return axes, axes[0][:, None]
-    axes = [_axis(g, f'grid axis {i}') for i, g in enumerate(grid)] if pair else [_axis(grid, 'the grid')] * 2
+    if pair: axes = [_axis(g, f'grid axis {i}') for i, g in enumerate(grid)]
+    else: axes = [_axis(grid, 'the grid')] * 2
     return axes, torch.cartesian_prod(*axes)
 
-# %% ../nbs/16_landscape.ipynb #a52831a0
+# %% ../nbs/16_landscape.ipynb #9903b3ab
 def forward_bytes(model: nn.Module, # the network
                   x: Tensor, # one batch of inputs
                  ) -> int:
-    "Bytes of every leaf module's output in one forward pass of x: the estimate of one grid point's activations."
+    "Bytes of every leaf module's output in one forward pass of x (a point's share)."
     tot = [0]
     def hook(m, i, o):
-        tot[0] += sum(t.numel() * t.element_size() for t in (o if isinstance(o, (tuple, list)) else [o])
-                      if torch.is_tensor(t))
-    hs = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+        outs = o if isinstance(o, (tuple, list)) else [o]
+        tot[0] += sum(t.numel() * t.element_size() for t in outs if torch.is_tensor(t))
+    leaves = [m for m in model.modules() if not list(m.children())]
+    hs = [m.register_forward_hook(hook) for m in leaves]
     try:
         with torch.no_grad(): model(x)
     finally:
@@ -161,26 +179,28 @@ def forward_bytes(model: nn.Module, # the network
 def grid_chunk(model: nn.Module, # the network
                x: Tensor, # the first batch of inputs
                points: int, # number of grid points
-               memory_mb: float = 256., # memory the vmapped evaluation of one chunk may use
-               device=None, # the model's device: on the CPU the plain loop (chunk 1) is the default
+               memory_mb: float = 256., # memory one vmapped call may use
+               device=None, # the model's device: on the CPU the plain loop (chunk 1)
               ) -> int:
-    "Grid points per vmapped call: 1 on the CPU; elsewhere as many as fit `memory_mb` (parameters + activations per point)."
+    "Grid points per vmapped call: 1 on the CPU, else as many as fit `memory_mb`."
     if device is not None and torch.device(device).type == 'cpu': return 1
-    per = forward_bytes(model, x) + sum(p.numel() * p.element_size() for p in model.parameters())
+    per = forward_bytes(model, x) + sum(p.numel() * p.element_size()
+                                        for p in model.parameters())
     return max(1, min(points, int(memory_mb * 2 ** 20 // per)))
 
-# %% ../nbs/16_landscape.ipynb #0ec838bd
-AFFINE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)   # exact types: a subclass may change forward
+# %% ../nbs/16_landscape.ipynb #5e6ca055
+AFFINE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)   # exact types, no subclass
 
 def input_layers(model: nn.Module, # the network
                  x: Tensor, # a batch of inputs (one sample is used)
                 ) -> list[str]:
-    "Names of affine layers that run once per forward on an input no parameter changes (their output is affine in their weights)."
+    "Affine layers run once per forward on an input that no parameter changes."
     mods = {n: m for n, m in model.named_modules() if type(m) in AFFINE_TYPES}
     calls, free = {}, {}
     def hook(n):
         def h(m, i):
-            calls[n] = calls.get(n, 0) + 1; free[n] = torch.is_tensor(i[0]) and not i[0].requires_grad
+            calls[n] = calls.get(n, 0) + 1
+            free[n] = torch.is_tensor(i[0]) and not i[0].requires_grad
         return h
     hs = [m.register_forward_pre_hook(hook(n)) for n, m in mods.items()]
     p = {n: v.detach().clone().requires_grad_() for n, v in model.named_parameters()}
@@ -193,7 +213,7 @@ def input_layers(model: nn.Module, # the network
 class _Stop(Exception): pass
 
 def _inputs(model, x, names):
-    "The inputs of the named layers, from a forward pass of x stopped once they are all seen."
+    "The inputs of the named layers, from a forward pass of x stopped once all seen."
     got, mods = {}, dict(model.named_modules())
     def hook(n):
         def h(m, i):
@@ -210,9 +230,9 @@ def _inputs(model, x, names):
 def first_layer_terms(model: nn.Module, # the network
                       x: Tensor, # a batch of inputs
                       names: Sequence[str], # layers from `input_layers`
-                      D: dict[str, Tensor], # stacked directions (k, *shape) of the parameters that move
+                      D: dict[str, Tensor], # directions (k, *shape) of moving params
                      ) -> dict[str, tuple[Tensor, Tensor]]:
-    "Per layer: its output at θ* and the stacked outputs (k, ...) of its directions, for batch x."
+    "Per layer: its output at θ* and the stacked outputs (k, ...) of its directions."
     mods, out = dict(model.named_modules()), {}
     if not names: return out
     inp = _inputs(model, x, names)
@@ -221,65 +241,74 @@ def first_layer_terms(model: nn.Module, # the network
         dw, db = D.get(pre + 'weight'), D.get(pre + 'bias')
         if dw is None and db is None: out[n] = (m(inp[n]), None); continue
         k = len(dw if dw is not None else db)
-        w = dw if dw is not None else torch.zeros(k, *m.weight.shape, dtype=m.weight.dtype, device=m.weight.device)
-        lin = (lambda i, a, b: F.linear(i, a, b)) if isinstance(m, nn.Linear) else m._conv_forward
-        out[n] = (m(inp[n]), torch.stack([lin(inp[n], w[j], None if db is None else db[j]) for j in range(k)]))
+        w = dw if dw is not None else m.weight.new_zeros(k, *m.weight.shape)
+        lin = F.linear if isinstance(m, nn.Linear) else m._conv_forward
+        Z = [lin(inp[n], w[j], None if db is None else db[j]) for j in range(k)]
+        out[n] = (m(inp[n]), torch.stack(Z))
     return out
 
-# %% ../nbs/16_landscape.ipynb #010253f3
+# %% ../nbs/16_landscape.ipynb #fcb72b6e
 def _point_fn(model, p0, D, loss_fn, acc):
-    "(c, x, y, terms) -> (Σ per-sample losses, number correct) at θ + Σ_k c_k d_k; only parameters in D move."
+    "(c, x, y, terms) -> (Σ per-sample losses, # correct) at θ + Σ_k c_k d_k."
     mods = dict(model.named_modules())
+    def replaced(c, b, z):                              # the first layer's output at c
+        return lambda *a, **kw: b + 0 if z is None else b + torch.tensordot(c, z, 1)
     def f(c, x, y, terms):
         p = {**p0, **{n: p0[n] + torch.tensordot(c, d, 1) for n, d in D.items()}}
-        for n, (base, Z) in terms.items():
-            mods[n].forward = (lambda b, z: lambda *a, **kw: b + 0 if z is None else b + torch.tensordot(c, z, 1))(base, Z)
+        for n, (b, z) in terms.items(): mods[n].forward = replaced(c, b, z)
         try: out = functional_call(model, p, (x,))
         finally:
             for n in terms: del mods[n].forward
-        correct = (out.argmax(-1) == y).sum() if acc[0] else torch.zeros((), dtype=torch.long, device=out.device)
+        if acc[0]: correct = (out.argmax(-1) == y).sum()
+        else: correct = torch.zeros((), dtype=torch.long, device=out.device)
         return per_sample_losses(loss_fn, out, y).sum(), correct
     return f
 
 def _grid_sums(f, C, x, y, chunk, terms):
-    "Σ losses and # correct of one batch at every grid point: a plain loop (chunk 1) or vmap over chunks."
-    if chunk == 1: parts = [torch.stack([torch.stack(f(c, x, y, terms)).to(C.dtype)]) for c in C]
-    else: parts = [torch.stack([t.to(C.dtype) for t in vmap(f, in_dims=(0, None, None, None))(C[i:i + chunk], x, y,
-                                                                                                terms)], 1)
-                   for i in range(0, len(C), chunk)]
-    s = torch.cat(parts)
+    "Σ losses and # correct of one batch at every grid point: a loop (chunk 1) or vmap."
+    if chunk == 1: parts = [torch.stack([torch.stack(f(c, x, y, terms))]) for c in C]
+    else:
+        g = vmap(f, in_dims=(0, None, None, None))
+        parts = [torch.stack(g(C[i:i + chunk], x, y, terms), 1)
+                 for i in range(0, len(C), chunk)]
+    s = torch.cat([q.to(C.dtype) for q in parts])
     return dict(loss=s[:, 0], correct=s[:, 1])
 
-# %% ../nbs/16_landscape.ipynb #e0c7ad08
+# %% ../nbs/16_landscape.ipynb #0c94563a
 @dataclass
 class Landscape:
     "Empirical risk (and accuracy) on a 1-D or 2-D grid of θ* + Σ c_k d_k."
     coords: list[Tensor]     # the grid's coordinates along each direction
-    loss: Tensor             # E_emp at each point: shape (len(coords[0]),) or (len(coords[0]), len(coords[1]))
-    accuracy: Tensor | None  # share of correct predictions at each point (None when the loss is not a classification)
+    loss: Tensor             # E_emp per point: (len(xs),) or (len(xs), len(ys))
+    accuracy: Tensor | None  # share of correct predictions (None: not a classification)
     directions: Directions   # the directions used
     n: int                   # number of samples
     chunk: int               # grid points per vmapped call (1: a plain loop)
     seconds: float = 0.      # wall time of the evaluation
 
+def _check_chunk(chunk):
+    bad = isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1
+    if chunk is not None and bad:
+        raise ValueError(f"chunk must be a positive integer or None, got {chunk!r}")
+
 def landscape(model: nn.Module, # the network, in eval mode
               data, # (X, y) tensors or an iterable of (x, y) batches
-              dirs, # `Directions`, a dict name -> tensor (1-D) or a list of one or two dicts
-              grid, # 1-D: a sequence of coordinates; 2-D: a pair (xs, ys) or one sequence for both
-              loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss; E_emp is the mean per-sample loss
+              dirs, # `Directions`, a dict of tensors (1-D) or a list of 1 or 2 dicts
+              grid, # 1-D: coordinates; 2-D: a pair (xs, ys) or one sequence for both
+              loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
               batch_size: int = 512, # batch size used to split (X, y) tensors
-              chunk: int | None = None, # grid points per vmapped call; None: from `memory_mb`; 1: plain loop
-              memory_mb: float = 256., # memory budget of one vmapped call (sets the chunk when chunk is None)
-              first_layer: bool = True, # compute the first affine layers once per batch (`first_layer_terms`)
+              chunk: int | None = None, # points per vmap; None: `grid_chunk`; 1: loop
+              memory_mb: float = 256., # memory budget of one vmapped call (chunk=None)
+              first_layer: bool = True, # first affine layers once per batch (exact)
              ) -> Landscape:
-    "E_emp(θ* + Σ_k c_k d_k) at every point c of a 1-D or 2-D grid, streamed once over the data."
+    "E_emp(θ* + Σ_k c_k d_k) at every point c of a 1-D or 2-D grid (one data pass)."
     d = check_directions(model, dirs)
     coords, C = grid_points(grid, len(d))
-    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-        raise ValueError(f"chunk must be a positive integer or None, got {chunk!r}")
+    _check_chunk(chunk)
     dev, dt = model_device_dtype(model); C = C.to(dev, dt)
     p0 = {n: v.detach() for n, v in model.named_parameters()}
-    D = {n: torch.stack([ax[n] for ax in d.axes]) for n in p0 if any(ax[n].count_nonzero() for ax in d.axes)}
+    D = {n: torch.stack([ax[n] for ax in d.axes]) for n in p0
+         if any(ax[n].count_nonzero() for ax in d.axes)}
     acc, size, lin = [False], [chunk], []
     def first(x, y):
         first_loss_check(model, loss_fn)(x, y)
@@ -288,174 +317,207 @@ def landscape(model: nn.Module, # the network, in eval mode
         if size[0] is None: size[0] = grid_chunk(model, x, len(C), memory_mb, dev)
         if first_layer: lin.extend(input_layers(model, x))
     f, t = _point_fn(model, p0, D, loss_fn, acc), time.perf_counter()
-    batch = lambda x, y: _grid_sums(f, C, x, y, size[0], first_layer_terms(model, x, lin, D))
-    with torch.no_grad(): m, n = sample_mean(model, data, batch, batch_size, first, with_n=True)
+    def batch(x, y):
+        return _grid_sums(f, C, x, y, size[0], first_layer_terms(model, x, lin, D))
+    with torch.no_grad():
+        m, n = sample_mean(model, data, batch, batch_size, first, with_n=True)
     shape = tuple(len(a) for a in coords)
     bad = int((~torch.isfinite(m['loss'])).sum())
-    if bad: warnings.warn(f"the loss is NaN or inf at {bad} of {len(C)} grid points (overflow far from θ*); "
-                          "they are kept as they are: shrink the grid's range to avoid them")
-    return Landscape(coords, m['loss'].reshape(shape), m['correct'].reshape(shape) if acc[0] else None, d, n,
-                     size[0], time.perf_counter() - t)
+    if bad: warnings.warn(f"the loss is NaN or inf at {bad} of {len(C)} grid points "
+                          "(overflow far from θ*); shrink the grid's range")
+    accuracy = m['correct'].reshape(shape) if acc[0] else None
+    return Landscape(coords, m['loss'].reshape(shape), accuracy, d, n, size[0],
+                     time.perf_counter() - t)
 
-# %% ../nbs/16_landscape.ipynb #f709ab2a
+# %% ../nbs/16_landscape.ipynb #3b93c6a1
 def _eigen_axes(model, data, loss_fn, names, k, batch_size):
-    "Top-k eigenvectors (unit norm, over `names`) of the Hessian of E_emp, with eigenvalues and residual norms."
+    "Top-k unit eigenvectors over `names` of the Hessian of E_emp, with eigenvalues."
     from flatness_nb.operators import HessianOperator
     from flatness_nb.spectrum import eigenpairs
     p0 = {n: p.detach() for n, p in model.named_parameters() if n in names}
-    r = eigenpairs(HessianOperator(model, data, loss_fn, params=list(p0), batch_size=batch_size), k=k, which='LA')
-    unflat = flatten_params(p0)[1]
-    info = dict(eigenvalues=r.values.tolist(), residuals=r.residuals.tolist(), matvecs=r.matvecs,
-                converged=r.converged)
+    op = HessianOperator(model, data, loss_fn, params=list(p0), batch_size=batch_size)
+    r, unflat = eigenpairs(op, k=k, which='LA'), flatten_params(p0)[1]
+    info = dict(eigenvalues=r.values.tolist(), residuals=r.residuals.tolist(),
+                matvecs=r.matvecs, converged=r.converged)
     return [unflat(r.vectors[:, i].to(p0[names[0]])) for i in range(k)], info
 
-# %% ../nbs/16_landscape.ipynb #e2eed4e3
+# %% ../nbs/16_landscape.ipynb #f6d9a63c
 def _checkpoint_vector(c, i, names, p0):
-    "Checkpoint i as a flat vector over `names`: from a state_dict, or a flat vector over all parameters."
+    "Checkpoint i as a flat vector over `names`: a state_dict, or a flat vector of all."
     if isinstance(c, dict):
         miss = [n for n in names if n not in c]
-        if miss: raise ValueError(f"checkpoint {i} lacks parameters {miss[:4]}; pass the model's state_dicts")
+        if miss: raise ValueError(f"checkpoint {i} lacks parameters {miss[:4]}; "
+                                  "pass the model's state_dicts")
         bad = [n for n in names if c[n].shape != p0[n].shape]
-        if bad: raise ValueError(f"checkpoint {i} has wrong shapes at {bad[:4]}; it is not from this model")
+        if bad: raise ValueError(f"checkpoint {i} has wrong shapes at {bad[:4]}; "
+                                 "it is not from this model")
         v = flatten_params({n: c[n] for n in names})[0]
     elif torch.is_tensor(c):
         N = sum(p.numel() for p in p0.values())
         if c.dim() != 1 or c.numel() != N: raise ValueError(
-            f"checkpoint {i} is a tensor of shape {tuple(c.shape)}; a flat checkpoint holds all {N} parameters "
-            "in model.named_parameters() order")
-        v = flatten_params({n: t for n, t in flatten_params(p0)[1](c).items() if n in names})[0]
-    else: raise TypeError(f"checkpoint {i} is a {type(c).__name__}; pass state_dicts or flat parameter vectors")
+            f"checkpoint {i} is a tensor of shape {tuple(c.shape)}; a flat checkpoint "
+            f"holds all {N} parameters in model.named_parameters() order")
+        parts = flatten_params(p0)[1](c)
+        v = flatten_params({n: parts[n] for n in names})[0]
+    else: raise TypeError(f"checkpoint {i} is a {type(c).__name__}; pass state_dicts "
+                          "or flat parameter vectors")
     if not all_finite(v): raise ValueError(f"checkpoint {i} contains NaN or inf")
     return v
 
 def _pca_axes(model, checkpoints, names, k):
-    "Top-k principal axes of the checkpoints' differences to the final weights, explained variance, trajectory."
+    "Top-k principal axes of the checkpoints minus the final weights, and the path."
     dev, dt = model_device_dtype(model)
     p0 = {n: p.detach() for n, p in model.named_parameters()}
-    if not isinstance(checkpoints, (list, tuple)) or len(checkpoints) < k + 1:
-        raise ValueError(f"kind='pca' needs a list of at least {k + 1} checkpoints (state_dicts or flat vectors); "
-                         f"got {len(checkpoints) if isinstance(checkpoints, (list, tuple)) else type(checkpoints).__name__}")
+    T = len(checkpoints) if isinstance(checkpoints, (list, tuple)) else 0
+    if T < k + 1: raise ValueError(
+        f"kind='pca' needs a list of at least {k + 1} checkpoints (state_dicts or flat "
+        f"vectors); got {T or type(checkpoints).__name__}")
     w, unflat = flatten_params({n: p0[n] for n in names})
-    M = torch.stack([_checkpoint_vector(c, i, names, p0).to(dev, dt) for i, c in enumerate(checkpoints)]) - w
+    M = torch.stack([_checkpoint_vector(c, i, names, p0).to(dev, dt)
+                     for i, c in enumerate(checkpoints)]) - w
     U, S, Vh = torch.linalg.svd(M - M.mean(0), full_matrices=False)
-    if S[k - 1] <= S[0] * 1e-12: raise ValueError(f"the checkpoints span fewer than {k} dimensions; "
-                                                  "save more, different checkpoints")
+    if S[k - 1] <= S[0] * 1e-12:
+        raise ValueError(f"the checkpoints span fewer than {k} dimensions; save more")
     var = S ** 2 / (S ** 2).sum()
-    return [unflat(Vh[i]) for i in range(k)], dict(explained_variance=var[:k].tolist(), trajectory=M @ Vh[:k].T)
+    info = dict(explained_variance=var[:k].tolist(), trajectory=M @ Vh[:k].T)
+    return [unflat(Vh[i]) for i in range(k)], info
 
-# %% ../nbs/16_landscape.ipynb #e6972a53
+# %% ../nbs/16_landscape.ipynb #e1ab7da9
 KINDS = ('random', 'eigen', 'pca')
 
 def directions(model: nn.Module, # the network (in eval mode for kind='eigen')
-               kind: str = 'random', # 'random', 'eigen' (top Hessian eigenvectors) or 'pca' (of `checkpoints`)
-               norm: str | None = 'auto', # 'filter', 'layer', 'element', None; 'auto': 'filter' for random, else None
-               ignore: str | None = 'biasbn', # 'biasbn': zero direction for biases and normalisation parameters
+               kind: str = 'random', # 'random', 'eigen' (Hessian), 'pca' (checkpoints)
+               norm: str | None = 'auto', # see `normalize_direction`; 'auto' (below)
+               ignore: str | None = 'biasbn', # 'biasbn': biases, norm layers fixed
                seed: int = 0, # seed of random directions
                data=None, # (X, y) tensors or batches, for kind='eigen'
                loss_fn: Callable = F.cross_entropy, # the loss, for kind='eigen'
-               checkpoints: Sequence | None = None, # state_dicts or flat parameter vectors, for kind='pca'
+               checkpoints: Sequence | None = None, # state_dicts or flat vectors (pca)
                k: int = 2, # number of directions
-               batch_size: int = 512, # batch size used to split (X, y) tensors (kind='eigen')
+               batch_size: int = 512, # batch size to split (X, y) tensors (eigen)
               ) -> Directions:
     "k directions through the model's weights for a loss landscape, as `Directions`."
     if kind not in KINDS: raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1: raise ValueError(f"k must be a positive integer, got {k!r}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
     if norm == 'auto': norm = 'filter' if kind == 'random' else None
     if kind != 'random' and norm is not None: raise ValueError(
-        f"norm={norm!r} applies to random directions only; {kind} directions are orthonormal (pass norm=None)")
-    if (data is not None) != (kind == 'eigen'): raise ValueError("data is used by kind='eigen' (and needed there) only")
-    if (checkpoints is not None) != (kind == 'pca'): raise ValueError("checkpoints are used by kind='pca' (and needed "
-                                                                       "there) only")
-    if kind == 'random': return Directions(random_directions(model, k, norm, ignore, seed), kind, norm)
+        f"norm={norm!r} applies to random directions only; {kind} directions are "
+        "orthonormal (pass norm=None)")
+    if (data is not None) != (kind == 'eigen'):
+        raise ValueError("data is used by kind='eigen' (and needed there) only")
+    if (checkpoints is not None) != (kind == 'pca'):
+        raise ValueError("checkpoints are used by kind='pca' (and needed there) only")
+    if kind == 'random':
+        return Directions(random_directions(model, k, norm, ignore, seed), kind, norm)
     skip = ignored_params(model, ignore)
     names = [n for n, _ in model.named_parameters() if n not in skip]
-    if kind == 'eigen': axes, info = _eigen_axes(model, data, loss_fn, names, k, batch_size)
+    if kind == 'eigen': axes, info = _eigen_axes(model, data, loss_fn, names, k,
+                                                 batch_size)
     else: axes, info = _pca_axes(model, checkpoints, names, k)
     return check_directions(model, Directions(axes, kind, None, info))
 
-# %% ../nbs/16_landscape.ipynb #10fb32eb
+# %% ../nbs/16_landscape.ipynb #a279011d
 from fastcore.basics import patch
 
 @patch
 def to_dict(self: Landscape) -> dict:
     "The landscape as plain numbers and lists (JSON-ready)."
-    info = {k: v.tolist() if torch.is_tensor(v) else v for k, v in self.directions.info.items()}
-    return dict(kind=self.directions.kind, norm=self.directions.norm, coords=[c.tolist() for c in self.coords],
-                loss=self.loss.tolist(), accuracy=None if self.accuracy is None else self.accuracy.tolist(),
+    info = {k: v.tolist() if torch.is_tensor(v) else v
+            for k, v in self.directions.info.items()}
+    acc = None if self.accuracy is None else self.accuracy.tolist()
+    return dict(kind=self.directions.kind, norm=self.directions.norm,
+                coords=[c.tolist() for c in self.coords], loss=self.loss.tolist(),
+                accuracy=acc,
                 n=self.n, chunk=self.chunk, seconds=self.seconds, info=info)
 
-# %% ../nbs/16_landscape.ipynb #4fa70750
+# %% ../nbs/16_landscape.ipynb #d4945e74
+_AXIS = dict(random='random direction', eigen='Hessian eigenvector',
+             pca='principal axis')
+
+def _contour(self, ax, X, Y, Z, levels):
+    "Contour lines with labels, the PCA path when there is one, and θ* at the origin."
+    lo, hi = Z.min().item(), Z.max().item()                  # log-spaced levels for a loss > 0
+    if 0 < lo < hi: levels = torch.logspace(math.log10(lo), math.log10(hi), levels).tolist()
+    cs = ax.contour(X, Y, Z, levels=levels, cmap='viridis')
+    ax.clabel(cs, fontsize=10, fmt='%.3g')
+    tr = self.directions.info.get('trajectory')
+    if tr is not None:
+        tr, ev = torch.as_tensor(tr).cpu(), self.directions.info['explained_variance']
+        ax.plot(tr[:, 0], tr[:, 1], '.-', color='C3', label='checkpoints')
+        ax.set(xlabel=f'PC1 ({100 * ev[0]:.0f} %)', ylabel=f'PC2 ({100 * ev[1]:.0f} %)')
+    else: ax.set(xlabel=r'$\alpha$', ylabel=r'$\beta$')
+    ax.plot([0], [0], '*', color='k', ms=9, label=r'$\theta^*$')
+    ax.legend(loc='best')
+
 @patch
 def plot(self: Landscape,
          kind: str = 'both', # 2-D: 'contour', 'surface' or 'both'
-         levels: int = 20, # contour levels
+         levels: int = 15, # contour levels (log-spaced when the loss is positive)
          title: str | None = None, # figure title
         ):
-    "Line plot (1-D), or contour and/or surface plot (2-D) with the PCA trajectory; returns the matplotlib Figure."
+    "A line (1-D), or contour and/or surface plots (2-D); returns the Figure."
     import matplotlib.pyplot as plt
-    if kind not in ('contour', 'surface', 'both'): raise ValueError(f"kind must be 'contour', 'surface' or 'both', got {kind!r}")
-    lab = {'random': 'random direction', 'eigen': 'Hessian eigenvector', 'pca': 'principal axis'}.get(
-        self.directions.kind, 'direction')
+    if kind not in ('contour', 'surface', 'both'):
+        raise ValueError(f"kind must be 'contour', 'surface' or 'both', got {kind!r}")
+    Z = self.loss.detach().cpu().double()
     with plt.rc_context({'font.size': 10}):
         if len(self.coords) == 1:
             fig, ax = plt.subplots(figsize=(5, 3.2))
-            ax.plot(self.coords[0], self.loss.detach().cpu(), 'o-', ms=3)
-            ax.set(xlabel=rf'$\alpha$ along the {lab}', ylabel=r'$E_{\mathrm{emp}}$', title=title)
+            ax.plot(self.coords[0], Z, 'o-', ms=3)
+            lab = _AXIS.get(self.directions.kind, 'direction')
+            ax.set(xlabel=rf'$\alpha$ along the {lab}', ylabel=r'$E_{\mathrm{emp}}$',
+                   title=title)
         else:
             X, Y = torch.meshgrid(self.coords[0], self.coords[1], indexing='ij')
-            Z = self.loss.detach().cpu().double()
-            both = kind == 'both'
-            fig = plt.figure(figsize=(8, 3.6) if both else (4.5, 3.8))
-            if kind in ('contour', 'both'):
-                ax = fig.add_subplot(1, 2 if both else 1, 1)
-                cs = ax.contour(X, Y, Z, levels=levels, cmap='viridis')
-                ax.clabel(cs, fontsize=10, fmt='%.3g')
-                tr = self.directions.info.get('trajectory')
-                if tr is not None:
-                    tr = torch.as_tensor(tr).cpu()
-                    ax.plot(tr[:, 0], tr[:, 1], '.-', color='C3', label='checkpoints')
-                    ev = self.directions.info['explained_variance']
-                    ax.set(xlabel=f'PC1 ({100 * ev[0]:.0f} %)', ylabel=f'PC2 ({100 * ev[1]:.0f} %)')
-                else: ax.set(xlabel=r'$\alpha$', ylabel=r'$\beta$')
-                ax.plot([0], [0], '*', color='k', ms=9, label=r'$\theta^*$'); ax.legend(loc='upper right')
-            if kind in ('surface', 'both'):
-                ax3 = fig.add_subplot(1, 2 if both else 1, 2 if both else 1, projection='3d')
+            cols = 2 if kind == 'both' else 1
+            fig = plt.figure(figsize=(8, 3.6) if cols == 2 else (4.5, 3.8))
+            if kind != 'surface':
+                _contour(self, fig.add_subplot(1, cols, 1), X, Y, Z, levels)
+            if kind != 'contour':
+                ax3 = fig.add_subplot(1, cols, cols, projection='3d')
                 ax3.plot_surface(X, Y, Z, cmap='viridis', linewidth=0)
-                ax3.set(xlabel=r'$\alpha$', ylabel=r'$\beta$', zlabel=r'$E_{\mathrm{emp}}$')
+                ax3.set(xlabel=r'$\alpha$', ylabel=r'$\beta$',
+                        zlabel=r'$E_{\mathrm{emp}}$')
             if title: fig.suptitle(title)
         fig.tight_layout()
     return fig
 
-# %% ../nbs/16_landscape.ipynb #8049814c
-def add_landscape_parser(sub, # the subparsers object of an argparse parser (`add_subparsers()`)
-                         parents: Sequence = (), # parent parsers whose options every command shares (e.g. --debug)
+# %% ../nbs/16_landscape.ipynb #aaba473b
+def add_landscape_parser(sub, # the subparsers of a parser (`add_subparsers()`)
+                         parents: Sequence = (), # parsers of options all commands share
                         ) -> argparse.ArgumentParser:
     "Add the `landscape` command to `sub` and return its parser."
     from flatness_nb.cli import LOSSES, _count, _seed
     from flatness_nb.testing import device_name
-    p = sub.add_parser('landscape', parents=list(parents), help='1-D or 2-D loss landscape of a saved model (PNG + JSON)')
-    p.add_argument('model', help='model file (state_dict with --factory, pickled module, or scripted Sequential)')
-    p.add_argument('data', help="dataset: 'digits', 'mnist1d', a torchvision-style folder, or a .pt file of (X, y)")
-    p.add_argument('--factory', help="'module:function' that builds the model when MODEL holds a state_dict")
-    p.add_argument('--split', default='train', choices=['train', 'test'])
-    p.add_argument('--loss', default='ce', choices=sorted(LOSSES))
-    p.add_argument('--kind', default='random', choices=list(KINDS))
-    p.add_argument('--norm', default='auto', choices=['auto', 'filter', 'layer', 'element', 'none'])
-    p.add_argument('--ignore', default='biasbn', choices=['biasbn', 'none'])
-    p.add_argument('--checkpoint', action='append', help='state_dict file of a training checkpoint (repeat; kind pca)')
-    p.add_argument('--dims', type=int, default=2, choices=[1, 2], help='1-D slice or 2-D surface')
-    p.add_argument('--range', type=float, nargs=2, metavar=('LO', 'HI'), default=None,
-                   help='coordinates on each axis (default -1 1; for pca the checkpoints\' span)')
-    p.add_argument('--points', type=_count, default=21, help='grid points per axis')
-    p.add_argument('--n', type=_count, default=None, help='use the first N samples (default: all)')
-    p.add_argument('--device', default=device_name()); p.add_argument('--dtype', default='float32',
-                                                                     choices=['float32', 'float64'])
-    p.add_argument('--batch-size', type=_count, default=512); p.add_argument('--seed', type=_seed, default=0)
-    p.add_argument('--chunk', type=_count, default=None, help='grid points per vmapped call (default: by memory)')
-    p.add_argument('--out', default='landscape', help='folder for landscape.json and landscape.png')
+    p = sub.add_parser('landscape', parents=list(parents),
+                       help='1-D or 2-D loss landscape of a saved model (PNG + JSON)')
+    arg = p.add_argument
+    arg('model', help='model file (state_dict with --factory, pickled module, or '
+                      'scripted Sequential)')
+    arg('data', help="dataset: 'digits', 'mnist1d', a torchvision-style folder, or a "
+                     ".pt file of (X, y)")
+    arg('--factory', help="'module:function' building the model (MODEL: a state_dict)")
+    arg('--split', default='train', choices=['train', 'test'])
+    arg('--loss', default='ce', choices=sorted(LOSSES))
+    arg('--kind', default='random', choices=list(KINDS))
+    arg('--norm', default='auto', choices=['auto', 'filter', 'layer', 'element',
+                                           'none'])
+    arg('--ignore', default='biasbn', choices=['biasbn', 'none'])
+    arg('--checkpoint', action='append', help='a checkpoint state_dict (pca; repeat)')
+    arg('--dims', type=int, default=2, choices=[1, 2], help='1-D slice or 2-D surface')
+    arg('--range', type=float, nargs=2, metavar=('LO', 'HI'), default=None,
+        help="coordinates on each axis (default -1 1; for pca the checkpoints' span)")
+    arg('--points', type=_count, default=21, help='grid points per axis')
+    arg('--n', type=_count, default=None, help='use the first N samples (default: all)')
+    arg('--device', default=device_name())
+    arg('--dtype', default='float32', choices=['float32', 'float64'])
+    arg('--batch-size', type=_count, default=512); arg('--seed', type=_seed, default=0)
+    arg('--chunk', type=_count, default=None, help='grid points per vmapped call')
+    arg('--out', default='landscape', help='folder for landscape.json and .png')
     return p
 
-# %% ../nbs/16_landscape.ipynb #1620ba33
+# %% ../nbs/16_landscape.ipynb #aa992650
 def _grid_range(a, dirs):
     "The --range, or for PCA the checkpoints' span with a margin, or (-1, 1)."
     if a.range is not None:
@@ -470,56 +532,79 @@ def _grid_range(a, dirs):
     return -m, m
 
 def cmd_landscape(a):
-    "`flatness-nb landscape`: a saved model's loss landscape, written as landscape.json and landscape.png."
-    from flatness_nb.cli import CLIError, LOSSES, check_device, check_file, check_out, load_data, load_model
+    "`flatness-nb landscape`: a saved model's loss landscape as JSON and PNG."
+    from flatness_nb.cli import (CLIError, LOSSES, check_device, check_file, check_out,
+                                 load_data, load_model)
     dev = check_device(a.device); check_out(a.out)
-    if (a.kind == 'pca') != bool(a.checkpoint):
-        raise CLIError("--checkpoint files are needed by --kind pca (at least dims + 1 of them), and used by it only")
+    if (a.kind == 'pca') != bool(a.checkpoint): raise CLIError(
+        "--checkpoint files (dims + 1 or more) are needed by --kind pca, only there")
     model = load_model(a.model, a.factory, dev, a.dtype)
     X, y = load_data(a.data, a.dtype, a.split)
     if a.n: X, y = X[:a.n], y[:a.n]
     lf, ck = LOSSES[a.loss], None
-    if a.checkpoint:
-        ck = [torch.load(check_file(c, 'checkpoint file'), map_location=dev, weights_only=True) for c in a.checkpoint]
-    dirs = directions(model, a.kind, None if a.norm == 'none' else a.norm, None if a.ignore == 'none' else a.ignore,
-                      a.seed, data=(X, y) if a.kind == 'eigen' else None, loss_fn=lf, checkpoints=ck, k=a.dims,
-                      batch_size=a.batch_size)
+    load = lambda c: torch.load(check_file(c, 'checkpoint file'), map_location=dev,
+                                weights_only=True)
+    if a.checkpoint: ck = [load(c) for c in a.checkpoint]
+    none = lambda s: None if s == 'none' else s
+    dirs = directions(model, a.kind, none(a.norm), none(a.ignore), a.seed, loss_fn=lf,
+                      data=(X, y) if a.kind == 'eigen' else None, checkpoints=ck,
+                      k=a.dims, batch_size=a.batch_size)
     lo, hi = _grid_range(a, dirs)
-    L = landscape(model, (X, y), dirs, torch.linspace(lo, hi, a.points), lf, a.batch_size, a.chunk)
+    L = landscape(model, (X, y), dirs, torch.linspace(lo, hi, a.points), lf,
+                  a.batch_size, a.chunk)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    rep = dict(model=a.model, data=a.data, split=a.split, loss_fn=a.loss, dtype=a.dtype, device=str(dev), **L.to_dict())
+    rep = dict(model=a.model, data=a.data, split=a.split, loss_fn=a.loss, dtype=a.dtype,
+               device=str(dev), **L.to_dict())
     (out / 'landscape.json').write_text(json.dumps(rep, indent=1))
     import matplotlib.pyplot as plt
     fig = L.plot(title=f"{Path(a.model).name}: {a.kind} directions, n={L.n}")
     fig.savefig(out / 'landscape.png', dpi=110); plt.close(fig)
-    print(f"{len(L.loss.flatten())} grid points in {L.seconds:.1f} s; loss from {L.loss.min().item():.4g} to "
-          f"{L.loss.max().item():.4g}; wrote {out}/landscape.json and landscape.png")
+    print(f"{L.loss.numel()} grid points in {L.seconds:.1f} s; loss from "
+          f"{L.loss.min().item():.4g} to {L.loss.max().item():.4g}; "
+          f"wrote {out}/landscape.json and landscape.png")
     return L
 
-# %% ../nbs/16_landscape.ipynb #17253323
-LANDSCAPE_SETTINGS = {'vmap, chunks of 8': dict(chunk=8), 'vmap, chunks of 32': dict(chunk=32),
-                      'loop': dict(chunk=1), 'loop, first layer at every point': dict(chunk=1, first_layer=False)}
+# %% ../nbs/16_landscape.ipynb #5cf9bf0a
+LANDSCAPE_SETTINGS = {'vmap, chunks of 8': dict(chunk=8),
+                      'vmap, chunks of 32': dict(chunk=32),
+                      'loop': dict(chunk=1),
+                      'loop, first layer at every point': dict(chunk=1,
+                                                               first_layer=False)}
+
+def _clock(f, sync):
+    "(wall s, this process's CPU s) of f()."
+    sync(); w, c = time.perf_counter(), time.process_time(); f(); sync()
+    return time.perf_counter() - w, time.process_time() - c
 
 def grid_point_cost(model: nn.Module, # the network, in eval mode
-                    batches: list, # the data as a list of (x, y) batches on the model's device
-                    rows: int = 51, # rows of the size × size grid evaluated (size points each)
+                    batches: list, # the data as (x, y) batches on the model's device
+                    rows: int = 51, # rows of the size × size grid evaluated
                     size: int = 51, # points per axis
-                    settings: dict | None = None, # name -> keyword arguments of `landscape` (default LANDSCAPE_SETTINGS)
+                    settings: dict | None = None, # name -> `landscape` keywords
                     seed: int = 0, # seed of the directions
                    ) -> dict:
-    "Seconds per grid point of a 2-D filter-normalised landscape, per setting, and as a multiple of t_fb."
+    "Seconds per point of a 2-D filter-normalised landscape per setting, and in t_fb."
     from flatness_nb.benchmark import forward_backward
-    sync = lambda: torch.cuda.synchronize() if model_device_dtype(model)[0].type == 'cuda' else None
-    forward_backward(model, batches[:1]); ts = []
-    for _ in range(3):
-        sync(); t = time.perf_counter(); forward_backward(model, batches); sync(); ts.append(time.perf_counter() - t)
-    t_fb, d, g = min(ts), directions(model, seed=seed), torch.linspace(-1, 1, size)
-    res = dict(model=type(model).__name__, n=sum(len(x) for x, _ in batches), batches=len(batches),
-               dtype=str(model_device_dtype(model)[1]).replace('torch.', ''), threads=torch.get_num_threads(),
-               device=str(model_device_dtype(model)[0]), points=rows * size, t_fb_s=t_fb, rows={})
+    dev, dt = model_device_dtype(model)
+    sync = lambda: torch.cuda.synchronize() if dev.type == 'cuda' else None
+    def t_fb():                                           # best of three warm passes
+        forward_backward(model, batches[:1])
+        ts = [_clock(lambda: forward_backward(model, batches), sync) for _ in range(3)]
+        return min(t[0] for t in ts), min(t[1] for t in ts)
+    d, g = directions(model, seed=seed), torch.linspace(-1, 1, size)
+    res = dict(model=type(model).__name__, n=sum(len(x) for x, _ in batches),
+               device=str(dev), dtype=str(dt).replace('torch.', ''),
+               threads=torch.get_num_threads(),
+               points=rows * size, rows={})
     for name, kw in (settings or LANDSCAPE_SETTINGS).items():
-        landscape(model, batches[:1], d, (g[:1], g[:2]), **kw)                 # warm-up
-        sync(); L = landscape(model, batches, d, (g[:rows], g), **kw); sync()
-        s = L.seconds / L.loss.numel()
-        res['rows'][name] = dict(chunk=L.chunk, s_per_point=s, t_fb_per_point=s / t_fb)
+        landscape(model, batches[:1], d, (g[:1], g[:2]), **kw)             # warm-up
+        fb = t_fb()                                   # t_fb next to each row: same load
+        box = []
+        run = lambda: box.append(landscape(model, batches, d, (g[:rows], g), **kw))
+        w, c = _clock(run, sync)
+        fb = tuple(map(min, zip(fb, t_fb())))
+        p = box[0].loss.numel()
+        res['rows'][name] = dict(chunk=box[0].chunk, s_per_point=w / p, t_fb_s=fb[0],
+                                 t_fb_per_point=w / p / fb[0],
+                                 cpu_t_fb_per_point=c / p / fb[1])
     return res
