@@ -431,14 +431,15 @@ def to_dict(self: Landscape) -> dict:
                 accuracy=acc,
                 n=self.n, chunk=self.chunk, seconds=self.seconds, info=info)
 
-# %% ../nbs/16_landscape.ipynb #d4945e74
+# %% ../nbs/16_landscape.ipynb #9bf6a7a8
 _AXIS = dict(random='random direction', eigen='Hessian eigenvector',
              pca='principal axis')
 
 def _contour(self, ax, X, Y, Z, levels):
     "Contour lines with labels, the PCA path when there is one, and θ* at the origin."
-    lo, hi = Z.min().item(), Z.max().item()                  # log-spaced levels for a loss > 0
-    if 0 < lo < hi: levels = torch.logspace(math.log10(lo), math.log10(hi), levels).tolist()
+    lo, hi = Z.min().item(), Z.max().item()          # log-spaced levels for a loss > 0
+    if 0 < lo < hi:
+        levels = torch.logspace(math.log10(lo), math.log10(hi), levels).tolist()
     cs = ax.contour(X, Y, Z, levels=levels, cmap='viridis')
     ax.clabel(cs, fontsize=10, fmt='%.3g')
     tr = self.directions.info.get('trajectory')
