@@ -141,13 +141,16 @@ def _layer_kappa(mod, phi, z, is_out, out, y, loss_fn, normalized, factor):
         U = torch.stack(
             [torch.autograd.grad(out, z, c, create_graph=True)[0] for c in cols]
         )  # J_iᵀ s_c
-    V = _ztokens(mod, U) @ W  # (r, B, T, m): Wᵀ J_iᵀ s_c per token
-    if P.shape[1] == 1:
-        per = (P[:, 0] ** 2).sum(-1) * (sig.T * (V[:, :, 0] ** 2).sum(-1)).sum(0)
-    else:
-        per = (sig.T[..., None, None] * torch.einsum("btm,rbtn->rbmn", P, V) ** 2).sum(
-            (0, 2, 3)
-        )
+    Ut, (d, m), T = _ztokens(mod, U), W.shape, P.shape[1]  # Ut: (r, B, T, d) = J_iᵀ s_c
+    if T == 1:
+        V = Ut[:, :, 0] @ W  # (r, B, m): Wᵀ J_iᵀ s_c
+        per = (P[:, 0] ** 2).sum(-1) * (sig.T * (V**2).sum(-1)).sum(0)
+    elif T <= m:  # ‖Φᵀ V‖² = ⟨ΦΦᵀ, VVᵀ⟩ on T × T Gram matrices, VVᵀ = U (WWᵀ) Uᵀ
+        K = (Ut @ (W @ W.T)) @ Ut.mT if d < m else (Ut @ W) @ (Ut @ W).mT
+        per = (sig.T[..., None, None] * K * (P @ P.mT)).sum((0, 2, 3))
+    else:  # m × m: Σ_t φ_t v_tᵀ
+        M = torch.einsum("btm,rbtn->rbmn", P, Ut @ W)
+        per = (sig.T[..., None, None] * M**2).sum((0, 2, 3))
     return per.mean()
 
 # %% ../nbs/17_training.ipynb #502007c6
