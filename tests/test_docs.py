@@ -323,3 +323,17 @@ def test_search_box_finds_pages(site, browser):
     t = time.time()
     while time.time() - t < 30 and re.search(r'\\\(', browser.execute_script(TEXT_JS)): time.sleep(0.3)
     assert not re.search(r'\\\(', browser.execute_script(TEXT_JS)), 'maths in search summaries is typeset'
+
+
+@browser_only
+def test_api_entries_are_found_by_search_and_in_the_index(site, browser):
+    "Searching a function's name finds its API entry first; the index of names lists it."
+    load(browser, (site / 'search.html').as_uri() + '?q=network_curvature')
+    t = time.time()
+    while time.time() - t < 30 and not browser.find_elements('css selector', '#search-results li'): time.sleep(0.2)
+    hits = [a.get_attribute('href') for a in browser.find_elements('css selector', '#search-results li a')]
+    assert hits and hits[0].endswith('01a_sweep.html#flatness_nb.sweep.network_curvature'), hits[:3]
+    load(browser, (site / 'genindex.html').as_uri())
+    links = browser.find_elements('css selector', 'a[href$="#flatness_nb.sweep.network_curvature"]')
+    assert links, 'network_curvature is in the index of names'
+    assert len(browser.find_elements('css selector', 'table.genindextable a')) > 200

@@ -310,7 +310,7 @@ def _cell_md(text):
     return text.replace('|', r'\|').replace('\n', ' ').strip()
 
 
-def api_entry(obj, name, module, prop=False):
+def api_entry(obj, name, module, prop=False, skip=()):
     "A MyST API entry for `obj`: a Python-domain directive (index entry, search result, link target) with the signature, the docstring and a parameter table from the docments."
     from fastcore.docments import docstring
     import texify_md
@@ -331,7 +331,7 @@ def api_entry(obj, name, module, prop=False):
         for k, a, dflt, t in rows:
             code = lambda x: f'`{_cell_md(x)}`' if x else ''
             lines.append(f'| {code(k)} | {code(a)} | {code(dflt)} | {_cell_md(texify_md.texify(t))} |')
-    members = class_members(obj) if kind == 'class' else []
+    members = [m for m in class_members(obj) if f'{name}.{m[0]}' not in skip] if kind == 'class' else []
     for mname, m in members:  # a class's own public methods and properties, nested in its entry
         lines += ['', api_entry(m, mname, module, prop=isinstance(inspect.getattr_static(obj, mname), property))
                   .replace(f':module: {PACKAGE}.{module}\n', '', 1).replace('{py:function}', '{py:method}', 1)]
@@ -418,12 +418,12 @@ def note(text):
 DOCUMENTED = set()  # full names with an indexed API entry in this build (a second entry is not indexed)
 
 
-def entry_cell(name, module):
+def entry_cell(name, module, skip=()):
     "A markdown cell with the API entry of package object `name`, or None when it is not in the package."
     r = resolve(name, module)
     if r is None: return None
     obj, mod, rel = r
-    text = api_entry(obj, rel, mod)
+    text = api_entry(obj, rel, mod, skip=skip)
     full = f'{PACKAGE}.{mod}.{rel}'
     if full in DOCUMENTED: text = text.replace('\n', '\n:no-index:\n', 1)
     DOCUMENTED.add(full)
@@ -441,6 +441,9 @@ def process(nb, stem, mode='all'):
             for l in body(c.source).splitlines():
                 m = SHOW_DOC_ARG.match(l)
                 if m: explicit |= {m.group(1), m.group(1).split('.', 1)[-1]}
+    # methods added with @patch get entries of their own where they are defined: not again inside their class's entry
+    own = explicit | {n for c in nb.cells if c.cell_type == 'code' and export_module(c.source, module)
+                      for n in public_names(c.source) if '.' in n}
     cells, setup_seen = [], False
     for i, c in enumerate(nb.cells):
         if c.cell_type == 'markdown':
@@ -454,13 +457,13 @@ def process(nb, stem, mode='all'):
         if not setup_seen and is_setup(c.source): setup_seen = True; continue
         exp = export_module(c.source, module)
         if exp:
-            entries = [entry_cell(n, exp) for n in public_names(c.source) if n not in explicit]
+            entries = [entry_cell(n, exp, own) for n in public_names(c.source) if n not in explicit]
             if 'exports' not in d or 'hide' in d:
                 cells += [e for e in entries if e is not None]; continue
         else: entries = []
         if is_show_doc(c.source) and 'hide' not in d:
             m = SHOW_DOC_ARG.match(body(c.source))
-            e = entry_cell(m.group(1), module) if m else None
+            e = entry_cell(m.group(1), module, own) if m else None
             if e is not None: cells.append(e); continue
         if 'hide' in d or 'default_exp' in d or d.get('include', '').lower() == 'false': continue
         tags = []
@@ -544,6 +547,7 @@ def toctree_cell(sections):
         if not stems: continue
         cap = f':caption: {tex_titles(title)}\n' if title else ''
         blocks.append('```{toctree}\n:hidden:\n' + cap + '\n'.join(stems) + '\n```')
+    blocks.append('```{toctree}\n:hidden:\n:caption: Reference\n\nIndex of names <genindex>\n```')
     return {'cell_type': 'markdown', 'metadata': {}, 'source': '\n\n'.join(blocks)}
 
 
