@@ -252,7 +252,7 @@ def flatness_penalty(
     "κ^φ_Tr of the batch (summed over `layers`), differentiable in all parameters."
     return loss_and_penalty(model, layers, batch, loss_fn, normalized, route, check)[1]
 
-# %% ../nbs/17_training.ipynb #170403a4
+# %% ../nbs/17_training.ipynb #4e16dad7
 def dense_penalty(
     model: nn.Module,  # a small network in eval mode (dense Hessians are formed)
     layers,  # a layer (name or module) or a list of them
@@ -291,7 +291,7 @@ def dense_penalty(
 
     return kappa
 
-# %% ../nbs/17_training.ipynb #7acbc634
+# %% ../nbs/17_training.ipynb #18b6af1c
 METHODS = ("base", "sam", "asam", "flat", "sam+flat", "fam")
 
 def _bn_buffers(model):
@@ -363,7 +363,7 @@ class FlatTrainer:
         self.names = {p: n for n, p in self.net.named_parameters()}
         self._checked = False
 
-# %% ../nbs/17_training.ipynb #17c3c2b7
+# %% ../nbs/17_training.ipynb #98122449
 @patch
 def _ctx(self: FlatTrainer):
     "The forward passes' autocast context (mixed precision), or none."
@@ -371,12 +371,12 @@ def _ctx(self: FlatTrainer):
         torch.autocast(**self.autocast) if self.autocast else contextlib.nullcontext()
     )
 
-# %% ../nbs/17_training.ipynb #2b747c40
+# %% ../nbs/17_training.ipynb #1d0fc324
 @patch
 def _scale(self: FlatTrainer, t):
     return self.scaler.scale(t) if self.scaler is not None else t
 
-# %% ../nbs/17_training.ipynb #cdb02459
+# %% ../nbs/17_training.ipynb #aef3adfb
 @patch
 def _no_sync(self: FlatTrainer):
     "DDP: no all-reduce in the ascent pass (each replica uses its own gradient)."
@@ -386,7 +386,7 @@ def _no_sync(self: FlatTrainer):
         else contextlib.nullcontext()
     )
 
-# %% ../nbs/17_training.ipynb #de413662
+# %% ../nbs/17_training.ipynb #6897d005
 @patch
 def _objective(self: FlatTrainer, x, y, penalty: bool):
     "(loss, κ or None) from one forward pass; κ where the method penalises it, λ > 0."
@@ -409,7 +409,7 @@ def _objective(self: FlatTrainer, x, y, penalty: bool):
         self.model, mods, (x, y), self.loss_fn, self.normalized, self.route, check=False
     )
 
-# %% ../nbs/17_training.ipynb #8f884342
+# %% ../nbs/17_training.ipynb #cfef6f4c
 @patch
 def _perturbation(self: FlatTrainer, grads):
     "SAM ρg/‖g‖; ASAM ρT²g/‖Tg‖, T = |w| + η on weights; None if g is not finite."
@@ -435,7 +435,7 @@ def _perturbation(self: FlatTrainer, grads):
         for u, t, p in zip(tg, ts, self.params)
     ]
 
-# %% ../nbs/17_training.ipynb #396325b9
+# %% ../nbs/17_training.ipynb #f68c1812
 @patch
 def _finish(self: FlatTrainer, loss, kappa):
     "Unscale once (mixed precision), clip the final gradient, step the base optimiser."
@@ -450,7 +450,7 @@ def _finish(self: FlatTrainer, loss, kappa):
         self.opt.step()
     return dict(loss=loss.item(), kappa=float("nan") if kappa is None else kappa.item())
 
-# %% ../nbs/17_training.ipynb #1c243e68
+# %% ../nbs/17_training.ipynb #a1363265
 @patch
 def step(self: FlatTrainer, batch: tuple[Tensor, Tensor]) -> dict:  # (x, y)
     "One optimisation step; returns the batch loss (at w) and κ where it was computed."
@@ -507,7 +507,7 @@ def step(self: FlatTrainer, batch: tuple[Tensor, Tensor]) -> dict:  # (x, y)
             p.grad = q if p.grad is None else p.grad + q
     return self._finish(loss, kap)
 
-# %% ../nbs/17_training.ipynb #e25d132e
+# %% ../nbs/17_training.ipynb #3f22ec53
 def fam_authors(
     model: nn.Module,  # the network, in the mode their training step runs it
     layer,  # the penalised nn.Linear (the authors pass its weight by parameter index)
@@ -592,7 +592,7 @@ def fam_authors(
         f"variant must be 'neuronwise' or 'layerwise_trace', got {variant!r}"
     )
 
-# %% ../nbs/17_training.ipynb #9495ee2e
+# %% ../nbs/17_training.ipynb #d517940e
 class SmallCNN(nn.Module):
     "Two ReLU convolutions (stride 1, 2), a hidden linear layer, a head; flat inputs."
 
@@ -648,7 +648,7 @@ def head_name(model: nn.Module) -> str:
         raise ValueError("the model has no nn.Linear layer to penalise")
     return names[-1]
 
-# %% ../nbs/17_training.ipynb #547a14ae
+# %% ../nbs/17_training.ipynb #ab3ef730
 def flatness_log(
     model: nn.Module,  # the network (in eval mode for the measures, then restored)
     data: tuple[Tensor, Tensor],  # (X, y): a few hundred training samples
@@ -669,7 +669,7 @@ def flatness_log(
             nmls=c.nmls,
         )
 
-# %% ../nbs/17_training.ipynb #e3ed4dbc
+# %% ../nbs/17_training.ipynb #a30ed56f
 def accuracy(
     model: nn.Module,  # the network (evaluated in eval mode, then restored)
     data: tuple[Tensor, Tensor],  # (X, y) with class-index labels
@@ -678,7 +678,7 @@ def accuracy(
     with _eval_mode(model), torch.no_grad():
         return (model(data[0]).argmax(1) == data[1]).double().mean().item()
 
-# %% ../nbs/17_training.ipynb #c7264bd3
+# %% ../nbs/17_training.ipynb #5fc43008
 def train_run(
     model: nn.Module,  # a freshly initialised network
     train: tuple[Tensor, Tensor],  # training (X, y)
@@ -752,7 +752,7 @@ def train_run(
         rows.append(row)
     return rows
 
-# %% ../nbs/17_training.ipynb #f5b68d38
+# %% ../nbs/17_training.ipynb #496a18a3
 def load_protocol_data(
     dataset: str,  # 'digits' or 'mnist1d'
     n: (
@@ -797,7 +797,7 @@ def write_curves(
     plt.close(fig)
     return out / "curves.csv", out / "curves.png"
 
-# %% ../nbs/17_training.ipynb #a02a8287
+# %% ../nbs/17_training.ipynb #d36b8595
 def add_train_parser(
     sub,  # the subparsers object of `flatness-nb`
     parents: Sequence = (),  # parent parsers (the shared --debug option)
