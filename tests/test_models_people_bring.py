@@ -135,7 +135,13 @@ def test_llama_token_loss(monkeypatch):
     Hn = dense_hessian(lm, data, params=['model.norm.weight'])
     assert (Hn - _oracle(lm, 'model.norm.weight', loss)).abs().max() < 1e-12
 
-def test_llama_token_loss_refusals():
+def test_llama_token_loss_refusals(monkeypatch):
+    import flatness_nb.sweep
+    lm, data, _ = _llama()                                            # T·V = 112 entries per sample; pretend it is too many
+    monkeypatch.setattr(flatness_nb.sweep, 'MAX_OUTPUT_HESSIAN', 100)
+    with pytest.raises(ValueError, match=r"output has k = 112 entries per sample .*hutchinson_trace or split_trace"):
+        layer_hessian_trace(lm, 'lm_head', data)
+    monkeypatch.undo()
     lm, data, _ = _llama(tie=True)
     with pytest.raises(ValueError, match=r"layer 'lm_head' shares its weight with \['model.embed_tokens.weight'\]"):
         layer_hessian_trace(lm, 'lm_head', data)
@@ -166,6 +172,12 @@ def test_half_precision_measured_on_a_float32_copy():
     with pytest.warns(UserWarning, match=r"torch.bfloat16 parameters; it is measured on a torch.float32 copy"):
         v = layer_hessian_trace(h, '2', (X, y))
     assert _rel(v, ref) < 1e-12 and h[2].weight.dtype == torch.bfloat16          # the user's model is left in bfloat16
+    class Autocast(nn.Module):                                       # full-precision weights, half-precision forward
+        def __init__(self): super().__init__(); self.net = _mlp()
+        def forward(self, x):
+            with torch.autocast('cpu', dtype=torch.bfloat16): return self.net(x)
+    with pytest.raises(ValueError, match=r"returns torch.bfloat16 outputs from torch.float32 weights: autocast"):
+        layer_hessian_trace(Autocast().float().eval(), 'net.2', (X.float(), y))   # (autocast leaves float64 alone)
 
 # --- the remaining unclear errors -------------------------------------------------------------------------------------------
 class _Unused(nn.Module):
@@ -202,3 +214,12 @@ def test_measure_all_skips_before_the_pass():
     with pytest.warns(UserWarning, match="measure_all skips compression: .*no derivative"):
         row = measure_all(emb, data, data, pac_bayes=False, lanczos_iters=5)
     assert 'compression' in row['skipped'] and 'mls' not in row and row['train_loss'] > 0
+
+def test_shard_structured_data():
+    from flatness_nb.distributed import shard
+    m, ids, am, y = _bert()
+    whole = dict(input_ids=ids, attention_mask=am, labels=y)
+    parts = [shard(whole, r, 3) for r in range(3)]                    # (Inputs, y) slices, one per rank
+    assert [len(p[1]) for p in parts] == [3, 3, 4]
+    E = sum(empirical_risk(m, p) * len(p[1]) for p in parts) / len(y)
+    assert _rel(E, empirical_risk(m, whole)) < 1e-12
