@@ -223,3 +223,14 @@ def test_shard_structured_data():
     assert [len(p[1]) for p in parts] == [3, 3, 4]
     E = sum(empirical_risk(m, p) * len(p[1]) for p in parts) / len(y)
     assert _rel(E, empirical_risk(m, whole)) < 1e-12
+
+def test_measure_all_on_bert_refuses_or_finishes():
+    from flatness_nb.measures import measure_all
+    m, ids, am, y = _bert()
+    ids, am, y = ids[:6, :4], am[:6, :4], y[:6]                        # small: every measure runs on it
+    data = [dict(input_ids=ids[:3], attention_mask=am[:3], labels=y[:3]), dict(input_ids=ids[3:], attention_mask=am[3:], labels=y[3:])]
+    with pytest.warns(UserWarning, match="measure_all skips compression: .*one continuous input only"):
+        row = measure_all(m, data, data, pac_bayes=False, lanczos_iters=3)
+    assert row['skipped'].startswith('compression:') and 'mls' not in row
+    assert _rel(row['train_loss'], F.cross_entropy(m(input_ids=ids, attention_mask=am).logits, y).item()) < 1e-12
+    assert all(v == v for k, v in row.items() if k not in ('skipped', 'adaptive_sharpness_2nd_order'))   # no NaN
