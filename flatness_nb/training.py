@@ -177,7 +177,7 @@ def check_penalty_route(
     if route not in ROUTES:
         raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
     got = {}
-    off = torch.autocast(x.device.type, enabled=False)   # structural check, full precision
+    off = torch.autocast(x.device.type, enabled=False)  # full precision
     with _eval_mode(model), torch.no_grad(), off:
         for name, _ in _resolve(model, layers):
             got[name] = detect_route(LayerSplit(model, name), x[:4])
