@@ -597,6 +597,7 @@ def build(only=None, mode='all', out=ROOT / '_docs', src=None, full=()):
     (src / 'conf.py').write_text(CONF.format(title=s.get('title', 'docs'), author=s.get('author', ''),
                                              copyright=s.get('copyright', '')))
     shutil.copy(NBS / 'styles.css', src / '_static' / 'styles.css')
+    if (NBS / 'images').is_dir(): shutil.copytree(NBS / 'images', src / 'images', dirs_exist_ok=True)  # markdown's figures
     (src / '_static' / 'fnb_search_maths.js').write_text(SEARCH_MATHS_JS)
     copy_mathjax(src / '_static' / 'mathjax')
     t = time.time()
