@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, jacrev, functional_call
-from .core import (Estimate, call, fcall, takes_model, first_loss_check, check_eval, check_second_order, exact_attention, flatten_params, iter_batches,
+from .core import (vmap_over_samples, Estimate, call, fcall, takes_model, first_loss_check, check_eval, check_second_order, exact_attention, flatten_params, iter_batches,
                               model_device_dtype, per_sample_losses, sample_mean)
 from .hessian import hutchinson, hvp, output_loss_hessian, _check_dirs, _hvp_chunk, _named_params, _probe, HVP_CHUNK
 from .sweep import make_sweep_plan, network_curvature
@@ -83,8 +83,8 @@ def _check_count(name, v, least=1):
 
 # %% ../nbs/01b_estimators.ipynb #7979ead5
 @takes_model
-def hutchpp_trace(model: nn.Module, # the network, in eval mode
-                  data, # (X, y) tensors or an iterable of (x, y) batches
+def hutchpp_trace(model: nn.Module, # the network, in eval mode; or an operator (anything with @ and shape)
+                  data=None, # (X, y) tensors or an iterable of (x, y) batches (None with an operator)
                   loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
                   params: Sequence[str] | None = None, # parameter names (default: all)
                   matvecs: int = 60, # matrix-vector products in all (≥ 3): m//3 sketch, m//3 exact part, the rest Hutchinson
@@ -94,6 +94,9 @@ def hutchpp_trace(model: nn.Module, # the network, in eval mode
                   probes_per_pass: int | None = None, # directions per pass over the data (None: a phase's all in one pass)
                  ) -> Estimate:
     "Hutch++ estimate of the trace of the operator's block for `params`; stderr is that of the deflated Hutchinson part."
+    if not isinstance(model, nn.Module):                # an operator (HessianOperator, curvlinops, SciPy)
+        from flatness_nb.spectrum import hutchpp_op
+        return hutchpp_op(model, matvecs, seed, probes_per_pass)
     _check_count('matvecs', matvecs, 3)
     if probes_per_pass is not None: _check_count('probes_per_pass', probes_per_pass)
     flat0, unflat = flatten_params(_params(model, params)); N, dt, dev = flat0.numel(), flat0.dtype, flat0.device
@@ -166,7 +169,8 @@ def _ggn_trace_batch(model, loss_fn, p0, chunk):
     def one(xi, Hi):
         return {n: torch.einsum('ij,ik,jk->', Hi, J.flatten(1), J.flatten(1)) for n, J in jac(p0, xi).items()}
     def batch(x, y):
-        traces = vmap(one, chunk_size=chunk)(x, output_loss_hessian(loss_fn, _forward(model, p0, x), y))
+        with vmap_over_samples('exact_ggn_traces', 'estimate these blocks with hutchpp_trace(operator="ggn")'):
+            traces = vmap(one, chunk_size=chunk)(x, output_loss_hessian(loss_fn, _forward(model, p0, x), y))
         return {n: t.sum() for n, t in traces.items()}
     return batch
 

@@ -65,3 +65,15 @@ def test_cli(tmp_path):
     dens = json.loads((tmp_path / 'o' / 'spectrum_density.json').read_text())
     assert len(dens[0]['nodes']) == 2 and dens[0]['sigma'] > 0
     with pytest.raises(SystemExit): p.parse_args(['spectrum', 'x', 'digits', '--k', '0'])
+
+
+def test_consumers_take_operators(setting):
+    from flatness_nb.estimators import hutchpp_trace
+    from flatness_nb.hessian import lambda_max
+    from flatness_nb.spectrum import hutchpp_op, lambda_max_op
+    m, d = setting
+    op = HessianOperator(m, d)
+    assert abs(lambda_max(op) - lambda_max(m, d)) < 1e-10 * abs(lambda_max(m, d))
+    assert abs(lambda_max(op.to_scipy()) - lambda_max_op(op)) < 1e-10
+    assert abs(hutchpp_trace(op, matvecs=30).value - hutchpp_trace(m, d, matvecs=30).value) < 1e-9
+    assert abs(hutchpp_op(op, 30).value - hutchpp_trace(m, d, matvecs=30).value) < 1e-9
