@@ -696,6 +696,8 @@ def train_run(
     eta: float = 0.01,
     lam: float = 0.1,  # SAM/ASAM radius, ASAM η, penalty weight
     layer: str | None = None,  # penalised / logged layer (default: the last nn.Linear)
+    normalized: bool = False,  # Theorem 4 normalisation of the penalty ('flat', 'sam+flat')
+    label: str | None = None,  # the rows' method name (default: `method`)
     measure_at: Sequence[
         int
     ] = (),  # epochs after which flatness_log runs (and at a time budget's end)
@@ -713,6 +715,7 @@ def train_run(
         eta=eta,
         lam=lam,
         layers=layer,
+        normalized=normalized,
     )
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -737,7 +740,7 @@ def train_run(
                 break
         ep += 1
         row = dict(
-            method=method,
+            method=label or method,
             epoch=ep,
             time=spent,
             steps=len(losses),
