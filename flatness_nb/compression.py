@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, jacrev, jacfwd, jvp, vjp, functional_call
-from .core import (takes_model, UnsupportedLayerError, ConvAdapter, LayerSplit, LinearAdapter, find_adapter, supported_layers, check_eval, check_loss, empirical_risk, exact_attention, get_layer, param_name,
+from .core import (vmap_over_samples, fcall, takes_model, UnsupportedLayerError, ConvAdapter, LayerSplit, LinearAdapter, find_adapter, supported_layers, check_eval, check_loss, empirical_risk, exact_attention, get_layer, param_name,
                               iter_batches, linear_layers, model_device_dtype, per_sample_losses, perturbed_risks,
                               reduce_max, reduce_sums, sample_mean)
 from .testing import generator
@@ -280,8 +280,9 @@ def param_grad_sqnorms(model: nn.Module, # the network, in eval mode
     "Per-sample ‖∇_p f(x_i)‖²_F (summed over the k outputs) for every parameter p: name -> (B,)."
     check_eval(model)
     params = {n: p.detach() for n, p in model.named_parameters()}
-    f = lambda p, xi: functional_call(model, p, (xi.unsqueeze(0),)).reshape(-1)
-    G = vmap(jacrev(f), in_dims=(None, 0))(params, x)
+    f = lambda p, xi: fcall(model, p, xi[None]).reshape(-1)         # xi[None]: a tensor or Inputs
+    with vmap_over_samples('param_grad_sqnorms', 'pass one sample at a time or a model without that branching'):
+        G = vmap(jacrev(f), in_dims=(None, 0))(params, x)
     return {n: g.reshape(len(x), -1).pow(2).sum(1) for n, g in G.items()}
 
 # %% ../nbs/06_compression.ipynb #062869ff

@@ -18,9 +18,9 @@ __all__ = ['LAYER_ADAPTERS', 'CONV_TYPES', 'LINEAR_TYPES', 'HALF_AS', 'CHECK_SAM
            'param_name', 'unwrap_model', 'linear_layers', 'LayerAdapter', 'register_layer', 'supported_layers',
            'find_adapter', 'layer_adapter', 'check_layer', 'LinearAdapter', 'ConvAdapter', 'Conv3dAdapter',
            'EmbeddingAdapter', 'get_layer', 'all_finite', 'check_eval', 'model_device_dtype', 'Inputs', 'iter_batches',
-           'count_samples', 'exact_attention', 'model_output', 'call', 'fcall', 'SelectOutput', 'strip_prefix',
-           'mha_modules', 'takes_model', 'check_forward', 'check_untied', 'LayerSplit', 'check_single_use',
-           'custom_functions', 'check_second_order', 'unfold_patches', 'reduce_sums', 'reduce_max',
+           'count_samples', 'exact_attention', 'model_output', 'call', 'fcall', 'vmap_over_samples', 'SelectOutput',
+           'strip_prefix', 'mha_modules', 'takes_model', 'check_forward', 'check_untied', 'LayerSplit',
+           'check_single_use', 'custom_functions', 'check_second_order', 'unfold_patches', 'reduce_sums', 'reduce_max',
            'check_single_process', 'sample_mean', 'Estimate', 'flatten_params', 'is_token_loss', 'token_count',
            'check_labels', 'sample_loss', 'per_sample_losses', 'check_loss', 'first_loss_check', 'empirical_risk',
            'perturbed_risks']
@@ -389,6 +389,19 @@ def fcall(model: nn.Module, # the network
     "`call` with other parameter values (torch.func.functional_call)."
     if isinstance(x, Inputs): return model_output(functional_call(model, params, x.args, x.kwargs))
     return model_output(functional_call(model, params, (x,)))
+
+# %% ../nbs/00_core.ipynb #6b213a16
+@contextlib.contextmanager
+def vmap_over_samples(what: str, # the measure, for the message
+                      way: str, # the way out, for the message
+                     ):
+    "Context turning vmap's failure on data-dependent control flow in a model's forward into one clear error."
+    try: yield
+    except RuntimeError as e:
+        if 'vmap' not in str(e): raise
+        raise ValueError(f"{what} runs the model on one sample at a time under torch.func.vmap, and its forward has "
+                         "data-dependent control flow (a Python branch or .item() on a tensor, as Hugging Face models do "
+                         f"with attention masks), which vmap cannot trace; {way}") from None
 
 # %% ../nbs/00_core.ipynb #4bf1a78f
 class SelectOutput(nn.Module):

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, jacrev, functional_call
-from .core import (Estimate, call, fcall, takes_model, first_loss_check, check_eval, check_second_order, exact_attention, flatten_params, iter_batches,
+from .core import (vmap_over_samples, Estimate, call, fcall, takes_model, first_loss_check, check_eval, check_second_order, exact_attention, flatten_params, iter_batches,
                               model_device_dtype, per_sample_losses, sample_mean)
 from .hessian import hutchinson, hvp, output_loss_hessian, _check_dirs, _hvp_chunk, _named_params, _probe, HVP_CHUNK
 from .sweep import make_sweep_plan, network_curvature
@@ -169,7 +169,8 @@ def _ggn_trace_batch(model, loss_fn, p0, chunk):
     def one(xi, Hi):
         return {n: torch.einsum('ij,ik,jk->', Hi, J.flatten(1), J.flatten(1)) for n, J in jac(p0, xi).items()}
     def batch(x, y):
-        traces = vmap(one, chunk_size=chunk)(x, output_loss_hessian(loss_fn, _forward(model, p0, x), y))
+        with vmap_over_samples('exact_ggn_traces', 'estimate these blocks with hutchpp_trace(operator="ggn")'):
+            traces = vmap(one, chunk_size=chunk)(x, output_loss_hessian(loss_fn, _forward(model, p0, x), y))
         return {n: t.sum() for n, t in traces.items()}
     return batch
 

@@ -8,7 +8,7 @@ import math
 from typing import Callable
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
-from .core import (call, takes_model, check_single_process, LayerSplit, LinearAdapter, sample_mean, UnsupportedLayerError, check_loss, empirical_risk, iter_batches,
+from .core import (Inputs, call, takes_model, check_single_process, LayerSplit, LinearAdapter, sample_mean, UnsupportedLayerError, check_loss, empirical_risk, iter_batches,
                               model_device_dtype, per_sample_losses)
 from .hessian import Estimate
 from .flatness import relative_flatness
@@ -95,7 +95,8 @@ def smoothed_risk(model: nn.Module, # the network, in eval mode
         for s in range(0, draws, chunk):
             c = min(chunk, draws - s)
             shift = kernel_noise(phi, delta, sigma, c, gen).reshape(c * len(x), -1) @ W.T
-            xr = x.repeat(c, *([1] * (x.dim() - 1))); yr = y.repeat(c, *([1] * (y.dim() - 1)))
+            tile = lambda t: t.repeat(c, *([1] * (t.dim() - 1)))        # c copies along the sample axis
+            xr, yr = (x.map(tile) if isinstance(x, Inputs) else tile(x)), tile(y)
             tot.append(per_sample_losses(loss_fn, sp._run(xr, lambda inp, o: o + shift), yr).reshape(c, len(x)).sum(1))
         return torch.cat(tot)
     with torch.no_grad(): v = sample_mean(model, data, batch, batch_size, lambda x, y: check_loss(loss_fn, call(model, x), y))

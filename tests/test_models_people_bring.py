@@ -234,3 +234,22 @@ def test_measure_all_on_bert_refuses_or_finishes():
     assert row['skipped'].startswith('compression:') and 'mls' not in row
     assert _rel(row['train_loss'], F.cross_entropy(m(input_ids=ids, attention_mask=am).logits, y).item()) < 1e-12
     assert all(v == v for k, v in row.items() if k not in ('skipped', 'adaptive_sharpness_2nd_order'))   # no NaN
+
+def test_other_measures_take_dict_batches():
+    from flatness_nb.flatness import relative_flatness
+    from flatness_nb.robustness import feature_robustness
+    from flatness_nb.representativeness import smoothed_risk, true_risk
+    from flatness_nb.compression import param_grad_sqnorms
+    from flatness_nb.estimators import exact_ggn_traces
+    m, ids, am, y = _bert()
+    data = [dict(input_ids=ids[:5], attention_mask=am[:5], labels=y[:5]), dict(input_ids=ids[5:], attention_mask=am[5:], labels=y[5:])]
+    E = F.cross_entropy(m(input_ids=ids, attention_mask=am).logits, y).item()
+    assert _rel(true_risk(m, data).value, E) < 1e-12
+    assert abs(smoothed_risk(m, 'classifier', data, delta=1e-3).value - E) < 1e-3
+    assert relative_flatness(m, 'classifier', data) == layer_curvature(m, 'classifier', data, want=('kappa',)).relative_flatness
+    fr = feature_robustness(m, 'bert.pooler.dense', data, F.cross_entropy, torch.eye(8), delta=0.1)
+    assert fr == fr
+    with pytest.raises(ValueError, match="param_grad_sqnorms runs the model on one sample at a time under torch.func.vmap"):
+        param_grad_sqnorms(m, Inputs((), dict(input_ids=ids, attention_mask=am)))
+    with pytest.raises(ValueError, match=r"exact_ggn_traces runs the model .*hutchpp_trace\(operator=\"ggn\"\)"):
+        exact_ggn_traces(m, data, params=['bert.embeddings.LayerNorm.weight'])
