@@ -21,9 +21,9 @@ __all__ = ['LAYER_ADAPTERS', 'CONV_TYPES', 'LINEAR_TYPES', 'HALF_AS', 'CHECK_SAM
            'count_samples', 'exact_attention', 'model_output', 'call', 'fcall', 'vmap_over_samples', 'SelectOutput',
            'strip_prefix', 'mha_modules', 'takes_model', 'check_forward', 'check_untied', 'LayerSplit',
            'check_single_use', 'custom_functions', 'check_second_order', 'unfold_patches', 'reduce_sums', 'reduce_max',
-           'check_single_process', 'sample_mean', 'Estimate', 'flatten_params', 'is_token_loss', 'token_count',
-           'check_labels', 'sample_loss', 'per_sample_losses', 'check_loss', 'first_loss_check', 'empirical_risk',
-           'perturbed_risks']
+           'check_single_process', 'token_scope', 'sample_mean', 'Estimate', 'flatten_params', 'is_token_loss',
+           'token_count', 'check_labels', 'sample_loss', 'per_sample_losses', 'check_loss', 'first_loss_check',
+           'empirical_risk', 'perturbed_risks']
 
 # %% ../nbs/00_core.ipynb #b3bb07fb
 class UnsupportedLayerError(ValueError):
@@ -708,6 +708,14 @@ def _add(a, b): return {k: a[k] + b[k] for k in a} if isinstance(a, dict) else a
 # %% ../nbs/00_core.ipynb #75dc0b10
 _TOKENS = contextvars.ContextVar('flatness_nb_tokens', default=False)   # inside a pass whose samples are tokens
 
+@contextlib.contextmanager
+def token_scope(on: bool, # whether the samples are tokens (see `is_token_loss`)
+               ):
+    "Context in which sample losses are token sums, as inside a token pass of `sample_mean` (for checks made outside one)."
+    reset = _TOKENS.set(on)
+    try: yield
+    finally: _TOKENS.reset(reset)
+
 def sample_mean(model: nn.Module, # the network, in eval mode
                 data, # (X, y) tensors or an iterable of (x, y) batches
                 batch_sum: Callable, # (x, y) -> the batch's sum of a per-sample quantity: number, tensor or dict of them
@@ -724,11 +732,9 @@ def sample_mean(model: nn.Module, # the network, in eval mode
         if k == 0:
             a = check_forward(model, x[:CHECK_SAMPLES])
             tok = loss_fn is not None and is_token_loss(loss_fn, a, y[:CHECK_SAMPLES])
-        reset = _TOKENS.set(tok)
-        try:
+        with token_scope(tok):
             if k == 0 and first is not None: first(x, y)
             s = batch_sum(x, y)
-        finally: _TOKENS.reset(reset)
         tot = s if tot is None else _add(tot, s); n += token_count(loss_fn, y) if tok else len(y)
     keys = list(tot) if isinstance(tot, dict) else None
     *vals, n = reduce_sums(*(tot.values() if keys else [tot]), n)

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, functional_call
-from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, call, fcall, takes_model, check_second_order, first_loss_check, Estimate, LayerSplit, flatten_params, sample_mean, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
+from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, call, fcall, takes_model, is_token_loss, token_scope, check_second_order, first_loss_check, Estimate, LayerSplit, flatten_params, sample_mean, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
                               check_layer, exact_attention, get_layer, layer_adapter, iter_batches, param_name,
                               linear_layers, model_device_dtype, per_sample_losses, reduce_sums, sample_loss)
 from .sweep import _check_dense_output_hessian, _loss_kind, SweepPlan, network_curvature, sweep_batch
@@ -502,9 +502,12 @@ def network_hessian_trace(model: nn.Module, # the network, in eval mode
     "Tr(H) over all parameters: the sweep's exact blocks, the full route for smooth-headed layers where affordable, Hutchinson for the rest."
     nc = network_curvature(model, data, loss_fn, batch_size=batch_size)
     exact, covered = nc.trace, set(nc.traces)
-    if nc.smooth: x0, y0 = next(iter(iter_batches(data, batch_size, *model_device_dtype(model))))
+    if nc.smooth:
+        x0, y0 = next(iter(iter_batches(data, batch_size, *model_device_dtype(model))))
+        with torch.no_grad(): tok = is_token_loss(loss_fn, call(model, x0[:CHECK_SAMPLES]), y0[:CHECK_SAMPLES])
     for name in sorted(nc.smooth):                      # layers followed by a smooth operation: the full route
-        sp = LayerSplit(model, name); plan = make_plan(sp, x0, y0, loss_fn)
+        sp = LayerSplit(model, name)
+        with token_scope(tok): plan = make_plan(sp, x0, y0, loss_fn)   # a plan made outside a data pass
         if plan.per != sp.weight.shape[0] and plan.per > max_exact_hvps: continue
         c = layer_curvature(model, name, data, loss_fn, batch_size=batch_size, want=('trace', 'bias'), plan=plan)
         exact += c.trace; covered.add(param_name(name))

@@ -253,3 +253,19 @@ def test_other_measures_take_dict_batches():
         param_grad_sqnorms(m, Inputs((), dict(input_ids=ids, attention_mask=am)))
     with pytest.raises(ValueError, match=r"exact_ggn_traces runs the model .*hutchpp_trace\(operator=\"ggn\"\)"):
         exact_ggn_traces(m, data, params=['bert.embeddings.LayerNorm.weight'])
+
+def test_llama_whole_network_trace(monkeypatch):
+    from transformers.models.llama import modeling_llama
+    from flatness_nb.hessian import network_hessian_trace
+    monkeypatch.setattr(modeling_llama.LlamaRMSNorm, 'forward', _rms_float64)
+    lm, data, _ = _llama()
+    e = network_hessian_trace(lm, data, max_probes=64)               # exact blocks + Hutchinson for the rest, over tokens
+    assert abs(e.value - dense_hessian(lm, data).trace().item()) < 4 * e.stderr + 1e-8
+
+def test_llama_measure_all_skips_what_needs_one_loss_per_sequence():
+    from flatness_nb.measures import measure_all
+    lm, data, _ = _llama()
+    with pytest.warns(UserWarning, match="measure_all skips fisher_rao: .*token loss"):
+        row = measure_all(lm, data, data, pac_bayes=False, lanczos_iters=3)
+    assert {'fisher_rao', 'compression'} <= {s.split(':')[0] for s in row['skipped'].split('; ')}
+    assert 'trace_H' in row and 'lambda_max' in row and 0 <= row['train_acc'] <= 1
