@@ -25,7 +25,7 @@ def _module_name(model, mod):
                          "model; pass one of model.named_modules() or its dotted name")
     return found[0]
 
-# %% ../nbs/14_operators.ipynb #acf64409
+# %% ../nbs/14_operators.ipynb #fef93659
 def resolve_params(model: nn.Module, # the network
                    params=None, # None (all); a parameter/module name, a module, a list
                   ) -> list[str]:
@@ -46,14 +46,14 @@ def resolve_params(model: nn.Module, # the network
         want.update(got)
     return [n for n in ps if n in want]
 
-# %% ../nbs/14_operators.ipynb #51fe0759
+# %% ../nbs/14_operators.ipynb #e2b9f1d4
 def _check_block(v):
     "Refuse a max_block that is neither None nor a positive integer."
     if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
         raise ValueError(f"max_block must be a positive integer or None, got {v!r}")
     return v
 
-# %% ../nbs/14_operators.ipynb #6ffb3e7a
+# %% ../nbs/14_operators.ipynb #5d6b32c4
 class CurvatureOperator:
     "A symmetric curvature matrix of E_emp as an operator on flat parameter vectors."
     kind = 'curvature'
@@ -77,7 +77,7 @@ class CurvatureOperator:
         return (f"{type(self).__name__}(N={self.shape[0]}, params={len(self.names)}, "
                 f"matvecs={self.matvecs})")
 
-# %% ../nbs/14_operators.ipynb #5cb61c2e
+# %% ../nbs/14_operators.ipynb #97f5506b
 @patch
 def _pass(self: CurvatureOperator, M: Tensor) -> Tensor:
     "Rows of M (k, N) times the operator, one pass over the data."
@@ -88,7 +88,7 @@ def _pass(self: CurvatureOperator, M: Tensor) -> Tensor:
     self._checked = True; self.passes += 1; self.matvecs += len(M)
     return torch.cat([out[k].reshape(len(M), -1) for k in self.names], 1)
 
-# %% ../nbs/14_operators.ipynb #792cc257
+# %% ../nbs/14_operators.ipynb #6ec3f65e
 @patch
 def __matmul__(self: CurvatureOperator, V: Tensor) -> Tensor:
     "The operator times a vector (N,) or a block (N, k), a block's columns in one pass."
@@ -109,7 +109,7 @@ def __matmul__(self: CurvatureOperator, V: Tensor) -> Tensor:
     out = out.T.to(V.device, V.dtype)
     return out[:, 0] if V.dim() == 1 else out
 
-# %% ../nbs/14_operators.ipynb #7b1dddf7
+# %% ../nbs/14_operators.ipynb #abcd12f6
 class HessianOperator(CurvatureOperator):
     "The Hessian H of E_emp with respect to `params`, as an operator."
     kind = 'hessian'
@@ -117,13 +117,13 @@ class HessianOperator(CurvatureOperator):
         L = _loss_of_params(self.model, self.loss_fn)
         return lambda x, y: _hvp_batch(L, self.p0, V, x, y)
 
-# %% ../nbs/14_operators.ipynb #ed717148
+# %% ../nbs/14_operators.ipynb #33967fc0
 class GGNOperator(CurvatureOperator):
     "The generalised Gauss–Newton matrix G = (1/n) Σ J_iᵀ H^ℓ_i J_i, as an operator."
     kind = 'ggn'
     def _batch(self, V): return _ggn_batch(self.model, self.loss_fn, self.p0, V)
 
-# %% ../nbs/14_operators.ipynb #26f84558
+# %% ../nbs/14_operators.ipynb #657b2c0e
 class ResidualOperator(CurvatureOperator):
     "The residual R = H − G (the network's own curvature), as an operator."
     kind = 'residual'
@@ -135,7 +135,7 @@ class ResidualOperator(CurvatureOperator):
             return {k: h[k] - gv[k] for k in h}
         return batch
 
-# %% ../nbs/14_operators.ipynb #2084b467
+# %% ../nbs/14_operators.ipynb #1adef316
 class DifferenceOperator:
     "A − B for two operators of the same shape (any objects with `@` and `shape`)."
     def __init__(self, A, B):
@@ -146,7 +146,7 @@ class DifferenceOperator:
         self.dtype, self.device = getattr(A, 'dtype', None), getattr(A, 'device', None)
     def __matmul__(self, V): return self.A @ V - self.B @ V
 
-# %% ../nbs/14_operators.ipynb #ed031059
+# %% ../nbs/14_operators.ipynb #ab4ddb25
 def _same_data(a, b):
     "The same data object, or tuples/lists holding the same objects."
     seq = lambda t: isinstance(t, (tuple, list))
@@ -163,7 +163,7 @@ def __sub__(self: CurvatureOperator, other):
     return ResidualOperator(self.model, self.data, self.loss_fn, self.names,
                             self.batch_size, self.max_block)
 
-# %% ../nbs/14_operators.ipynb #d504103e
+# %% ../nbs/14_operators.ipynb #642de33e
 @patch
 def block(self: CurvatureOperator,
           name, # a parameter or module name, a module, or a list of these
@@ -176,7 +176,7 @@ def block(self: CurvatureOperator,
     return type(self)(self.model, self.data, self.loss_fn, names, self.batch_size,
                       self.max_block)
 
-# %% ../nbs/14_operators.ipynb #80630133
+# %% ../nbs/14_operators.ipynb #97e8a7a8
 @patch
 def to_scipy(self: CurvatureOperator):
     "A scipy.sparse.linalg.LinearOperator with the same products (NumPy in and out)."
@@ -188,14 +188,14 @@ def to_scipy(self: CurvatureOperator):
     return LinearOperator(self.shape, matvec=mm, rmatvec=mm, matmat=mm, rmatmat=mm,
                           dtype=dt)
 
-# %% ../nbs/14_operators.ipynb #29585714
+# %% ../nbs/14_operators.ipynb #40dd1af9
 def is_operator(obj) -> bool:
     "Whether `obj` has `@` and a 2-d `shape` (and is not a tensor, array or module)."
     if isinstance(obj, (Tensor, np.ndarray, nn.Module)): return False
     s = getattr(obj, 'shape', None)
     return hasattr(type(obj), '__matmul__') and s is not None and len(tuple(s)) == 2
 
-# %% ../nbs/14_operators.ipynb #e16fa459
+# %% ../nbs/14_operators.ipynb #82e7af2e
 def _scipy_op(op) -> bool:
     "Whether `op` is a SciPy LinearOperator."
     try: from scipy.sparse.linalg import LinearOperator
@@ -215,7 +215,7 @@ def operator_info(op) -> tuple[int, torch.dtype, torch.device]:
     dt = dt if isinstance(dt, torch.dtype) else torch.float64
     return n, dt, torch.device(dev) if dev is not None else torch.device('cpu')
 
-# %% ../nbs/14_operators.ipynb #52e482d1
+# %% ../nbs/14_operators.ipynb #3cd3d72b
 def as_matvec(op) -> Callable[[Tensor], Tensor]:
     "V (N,) or (N, k) ↦ op @ V as a torch tensor in V's dtype and device."
     n, dt, dev = operator_info(op)
