@@ -226,7 +226,10 @@ for (const m of document.querySelectorAll('td .MathJax_CHTML, th .MathJax_CHTML'
   const lh = parseFloat(getComputedStyle(m.closest('td, th')).fontSize) * 3;
   if (m.getClientRects().length > 1 || m.getBoundingClientRect().height > lh * 1.5) split.push(m.textContent.slice(0, 30));
 }
-for (const i of document.querySelectorAll('article img')) if (i.naturalWidth > W + 1) big.push(i.naturalWidth + '>' + Math.round(W));
+for (const i of document.querySelectorAll('article img')) {  // drawn at most 8 in wide (checked without a browser)
+  const w = i.getBoundingClientRect().width;
+  if (w > W + 1) big.push(Math.round(w) + '>' + Math.round(W));
+}
 return [wide, split, big];
 """
 RAW_ATTR = re.compile(r'\{(target=|style=|[.#][A-Za-z][\w-]*[\s}])|:::|\bIn \[\s*\d*\]:|\bOut\[\s*\d*\]:')
