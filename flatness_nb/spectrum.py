@@ -16,7 +16,7 @@ from .operators import (GGNOperator, HessianOperator, ResidualOperator,
 
 # %% auto #0
 __all__ = ['WHICH', 'KINDS', 'Eigenpairs', 'eigenpairs', 'SpectralDensity', 'spectral_density', 'wasserstein1', 'BlockSpectrum',
-           'layer_spectra', 'plot_layer_spectra', 'lambda_max_op', 'hutchpp_op', 'add_spectrum_parser', 'cmd_spectrum',
+           'layer_spectra', 'plot_layer_spectra', 'lambda_max_op', 'hutchpp_op', 'cmd_spectrum', 'add_spectrum_parser',
            'spectrum_benchmark']
 
 # %% ../nbs/15_spectrum.ipynb #3002e007
@@ -69,13 +69,13 @@ class Eigenpairs:
         return (f"Eigenpairs({self.which}: [{v}], max residual {r:.2g}, "
                 f"matvecs={self.matvecs}, converged={self.converged})")
 
-# %% ../nbs/15_spectrum.ipynb #ba213192
+# %% ../nbs/15_spectrum.ipynb #455bbb30
 def _check_count(name, v, least=1):
     "Refuse a count that is not an integer ≥ `least`."
     if isinstance(v, bool) or not isinstance(v, int) or v < least:
         raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
 
-# %% ../nbs/15_spectrum.ipynb #edcd6b09
+# %% ../nbs/15_spectrum.ipynb #817d3356
 def _start(n, gen, dt, dev, v0):
     "The unit start vector: v0 or a Gaussian draw."
     if v0 is None: q = torch.randn(n, generator=gen, dtype=dt, device=dev)
@@ -84,7 +84,7 @@ def _start(n, gen, dt, dev, v0):
         raise ValueError(f"v0 must be a finite non-zero vector of size {n}")
     return q / q.norm()
 
-# %% ../nbs/15_spectrum.ipynb #88b4a5c7
+# %% ../nbs/15_spectrum.ipynb #0b74d5ca
 def eigenpairs(op, # an operator: anything with `@` and a square `shape`
                k: int = 6, # number of eigenpairs
                which: str = 'LA', # 'LA' largest, 'SA' smallest, 'LM' largest magnitude
@@ -136,7 +136,7 @@ def eigenpairs(op, # an operator: anything with `@` and a square `shape`
     res = (mv(V) - V * lam.to(dt)).norm(dim=0).double()   # the k residuals: one product
     return Eigenpairs(lam, V, res, used + k, converged, restarts, which)
 
-# %% ../nbs/15_spectrum.ipynb #f18997b8
+# %% ../nbs/15_spectrum.ipynb #c19ed3e4
 def _quadrature_check(vAv: float, # vᵀAv from the first product
                       Av2: float, # ‖Av‖² from the first product
                       theta: Tensor, # Gauss nodes of the probe
@@ -153,7 +153,7 @@ def _quadrature_check(vAv: float, # vᵀAv from the first product
         f"Σ τ = {m0:.15g} (1), Σ τθ = {m1:.15g} (vᵀAv = {vAv:.15g}), Σ τθ² = {m2:.15g} "
         f"(‖Av‖² = {Av2:.15g})")
 
-# %% ../nbs/15_spectrum.ipynb #59f3c4fb
+# %% ../nbs/15_spectrum.ipynb #2efdc1e3
 def _slq_group(mv: Callable, # V (N, p) ↦ A V
                V: Tensor, # unit start vectors as rows (p, N), orthogonal to B's rows
                steps: int, # Lanczos steps per probe
@@ -189,7 +189,7 @@ def _slq_group(mv: Callable, # V (N, p) ↦ A V
         nodes[p, :L], weights[p, :L], nodes[p, L:] = th, S[0] ** 2, th[-1]
     return nodes, weights
 
-# %% ../nbs/15_spectrum.ipynb #beb2e5cf
+# %% ../nbs/15_spectrum.ipynb #b338cef1
 @dataclass
 class SpectralDensity:
     "Stochastic Lanczos quadrature of an operator's eigenvalue distribution."
@@ -206,12 +206,12 @@ class SpectralDensity:
                 f"[{lo:.4g}, {hi:.4g}], deflated {len(self.deflated)}, "
                 f"matvecs={self.matvecs})")
 
-# %% ../nbs/15_spectrum.ipynb #b3e8e99d
+# %% ../nbs/15_spectrum.ipynb #ebaa4b26
 def _rademacher(P, n, gen, dt, dev):
     "P Rademacher vectors of length n, as rows."
     return torch.randint(0, 2, (P, n), generator=gen, device=dev).to(dt) * 2 - 1
 
-# %% ../nbs/15_spectrum.ipynb #7a5819d3
+# %% ../nbs/15_spectrum.ipynb #cdef4267
 def spectral_density(op, # an operator: anything with `@` and a square `shape`
                      steps: int = 80, # Lanczos steps (Gauss nodes) per probe
                      probes: int = 10, # Rademacher probes
@@ -248,7 +248,7 @@ def spectral_density(op, # an operator: anything with `@` and a square `shape`
         weights = torch.cat([weights * (n - deflate) / n, spikes], 1)
     return SpectralDensity(nodes, weights, n, lam, used, passes)
 
-# %% ../nbs/15_spectrum.ipynb #def51d3f
+# %% ../nbs/15_spectrum.ipynb #719a8963
 def wasserstein1(sd: SpectralDensity, # a density from `spectral_density`
                  eigenvalues, # the exact eigenvalues (all N)
                 ) -> float:
@@ -258,7 +258,7 @@ def wasserstein1(sd: SpectralDensity, # a density from `spectral_density`
     return float(wasserstein_distance(sd.nodes.flatten().cpu().numpy(), ev,
                                       sd.weights.flatten().cpu().numpy()))
 
-# %% ../nbs/15_spectrum.ipynb #214b4dad
+# %% ../nbs/15_spectrum.ipynb #865d3a68
 from fastcore.basics import patch
 
 @patch
@@ -273,7 +273,7 @@ def default_sigma(self: SpectralDensity) -> float:
     lo, hi = self.support()
     return max(0.01 * (hi - lo), 1e-12)
 
-# %% ../nbs/15_spectrum.ipynb #ca2cd7bc
+# %% ../nbs/15_spectrum.ipynb #17f3e1ab
 @patch
 def density(self: SpectralDensity, grid, # points at which to evaluate, (G,)
             sigma: float | None = None, # Gaussian width (default `default_sigma()`)
@@ -285,7 +285,7 @@ def density(self: SpectralDensity, grid, # points at which to evaluate, (G,)
     k = torch.exp(-0.5 * ((x - self.nodes) / s) ** 2) / (s * math.sqrt(2 * math.pi))
     return (k * self.weights).sum(-1).mean(-1)
 
-# %% ../nbs/15_spectrum.ipynb #c1286422
+# %% ../nbs/15_spectrum.ipynb #526e5535
 @patch
 def negative_mass(self: SpectralDensity,
                   threshold: float = 0.0, # count nodes below this value
@@ -295,7 +295,7 @@ def negative_mass(self: SpectralDensity,
     se = (f.std() / math.sqrt(len(f))).item() if len(f) > 1 else float('inf')
     return Estimate(f.mean().item(), se, len(f))
 
-# %% ../nbs/15_spectrum.ipynb #2f04584c
+# %% ../nbs/15_spectrum.ipynb #9ad6cfbf
 @patch
 def plot(self: SpectralDensity,
          sigma: float | None = None, # Gaussian width (default `default_sigma()`)
@@ -321,7 +321,7 @@ def plot(self: SpectralDensity,
     fig.tight_layout()
     return fig
 
-# %% ../nbs/15_spectrum.ipynb #352cd294
+# %% ../nbs/15_spectrum.ipynb #565f3355
 KINDS = {'hessian': HessianOperator, 'ggn': GGNOperator, 'residual': ResidualOperator}
 
 @dataclass
@@ -342,7 +342,7 @@ class BlockSpectrum:
                     matvecs=self.eig.matvecs + self.density.matvecs,
                     seconds=self.seconds)
 
-# %% ../nbs/15_spectrum.ipynb #692f896b
+# %% ../nbs/15_spectrum.ipynb #111974bf
 def layer_spectra(model: nn.Module, # the network, in eval mode
                   data, # (X, y) tensors or an iterable of (x, y) batches
                   layers: Sequence = (), # layer names or modules (each its own block)
@@ -373,7 +373,7 @@ def layer_spectra(model: nn.Module, # the network, in eval mode
         out.append(BlockSpectrum(name, op.shape[0], e, d, time.perf_counter() - t0))
     return out
 
-# %% ../nbs/15_spectrum.ipynb #46058248
+# %% ../nbs/15_spectrum.ipynb #3a25650e
 def plot_layer_spectra(spectra: Sequence[BlockSpectrum], # from `layer_spectra`
                        log: bool = True, # log density (PyHessian's ESD view) or linear
                        width: float = 8.0, # figure width in inches (≤ 8)
@@ -396,7 +396,7 @@ def plot_layer_spectra(spectra: Sequence[BlockSpectrum], # from `layer_spectra`
     fig.tight_layout()
     return fig
 
-# %% ../nbs/15_spectrum.ipynb #f5f58f07
+# %% ../nbs/15_spectrum.ipynb #21a86981
 def lambda_max_op(op, # an operator: anything with `@` and a square `shape`
                   iters: int = 60, # maximum number of Lanczos steps
                   tol: float = 1e-10, # Lanczos convergence tolerance
@@ -409,7 +409,7 @@ def lambda_max_op(op, # an operator: anything with `@` and a square `shape`
     v0 = torch.randn(n, generator=gen, dtype=dt, device=dev)
     return lanczos_max(as_matvec(op), v0, iters, tol)
 
-# %% ../nbs/15_spectrum.ipynb #5ecab659
+# %% ../nbs/15_spectrum.ipynb #e14da136
 def hutchpp_op(op, # an operator: anything with `@` and a square `shape`
                matvecs: int = 60, # products (≥ 3): sketch, exact part, Hutchinson
                seed: int = 0, # seed of the probes
@@ -430,7 +430,39 @@ def hutchpp_op(op, # an operator: anything with `@` and a square `shape`
     se = (vals.std() / math.sqrt(r)).item() if r > 1 else float('inf')
     return Estimate(inside + vals.mean().item(), se, r)
 
-# %% ../nbs/15_spectrum.ipynb #a35c60b4
+# %% ../nbs/15_spectrum.ipynb #5602804b
+def _density_record(s: BlockSpectrum) -> dict:
+    "One block's quadrature as JSON-ready lists."
+    d = s.density
+    return dict(block=s.name, n=s.n, sigma=d.default_sigma(), nodes=d.nodes.tolist(),
+                weights=d.weights.tolist(), deflated=d.deflated.tolist())
+
+# %% ../nbs/15_spectrum.ipynb #60507782
+def cmd_spectrum(a):
+    "`flatness-nb spectrum`: eigenpairs and densities of a saved model on a dataset."
+    from pathlib import Path
+    from flatness_nb.cli import (LOSSES, _check_model_on_data, _fmt_rows, check_device,
+                                 check_out, load_data, load_model, write_rows)
+    dev = check_device(a.device); check_out(a.out); torch.manual_seed(a.seed)
+    model = load_model(a.model, a.factory, dev, a.dtype)
+    X, y = load_data(a.data, a.dtype, a.split)
+    if a.n: X, y = X[:a.n], y[:a.n]
+    lf = LOSSES[a.loss]; _check_model_on_data(model, X, y, lf, a)
+    spectra = layer_spectra(model, (X, y), a.layer or [], lf, whole=not a.no_whole,
+                            kind=a.kind, k=a.k, which=a.which, steps=a.steps,
+                            probes=a.probes, seed=a.seed, batch_size=a.batch_size,
+                            tol=a.tol)
+    rows = [s.row() for s in spectra]
+    print(_fmt_rows(rows))
+    if not a.out: return rows
+    write_rows(rows, a.out, 'spectrum')
+    dens = json.dumps([_density_record(s) for s in spectra])
+    (Path(a.out) / 'spectrum_density.json').write_text(dens)
+    plot_layer_spectra(spectra).savefig(Path(a.out) / 'spectrum.png', dpi=110)
+    print(f"wrote {a.out}/spectrum.json, .csv, spectrum_density.json and spectrum.png")
+    return rows
+
+# %% ../nbs/15_spectrum.ipynb #20bc80a4
 def add_spectrum_parser(sub, # the `add_subparsers()` object of the flatness-nb parser
                         parents: Sequence = (), # parent parsers (e.g. the --debug flag)
                        ):
@@ -465,45 +497,13 @@ def add_spectrum_parser(sub, # the `add_subparsers()` object of the flatness-nb 
     s.set_defaults(func=cmd_spectrum)
     return s
 
-# %% ../nbs/15_spectrum.ipynb #9616d985
-def _density_record(s: BlockSpectrum) -> dict:
-    "One block's quadrature as JSON-ready lists."
-    d = s.density
-    return dict(block=s.name, n=s.n, sigma=d.default_sigma(), nodes=d.nodes.tolist(),
-                weights=d.weights.tolist(), deflated=d.deflated.tolist())
-
-# %% ../nbs/15_spectrum.ipynb #d9932c0e
-def cmd_spectrum(a):
-    "`flatness-nb spectrum`: eigenpairs and densities of a saved model on a dataset."
-    from pathlib import Path
-    from flatness_nb.cli import (LOSSES, _check_model_on_data, _fmt_rows, check_device,
-                                 check_out, load_data, load_model, write_rows)
-    dev = check_device(a.device); check_out(a.out); torch.manual_seed(a.seed)
-    model = load_model(a.model, a.factory, dev, a.dtype)
-    X, y = load_data(a.data, a.dtype, a.split)
-    if a.n: X, y = X[:a.n], y[:a.n]
-    lf = LOSSES[a.loss]; _check_model_on_data(model, X, y, lf, a)
-    spectra = layer_spectra(model, (X, y), a.layer or [], lf, whole=not a.no_whole,
-                            kind=a.kind, k=a.k, which=a.which, steps=a.steps,
-                            probes=a.probes, seed=a.seed, batch_size=a.batch_size,
-                            tol=a.tol)
-    rows = [s.row() for s in spectra]
-    print(_fmt_rows(rows))
-    if not a.out: return rows
-    write_rows(rows, a.out, 'spectrum')
-    dens = json.dumps([_density_record(s) for s in spectra])
-    (Path(a.out) / 'spectrum_density.json').write_text(dens)
-    plot_layer_spectra(spectra).savefig(Path(a.out) / 'spectrum.png', dpi=110)
-    print(f"wrote {a.out}/spectrum.json, .csv, spectrum_density.json and spectrum.png")
-    return rows
-
-# %% ../nbs/15_spectrum.ipynb #070dfcaa
+# %% ../nbs/15_spectrum.ipynb #335100a3
 class _Counter:
     "Wrap a function, counting the vectors it is applied to (`cols(args)` per call)."
     def __init__(self, f, cols=lambda *a: 1): self.f, self.cols, self.n = f, cols, 0
     def __call__(self, *a, **kw): self.n += self.cols(*a); return self.f(*a, **kw)
 
-# %% ../nbs/15_spectrum.ipynb #f92aa70c
+# %% ../nbs/15_spectrum.ipynb #3f4c77cf
 def _top_err(vals, ref) -> float:
     "Largest relative error of eigenvalues against the reference (sorted by magnitude)."
     v, r = (torch.as_tensor(t, dtype=torch.float64) for t in (vals, ref))
@@ -518,7 +518,7 @@ def _w1_weighted(nodes, weights, ref: SpectralDensity, span: float) -> float:
                              flat(ref.weights))
     return float(w) / span
 
-# %% ../nbs/15_spectrum.ipynb #c2c79a4a
+# %% ../nbs/15_spectrum.ipynb #92389656
 import importlib
 
 def _eig_as_eigh(T, eigenvectors=True):
@@ -555,7 +555,7 @@ def _pyhessian_density(model, X, y, steps, probes):
         else: torch.eig = old
         for p in model.parameters(): p.grad = None
 
-# %% ../nbs/15_spectrum.ipynb #4bfc9799
+# %% ../nbs/15_spectrum.ipynb #d74e6b87
 def _curvlinops_op(model, X, y, batch_size):
     "curvlinops' Hessian operator on the same batches, with its products counted."
     from curvlinops import HessianLinearOperator
@@ -582,7 +582,7 @@ def _curvlinops_density(model, X, y, steps, probes, batch_size):
     dens, sec = dens.double().clamp_min(0), time.perf_counter() - t0
     return grid.double().numpy(), (dens / dens.sum()).numpy(), A._matmat.n, sec
 
-# %% ../nbs/15_spectrum.ipynb #a52acc4a
+# %% ../nbs/15_spectrum.ipynb #b0beabe9
 def spectrum_benchmark(model: nn.Module, # the network, in eval mode
                        X: Tensor, y: Tensor, # the data (class labels; cross-entropy)
                        k: int = 5, # top eigenvalues
