@@ -8,7 +8,8 @@ from typing import Callable, Sequence
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import patch
-from .core import all_finite, first_loss_check, flatten_params, sample_mean
+from .core import (all_finite, first_loss_check, flatten_params, mha_modules,
+                              sample_mean, unwrap_model)
 from .hessian import _hvp_batch, _loss_of_params, _named_params
 from .estimators import _ggn_batch
 
@@ -64,6 +65,10 @@ class CurvatureOperator:
                  batch_size: int = 512, # batch size used to split (X, y) tensors
                  max_block: int | None = None, # most vectors per pass (None: all)
                 ):
+        model, pre = unwrap_model(model)        # torch.compile, DDP: the module inside
+        if pre and isinstance(params, str): params = params.removeprefix(pre)
+        elif pre and isinstance(params, (list, tuple)):
+            params = [p.removeprefix(pre) if isinstance(p, str) else p for p in params]
         self.model, self.data, self.loss_fn = model, data, loss_fn
         self.batch_size, self.max_block = batch_size, _check_block(max_block)
         self.names = resolve_params(model, params)
@@ -83,8 +88,9 @@ def _pass(self: CurvatureOperator, M: Tensor) -> Tensor:
     "Rows of M (k, N) times the operator, one pass over the data."
     V = self._unflat(M)
     first = None if self._checked else first_loss_check(self.model, self.loss_fn)
-    with torch.no_grad():
-        out = sample_mean(self.model, self.data, self._batch(V), self.batch_size, first)
+    with torch.no_grad(), mha_modules(self.model):   # attention's out_proj as a module
+        out = sample_mean(self.model, self.data, self._batch(V), self.batch_size, first,
+                          loss_fn=self.loss_fn)
     self._checked = True; self.passes += 1; self.matvecs += len(M)
     return torch.cat([out[k].reshape(len(M), -1) for k in self.names], 1)
 
@@ -117,13 +123,13 @@ class HessianOperator(CurvatureOperator):
         L = _loss_of_params(self.model, self.loss_fn)
         return lambda x, y: _hvp_batch(L, self.p0, V, x, y)
 
-# %% ../nbs/14_operators.ipynb #33967fc0
+# %% ../nbs/14_operators.ipynb #0f9d7468
 class GGNOperator(CurvatureOperator):
     "The generalised Gauss–Newton matrix G = (1/n) Σ J_iᵀ H^ℓ_i J_i, as an operator."
     kind = 'ggn'
     def _batch(self, V): return _ggn_batch(self.model, self.loss_fn, self.p0, V)
 
-# %% ../nbs/14_operators.ipynb #657b2c0e
+# %% ../nbs/14_operators.ipynb #26ea4843
 class ResidualOperator(CurvatureOperator):
     "The residual R = H − G (the network's own curvature), as an operator."
     kind = 'residual'
@@ -135,7 +141,7 @@ class ResidualOperator(CurvatureOperator):
             return {k: h[k] - gv[k] for k in h}
         return batch
 
-# %% ../nbs/14_operators.ipynb #1adef316
+# %% ../nbs/14_operators.ipynb #1c0bde46
 class DifferenceOperator:
     "A − B for two operators of the same shape (any objects with `@` and `shape`)."
     def __init__(self, A, B):
@@ -146,7 +152,7 @@ class DifferenceOperator:
         self.dtype, self.device = getattr(A, 'dtype', None), getattr(A, 'device', None)
     def __matmul__(self, V): return self.A @ V - self.B @ V
 
-# %% ../nbs/14_operators.ipynb #ab4ddb25
+# %% ../nbs/14_operators.ipynb #d93c1181
 def _same_data(a, b):
     "The same data object, or tuples/lists holding the same objects."
     seq = lambda t: isinstance(t, (tuple, list))
@@ -163,7 +169,7 @@ def __sub__(self: CurvatureOperator, other):
     return ResidualOperator(self.model, self.data, self.loss_fn, self.names,
                             self.batch_size, self.max_block)
 
-# %% ../nbs/14_operators.ipynb #642de33e
+# %% ../nbs/14_operators.ipynb #c15d0c72
 @patch
 def block(self: CurvatureOperator,
           name, # a parameter or module name, a module, or a list of these
@@ -176,7 +182,7 @@ def block(self: CurvatureOperator,
     return type(self)(self.model, self.data, self.loss_fn, names, self.batch_size,
                       self.max_block)
 
-# %% ../nbs/14_operators.ipynb #97e8a7a8
+# %% ../nbs/14_operators.ipynb #5725d55a
 @patch
 def to_scipy(self: CurvatureOperator):
     "A scipy.sparse.linalg.LinearOperator with the same products (NumPy in and out)."
@@ -188,14 +194,14 @@ def to_scipy(self: CurvatureOperator):
     return LinearOperator(self.shape, matvec=mm, rmatvec=mm, matmat=mm, rmatmat=mm,
                           dtype=dt)
 
-# %% ../nbs/14_operators.ipynb #40dd1af9
+# %% ../nbs/14_operators.ipynb #519b1aaa
 def is_operator(obj) -> bool:
     "Whether `obj` has `@` and a 2-d `shape` (and is not a tensor, array or module)."
     if isinstance(obj, (Tensor, np.ndarray, nn.Module)): return False
     s = getattr(obj, 'shape', None)
     return hasattr(type(obj), '__matmul__') and s is not None and len(tuple(s)) == 2
 
-# %% ../nbs/14_operators.ipynb #82e7af2e
+# %% ../nbs/14_operators.ipynb #3e12e520
 def _scipy_op(op) -> bool:
     "Whether `op` is a SciPy LinearOperator."
     try: from scipy.sparse.linalg import LinearOperator
@@ -215,7 +221,7 @@ def operator_info(op) -> tuple[int, torch.dtype, torch.device]:
     dt = dt if isinstance(dt, torch.dtype) else torch.float64
     return n, dt, torch.device(dev) if dev is not None else torch.device('cpu')
 
-# %% ../nbs/14_operators.ipynb #3cd3d72b
+# %% ../nbs/14_operators.ipynb #3d465922
 def as_matvec(op) -> Callable[[Tensor], Tensor]:
     "V (N,) or (N, k) ↦ op @ V as a torch tensor in V's dtype and device."
     n, dt, dev = operator_info(op)
