@@ -333,7 +333,7 @@ def demo_plot(rep: dict, path: str):
     "Bar charts of the demo report: κ exact vs Hutchinson (±2 se), and Tr(H_l), λ_max per layer."
     from matplotlib.figure import Figure   # no pyplot: the caller's backend is left alone
     L = rep['layers']; xs = range(len(L)); names = [l['layer'] for l in L]
-    fig = Figure(figsize=(9, 3.2)); ax = fig.subplots(1, 2)
+    fig = Figure(figsize=(8, 3.2)); ax = fig.subplots(1, 2)
     ax[0].bar([x - 0.2 for x in xs], [l['relative_flatness'] for l in L], 0.4, label='exact')
     ax[0].bar([x + 0.2 for x in xs], [l['hutchinson'] for l in L], 0.4, yerr=[2 * l['hutchinson_se'] for l in L],
               label='Hutchinson ± 2 se')
