@@ -5,12 +5,13 @@
 # %% ../nbs/14_operators.ipynb #302885ac
 from __future__ import annotations
 from typing import Callable, Sequence
+import itertools
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import patch
-from .core import (all_finite, first_loss_check, flatten_params, mha_modules,
+from .core import (all_finite, check_second_order, first_loss_check, flatten_params, mha_modules,
                               sample_mean, unwrap_model)
-from .hessian import _hvp_batch, _loss_of_params, _named_params
+from .hessian import HVP_CHUNK, _hvp_batch, _hvp_chunk, _loss_of_params, _named_params
 from .estimators import _ggn_batch
 
 # %% auto #0
@@ -116,12 +117,79 @@ def __matmul__(self: CurvatureOperator, V: Tensor) -> Tensor:
     return out[:, 0] if V.dim() == 1 else out
 
 # %% ../nbs/14_operators.ipynb #abcd12f6
+def _grad_graph(L, p0, x, y):
+    "One batch's loss gradient with its graph kept: (gradients, inputs, live indices)."
+    with torch.enable_grad():
+        w = {k: p.clone().requires_grad_() for k, p in p0.items()}
+        loss = L(w, x, y); check_second_order(loss, "a Hessian-vector product")
+        g = torch.autograd.grad(loss, list(w.values()), create_graph=True,
+                                allow_unused=True)
+    live = [i for i, t in enumerate(g) if t is not None and t.requires_grad]
+    return [g[i] for i in live], list(w.values()), live
+
+def _graph_hvp(graph, V):
+    "Σ over the graph's batch of H·v per direction (V: dict with a probe axis)."
+    outs, ins, live = graph; names = list(V)
+    if not live: return {k: torch.zeros_like(v) for k, v in V.items()}
+    cot, P = [V[names[i]] for i in live], len(V[names[0]])
+    with torch.enable_grad():
+        parts = [_hvp_chunk(outs, ins, [c[j:j + HVP_CHUNK] for c in cot])
+                 for j in range(0, P, HVP_CHUNK)]
+    return {k: torch.zeros_like(V[k]) if parts[0][i] is None
+            else torch.cat([h[i] for h in parts]).detach() for i, k in enumerate(names)}
+
+
+# %% ../nbs/14_operators.ipynb #c0b489e5
+def _one_batch(data, batch_size) -> bool:
+    "Whether `data` are (X, y) tensors that make one batch."
+    return (isinstance(data, (tuple, list)) and len(data) == 2
+            and all(torch.is_tensor(t) for t in data) and len(data[0]) <= batch_size)
+
 class HessianOperator(CurvatureOperator):
     "The Hessian H of E_emp with respect to `params`, as an operator."
     kind = 'hessian'
-    def _batch(self, V):
-        L = _loss_of_params(self.model, self.loss_fn)
+    def __init__(self, model: nn.Module, # the network, in eval mode
+                 data, # (X, y) tensors or an iterable of (x, y) batches
+                 loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
+                 params=None, # None (all), parameter or module names, modules
+                 batch_size: int = 512, # batch size used to split (X, y) tensors
+                 max_block: int | None = None, # most vectors per pass (None: all)
+                 reuse_graph: bool | None = None, # keep gradient graphs (None: one batch)
+                ):
+        super().__init__(model, data, loss_fn, params, batch_size, max_block)
+        if reuse_graph not in (None, True, False):
+            raise ValueError("reuse_graph must be True, False or None, "
+                             f"got {reuse_graph!r}")
+        self.reuse_graph, self._graphs, self._key = reuse_graph, [], None
+
+
+# %% ../nbs/14_operators.ipynb #7abe702e
+@patch
+def _graph_key(self: HessianOperator):
+    "Version counters of parameters, buffers and data tensors (a change: rebuild)."
+    ts = [*self.model.parameters(), *self.model.buffers()]
+    if isinstance(self.data, (tuple, list)):
+        ts += [t for t in self.data if torch.is_tensor(t)]
+    return tuple(t._version for t in ts)
+
+@patch
+def _batch(self: HessianOperator, V):
+    "Per batch: H·V over a kept gradient graph, or with the graph built anew."
+    L = _loss_of_params(self.model, self.loss_fn)
+    keep = self.reuse_graph
+    if keep is None: keep = _one_batch(self.data, self.batch_size)
+    if not keep:
+        self._graphs, self._key = [], None
         return lambda x, y: _hvp_batch(L, self.p0, V, x, y)
+    key = self._graph_key()
+    if key != self._key: self._graphs, self._key = [], key
+    count = itertools.count()
+    def batch(x, y):
+        i = next(count)
+        if i == len(self._graphs): self._graphs.append(_grad_graph(L, self.p0, x, y))
+        return _graph_hvp(self._graphs[i], V)
+    return batch
+
 
 # %% ../nbs/14_operators.ipynb #0f9d7468
 class GGNOperator(CurvatureOperator):
@@ -179,8 +247,10 @@ def block(self: CurvatureOperator,
     out = [n for n in names if n not in self.names]
     if out: raise ValueError(f"{out} are not among this operator's parameters; a block "
                              f"is a subset of {self.names}")
-    return type(self)(self.model, self.data, self.loss_fn, names, self.batch_size,
-                      self.max_block)
+    out = type(self)(self.model, self.data, self.loss_fn, names, self.batch_size,
+                     self.max_block)
+    if hasattr(self, 'reuse_graph'): out.reuse_graph = self.reuse_graph
+    return out
 
 # %% ../nbs/14_operators.ipynb #5725d55a
 @patch

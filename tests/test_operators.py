@@ -58,3 +58,17 @@ def test_scipy_and_refusals(setting):
     with pytest.raises(ValueError, match='a vector'): op @ torch.ones(3, dtype=torch.float64)
     with pytest.raises(ValueError, match='names neither'): resolve_params(m, 'nope')
     with pytest.raises(TypeError, match='expected an operator'): operator_info(torch.eye(3))
+
+
+@pytest.mark.parametrize("bs,reuse", [(64, None), (8, True)])
+def test_reuse_graph(setting, bs, reuse):
+    "A kept gradient graph gives the products of a rebuilt one, and is rebuilt when the weights change."
+    m, d = setting
+    V = torch.randn(sum(p.numel() for p in m.parameters()), 3, dtype=torch.float64)
+    op, op0 = (HessianOperator(m, d, batch_size=bs, reuse_graph=r) for r in (reuse, False))
+    ref = op0 @ V
+    assert rel_err(op @ V, ref) < 1e-12 and rel_err(op @ V, ref) < 1e-12
+    assert len(op._graphs) == -(-20 // bs) and op0._graphs == []
+    assert op.block('3').reuse_graph is reuse
+    with torch.no_grad(): m[3].weight.mul_(1.5)
+    assert rel_err(op @ V, dense_hessian(m, d) @ V) < 1e-10
