@@ -11,9 +11,9 @@ from .core import linear_layers, check_loss, model_device_dtype, supported_layer
 from .testing import device_name   # the FLATNESS_DEVICE switch
 
 # %% auto #0
-__all__ = ['LOSSES', 'COMMANDS', 'CLIError', 'eager_from_torchscript', 'check_file', 'import_factory', 'load_model', 'load_data',
-           'check_device', 'check_out', 'check_distributed', 'measure_layers', 'write_rows', 'cmd_measure', 'demo_plot',
-           'cmd_demo', 'cmd_sweep', 'cmd_bench', 'build_parser', 'main']
+__all__ = ['LOSSES', 'LATER_COMMANDS', 'COMMANDS', 'CLIError', 'eager_from_torchscript', 'check_file', 'import_factory',
+           'load_model', 'load_data', 'check_device', 'check_out', 'check_distributed', 'measure_layers', 'write_rows',
+           'cmd_measure', 'demo_plot', 'cmd_demo', 'cmd_sweep', 'cmd_bench', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #6acd02a7
 class CLIError(Exception):
@@ -381,6 +381,10 @@ def _add(p, *names, **kw):
     "Add one argument to parser `p`; returns `p` (for chaining)."
     p.add_argument(*names, **kw); return p
 
+# %% ../nbs/09_cli.ipynb #latercmd2
+LATER_COMMANDS = {'spectrum': ('spectrum', 'spectrum'), 'landscape': ('landscape', 'landscape'),
+                  'train': ('training', 'train')}   # command: (module, name of its add_/cmd_ functions)
+
 # %% ../nbs/09_cli.ipynb #a47e01dd
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `flatness-nb`; every command takes only the options it uses."
@@ -415,20 +419,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add(b, '--n', type=_count, default=2000); _add(b, '--out', default=None, help='JSON file for the results')
     _add(b, '--device', default=device_name()); _add(b, '--dtype', default='float32', choices=['float32', 'float64'])
     _add(b, '--batch-size', type=_count, default=500); _add(b, '--no-memory', action='store_true')
-    from flatness_nb.spectrum import add_spectrum_parser     # the commands of the later chapters add their own
-    from flatness_nb.landscape import add_landscape_parser   # parsers (imported here: they import this module)
-    from flatness_nb.training import add_train_parser
-    for add in (add_spectrum_parser, add_landscape_parser, add_train_parser): add(sub, parents=[dbg])
+    for module, name in LATER_COMMANDS.values():    # the later chapters' commands add their own parsers
+        getattr(importlib.import_module(f'flatness_nb.{module}'), f'add_{name}_parser')(sub, parents=[dbg])
     return p
 
 # %% ../nbs/09_cli.ipynb #e9b5610b
 def _later(module, name):
     "A command defined in a later chapter's module, imported when it runs."
-    return lambda a: getattr(importlib.import_module(f'flatness_nb.{module}'), name)(a)
+    return lambda a: getattr(importlib.import_module(f'flatness_nb.{module}'), f'cmd_{name}')(a)
 
 COMMANDS = {'demo': cmd_demo, 'measure': cmd_measure, 'sweep': cmd_sweep, 'bench': cmd_bench,
-            'spectrum': _later('spectrum', 'cmd_spectrum'), 'landscape': _later('landscape', 'cmd_landscape'),
-            'train': _later('training', 'cmd_train')}
+            **{cmd: _later(*where) for cmd, where in LATER_COMMANDS.items()}}
 _EXPECTED = (CLIError, ValueError, TypeError, OSError)   # errors whose message already says what went wrong
 
 # %% ../nbs/09_cli.ipynb #46134768
