@@ -143,8 +143,8 @@ def _residual_batch(model, loss_fn, p0, V, blocks):
 
 # %% ../nbs/01b_estimators.ipynb #b904e106
 @takes_model
-def residual_trace(model: nn.Module, # the network, in eval mode
-                   data, # (X, y) tensors or an iterable of (x, y) batches
+def residual_trace(model: nn.Module, # the network, in eval mode; or a residual operator (H − G, anything with @ and shape)
+                   data=None, # (X, y) tensors or an iterable of (x, y) batches (None with an operator)
                    loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
                    params: Sequence[str] | None = None, # parameter names (default: all)
                    seed: int = 0, # seed of the probe generator
@@ -153,6 +153,14 @@ def residual_trace(model: nn.Module, # the network, in eval mode
                    **kw, # stopping rule: probes_per_pass, min_probes, max_probes, rtol
                   ) -> Estimate:
     "Tr(H − G) over `params` by Hutchinson, each probe's value vᵀHv − vᵀGv computed as one number, with its standard error."
+    if not isinstance(model, nn.Module):                # an operator for H − G (ResidualOperator, H - G of curvlinops')
+        if getattr(model, 'kind', None) in ('hessian', 'ggn'):
+            raise ValueError(f"residual_trace needs a residual operator, got a {model.kind} operator; pass H - G")
+        if data is not None or params is not None:
+            raise ValueError("an operator has its own data and parameters; pass op.block(names) for a block, no data")
+        from flatness_nb.spectrum import hutchinson_op
+        return hutchinson_op(model, seed, **kw)             # flat probes over the whole operator (blockwise n/a)
+    if data is None: raise ValueError("data are needed with a model (data=None only with an operator)")
     p0 = _params(model, params); check_eval(model)
     dev, dt = model_device_dtype(model)
     gen = torch.Generator(device=dev).manual_seed(seed)

@@ -473,8 +473,8 @@ def hutchinson_relative_flatness(model: nn.Module, # the network, in eval mode
 
 # %% ../nbs/01_hessian.ipynb #844e0861
 @takes_model
-def hutchinson_trace(model: nn.Module, # the network, in eval mode
-                     data, # (X, y) tensors or an iterable of (x, y) batches
+def hutchinson_trace(model: nn.Module, # the network, in eval mode; or an operator (anything with @ and shape)
+                     data=None, # (X, y) tensors or an iterable of (x, y) batches (None with an operator)
                      loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
                      params: Sequence[str] | None = None, # parameter names (default: all)
                      seed: int = 0, # seed of the probe generator
@@ -482,6 +482,12 @@ def hutchinson_trace(model: nn.Module, # the network, in eval mode
                      **kw, # stopping rule: probes_per_pass, min_probes, max_probes, rtol
                     ) -> Estimate:
     "Tr of the Hessian block of `params`, estimated with Rademacher probes."
+    if not isinstance(model, nn.Module):                # an operator (ours, curvlinops, SciPy): spectrum.hutchinson_op
+        if data is not None or params is not None:
+            raise ValueError("an operator has its own data and parameters; pass op.block(names) for a block, no data")
+        from flatness_nb.spectrum import hutchinson_op
+        return hutchinson_op(model, seed, **kw)
+    if data is None: raise ValueError("data are needed with a model (data=None only with an operator)")
     names = list(params) if params is not None else [n for n, _ in model.named_parameters()]
     p0 = _named_params(model, names)
     dev, dt = model_device_dtype(model)

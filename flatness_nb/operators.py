@@ -139,7 +139,7 @@ def _graph_hvp(graph, V):
             else torch.cat([h[i] for h in parts]).detach() for i, k in enumerate(names)}
 
 
-# %% ../nbs/14_operators.ipynb #c0b489e5
+# %% ../nbs/14_operators.ipynb #a472bb4a
 def _one_batch(data, batch_size) -> bool:
     "Whether `data` are (X, y) tensors that make one batch."
     return (isinstance(data, (tuple, list)) and len(data) == 2
@@ -163,7 +163,7 @@ class HessianOperator(CurvatureOperator):
         self.reuse_graph, self._graphs, self._key = reuse_graph, [], None
 
 
-# %% ../nbs/14_operators.ipynb #7abe702e
+# %% ../nbs/14_operators.ipynb #9de9874e
 @patch
 def _graph_key(self: HessianOperator):
     "Version counters of parameters, buffers and data tensors (a change: rebuild)."

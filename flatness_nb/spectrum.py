@@ -16,8 +16,8 @@ from .operators import (GGNOperator, HessianOperator, ResidualOperator,
 
 # %% auto #0
 __all__ = ['WHICH', 'KINDS', 'Eigenpairs', 'eigenpairs', 'SpectralDensity', 'spectral_density', 'wasserstein1', 'BlockSpectrum',
-           'layer_spectra', 'plot_layer_spectra', 'lambda_max_op', 'hutchpp_op', 'cmd_spectrum', 'add_spectrum_parser',
-           'spectrum_benchmark']
+           'layer_spectra', 'plot_layer_spectra', 'lambda_max_op', 'hutchpp_op', 'hutchinson_op', 'cmd_spectrum',
+           'add_spectrum_parser', 'spectrum_benchmark']
 
 # %% ../nbs/15_spectrum.ipynb #3002e007
 def _orth(w: Tensor, # a vector (N,)
@@ -429,6 +429,20 @@ def hutchpp_op(op, # an operator: anything with `@` and a square `shape`
     vals = (Pg * A(Pg)).sum(1)
     se = (vals.std() / math.sqrt(r)).item() if r > 1 else float('inf')
     return Estimate(inside + vals.mean().item(), se, r)
+
+# %% ../nbs/15_spectrum.ipynb #37ca4c41
+def hutchinson_op(op, # an operator: anything with `@` and a square `shape`
+                  seed: int = 0, # seed of the probes
+                  **kw, # stopping rule: probes_per_pass, min_probes, max_probes, rtol
+                 ) -> Estimate:
+    "Hutchinson estimate of an operator's trace with Rademacher probes, with its stderr."
+    from flatness_nb.hessian import _probe, hutchinson
+    N, dt, dev = operator_info(op); mv = as_matvec(op)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    draw = lambda p: {'v': _probe((p, N), gen, 'rademacher', dt, dev)}
+    quad = lambda V: (V['v'] * mv(V['v'].T).T).sum(1)
+    return hutchinson(draw, quad, **kw)
+
 
 # %% ../nbs/15_spectrum.ipynb #5602804b
 def _density_record(s: BlockSpectrum) -> dict:

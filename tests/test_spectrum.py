@@ -77,3 +77,24 @@ def test_consumers_take_operators(setting):
     assert abs(lambda_max(op.to_scipy()) - lambda_max_op(op)) < 1e-10
     assert abs(hutchpp_trace(op, matvecs=30).value - hutchpp_trace(m, d, matvecs=30).value) < 1e-9
     assert abs(hutchpp_op(op, 30).value - hutchpp_trace(m, d, matvecs=30).value) < 1e-9
+
+
+def test_hutchinson_estimators_take_operators(setting):
+    "hutchinson_trace and residual_trace on an operator: the model path's value on the same probes, and near Tr."
+    from flatness_nb.estimators import residual_trace
+    from flatness_nb.hessian import hutchinson_trace
+    from flatness_nb.operators import ResidualOperator, GGNOperator
+    m, d = setting
+    kw, w = dict(min_probes=6, max_probes=6, probes_per_pass=3), ['2.weight']
+    a = hutchinson_trace(HessianOperator(m, d, params=w), **kw)
+    assert abs(a.value - hutchinson_trace(m, d, params=w, **kw).value) < 1e-10 * (1 + abs(a.value))
+    r = residual_trace(ResidualOperator(m, d, params=w), **kw).value
+    assert abs(r - residual_trace(m, d, params=w, blockwise=False, **kw).value) < 1e-10 * (1 + abs(r))
+    op = HessianOperator(m, d)
+    e, tr = hutchinson_trace(op, max_probes=300), dense_hessian(m, d).trace().item()
+    assert abs(e.value - tr) < 4 * e.stderr
+    diff = residual_trace(op - GGNOperator(m, d), max_probes=300)
+    assert diff.n > 0
+    with pytest.raises(ValueError, match='a residual operator'): residual_trace(op)
+    with pytest.raises(ValueError, match='op.block'): hutchinson_trace(op, d)
+    with pytest.raises(ValueError, match='data are needed'): hutchinson_trace(m)
