@@ -696,7 +696,7 @@ def train_run(
     eta: float = 0.01,
     lam: float = 0.1,  # SAM/ASAM radius, ASAM η, penalty weight
     layer: str | None = None,  # penalised / logged layer (default: the last nn.Linear)
-    normalized: bool = False,  # Theorem 4 normalisation of the penalty ('flat', 'sam+flat')
+    normalized: bool = False,  # Theorem 4 normalisation of the penalty
     label: str | None = None,  # the rows' method name (default: `method`)
     measure_at: Sequence[
         int
@@ -705,6 +705,7 @@ def train_run(
     loss_fn: Callable = F.cross_entropy,  # the training loss
 ) -> list[dict]:
     "Train with one method; one row per epoch: step time, loss, accuracies, measures."
+    # a run whose loss or weights stop being finite ends there, marked diverged
     layer = layer or head_name(model)
     tr = FlatTrainer(
         model,
@@ -736,9 +737,13 @@ def train_run(
                 )["loss"]
             )
             spent += time.perf_counter() - t
+            if not math.isfinite(losses[-1]):
+                break  # diverged: the run stops and is reported as such
             if time_budget is not None and spent >= time_budget:
                 break
         ep += 1
+        finite = all(torch.isfinite(p).all() for p in model.parameters())
+        diverged = not (math.isfinite(losses[-1]) and finite)
         row = dict(
             method=label or method,
             epoch=ep,
@@ -747,12 +752,15 @@ def train_run(
             train_loss=sum(losses) / len(losses),
             test_acc=accuracy(model, test),
             train_acc=accuracy(model, train),
+            diverged=diverged,
         )
-        if ep in measure_at or (
+        if not diverged and (ep in measure_at or (
             time_budget is not None and spent >= time_budget and measure_at
-        ):
+        )):
             row.update(flatness_log(model, meas, layer, loss_fn))
         rows.append(row)
+        if diverged:
+            break
     return rows
 
 # %% ../nbs/17_training.ipynb #496a18a3
