@@ -132,7 +132,7 @@ def _probe_data(data, batch_size, k=ROUTE_SAMPLES):
     x, y = next(iter(iter_batches(data, batch_size)))
     return [(x[:k], y[:k])]
 
-def _columns(model, loss_fn, pac_bayes, compression, lanczos_iters, seed, batch_size) -> dict:
+def _columns(model, loss_fn, pac_bayes, compression, lanczos_iters, seed, batch_size, eig_k=0) -> dict:
     "measure_all's measures: name → function (train, test) → its columns."
     def risks(tr, te):
         r = dict(train_loss=empirical_risk(model, tr, loss_fn, batch_size), test_loss=empirical_risk(model, te, loss_fn, batch_size),
@@ -161,7 +161,11 @@ def _columns(model, loss_fn, pac_bayes, compression, lanczos_iters, seed, batch_
                 lambda_max=lambda tr, te: dict(lambda_max=lambda_max(model, tr, loss_fn, iters=lanczos_iters, seed=seed, batch_size=batch_size)),
                 fisher_rao=lambda tr, te: dict(fisher_rao=fisher_rao_norm(model, tr, loss_fn, batch_size)),
                 weight_norms=lambda tr, te: weight_norms(model), adaptive_sharpness=adaptive)
-    return {**cols, **(dict(pac_bayes=pac) if pac_bayes else {}), **(dict(compression=comp) if compression else {})}
+    def spectra(tr, te):
+        from flatness_nb.spectrum import layer_eigenvalues     # λ_min(H); top-k and λ_min of each layer's block
+        return layer_eigenvalues(model, tr, loss_fn, eig_k, seed=seed, batch_size=batch_size)
+    return {**cols, **(dict(pac_bayes=pac) if pac_bayes else {}), **(dict(compression=comp) if compression else {}),
+            **(dict(spectra=spectra) if eig_k else {})}
 
 # %% ../nbs/07_measures.ipynb #78396667
 @takes_model
@@ -188,9 +192,10 @@ def measure_all(model: nn.Module, # the network, in eval mode
                 lanczos_iters: int = 40, # Lanczos steps for λ_max
                 seed: int = 0, # seed of every random probe or draw
                 batch_size: int = 512, # batch size used to split (X, y) tensors
+                eig_k: int = 0, # > 0: λ_min(H) and each layer's top eig_k and λ_min (spectrum.layer_eigenvalues)
                ) -> dict:
     "Every measure for one model as one flat dict; a measure that cannot run here is skipped (column 'skipped', a warning)."
-    cols, skipped, row = _columns(model, loss_fn, pac_bayes, compression, lanczos_iters, seed, batch_size), {}, {}
+    cols, skipped, row = _columns(model, loss_fn, pac_bayes, compression, lanczos_iters, seed, batch_size, eig_k), {}, {}
     probe = _probe_data(train, batch_size), _probe_data(test, batch_size)
     for name, f in cols.items():                      # every measure tried on a few samples before any full pass
         try:

@@ -9,9 +9,11 @@ import itertools
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import patch
-from .core import (all_finite, check_second_order, first_loss_check, flatten_params, mha_modules,
+from .core import (all_finite, check_second_order, first_loss_check,
+                              flatten_params, mha_modules,
                               sample_mean, unwrap_model)
-from .hessian import HVP_CHUNK, _hvp_batch, _hvp_chunk, _loss_of_params, _named_params
+from .hessian import (HVP_CHUNK, _hvp_batch, _hvp_chunk, _loss_of_params,
+                                 _named_params)
 from .estimators import _ggn_batch
 
 # %% auto #0
@@ -154,7 +156,7 @@ class HessianOperator(CurvatureOperator):
                  params=None, # None (all), parameter or module names, modules
                  batch_size: int = 512, # batch size used to split (X, y) tensors
                  max_block: int | None = None, # most vectors per pass (None: all)
-                 reuse_graph: bool | None = None, # keep gradient graphs (None: one batch)
+                 reuse_graph: bool | None = None, # keep gradient graphs (None: 1 batch)
                 ):
         super().__init__(model, data, loss_fn, params, batch_size, max_block)
         if reuse_graph not in (None, True, False):

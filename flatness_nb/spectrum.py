@@ -16,8 +16,8 @@ from .operators import (GGNOperator, HessianOperator, ResidualOperator,
 
 # %% auto #0
 __all__ = ['WHICH', 'KINDS', 'Eigenpairs', 'eigenpairs', 'SpectralDensity', 'spectral_density', 'wasserstein1', 'BlockSpectrum',
-           'layer_spectra', 'plot_layer_spectra', 'lambda_max_op', 'hutchpp_op', 'hutchinson_op', 'cmd_spectrum',
-           'add_spectrum_parser', 'spectrum_benchmark']
+           'layer_spectra', 'plot_layer_spectra', 'lambda_max_op', 'hutchpp_op', 'hutchinson_op', 'layer_eigenvalues',
+           'cmd_spectrum', 'add_spectrum_parser', 'spectrum_benchmark']
 
 # %% ../nbs/15_spectrum.ipynb #3002e007
 def _orth(w: Tensor, # a vector (N,)
@@ -430,18 +430,49 @@ def hutchpp_op(op, # an operator: anything with `@` and a square `shape`
     se = (vals.std() / math.sqrt(r)).item() if r > 1 else float('inf')
     return Estimate(inside + vals.mean().item(), se, r)
 
-# %% ../nbs/15_spectrum.ipynb #37ca4c41
+# %% ../nbs/15_spectrum.ipynb #bf251535
 def hutchinson_op(op, # an operator: anything with `@` and a square `shape`
                   seed: int = 0, # seed of the probes
                   **kw, # stopping rule: probes_per_pass, min_probes, max_probes, rtol
                  ) -> Estimate:
-    "Hutchinson estimate of an operator's trace with Rademacher probes, with its stderr."
+    "Hutchinson estimate of an operator's trace (Rademacher probes), with its stderr."
     from flatness_nb.hessian import _probe, hutchinson
     N, dt, dev = operator_info(op); mv = as_matvec(op)
     gen = torch.Generator(device=dev).manual_seed(seed)
     draw = lambda p: {'v': _probe((p, N), gen, 'rademacher', dt, dev)}
     quad = lambda V: (V['v'] * mv(V['v'].T).T).sum(1)
     return hutchinson(draw, quad, **kw)
+
+
+# %% ../nbs/15_spectrum.ipynb #4f98437f
+def layer_eigenvalues(model: nn.Module, # the network, in eval mode
+                      data, # (X, y) tensors or an iterable of (x, y) batches
+                      loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
+                      k: int = 3, # top eigenvalues per layer
+                      layers: Sequence[str] | None = None, # layer names (None: all)
+                      tol: float = 1e-6, # relative residual of each eigenpair
+                      seed: int = 0, # seed of the start vectors
+                      batch_size: int = 512, # batch size used to split (X, y) tensors
+                     ) -> dict:
+    "λ_min(H), and each layer's top-k eigenvalues and λ_min of H_ll, as flat columns."
+    import warnings
+    from flatness_nb.core import linear_layers
+    _check_count('k', k)
+    names = list(linear_layers(model)) if layers is None else list(layers)
+    op = HessianOperator(model, data, loss_fn, batch_size=batch_size)
+    def eig(o, kk, which, col):
+        e = eigenpairs(o, min(kk, o.shape[0]), which, tol=tol, seed=seed)
+        if not e.converged:
+            warnings.warn(f"{col}: Lanczos stopped at relative residual "
+                          f"{(e.residuals.max() / e.values.abs().max()).item():.1e}")
+        return e.values.tolist()
+    row = dict(lambda_min=eig(op, 1, 'SA', 'lambda_min')[0])
+    for l in names:
+        b = op.block(l)
+        top = eig(b, k, 'LA', f'lambda_1..{k}[{l}]')
+        row.update({f"lambda_{i + 1}[{l}]": v for i, v in enumerate(top)})
+        row[f"lambda_min[{l}]"] = eig(b, 1, 'SA', f'lambda_min[{l}]')[0]
+    return row
 
 
 # %% ../nbs/15_spectrum.ipynb #5602804b

@@ -98,3 +98,20 @@ def test_hutchinson_estimators_take_operators(setting):
     with pytest.raises(ValueError, match='a residual operator'): residual_trace(op)
     with pytest.raises(ValueError, match='op.block'): hutchinson_trace(op, d)
     with pytest.raises(ValueError, match='data are needed'): hutchinson_trace(m)
+
+
+def test_layer_eigenvalues_and_measure_all(setting):
+    "λ_min and each layer's top-k / λ_min against dense eigh, and as measure_all columns (eig_k)."
+    from flatness_nb.measures import measure_all
+    from flatness_nb.spectrum import layer_eigenvalues
+    m, d = setting
+    cols = layer_eigenvalues(m, d, k=2)
+    ev = torch.linalg.eigvalsh(dense_hessian(m, d))
+    assert abs(cols['lambda_min'] - ev[0].item()) < 1e-6 * ev.abs().max()
+    for l in ('0', '2'):
+        eb = torch.linalg.eigvalsh(dense_hessian(m, d, params=[f'{l}.weight', f'{l}.bias']))
+        got = torch.tensor([cols[f'lambda_1[{l}]'], cols[f'lambda_2[{l}]'], cols[f'lambda_min[{l}]']])
+        assert (got - torch.stack([eb[-1], eb[-2], eb[0]])).abs().max() < 1e-6 * eb.abs().max()
+    row = measure_all(m, d, d, pac_bayes=False, compression=False, lanczos_iters=10, eig_k=2)
+    assert all(abs(row[k] - v) < 1e-8 * (1 + abs(v)) for k, v in cols.items())
+    assert 'lambda_min' not in measure_all(m, d, d, pac_bayes=False, compression=False, lanczos_iters=10)
