@@ -444,7 +444,7 @@ def hutchinson_op(op, # an operator: anything with `@` and a square `shape`
     return hutchinson(draw, quad, **kw)
 
 
-# %% ../nbs/15_spectrum.ipynb #4f98437f
+# %% ../nbs/15_spectrum.ipynb #dd09fddb
 def layer_eigenvalues(model: nn.Module, # the network, in eval mode
                       data, # (X, y) tensors or an iterable of (x, y) batches
                       loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
