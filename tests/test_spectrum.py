@@ -115,3 +115,19 @@ def test_layer_eigenvalues_and_measure_all(setting):
     row = measure_all(m, d, d, pac_bayes=False, compression=False, lanczos_iters=10, eig_k=2)
     assert all(abs(row[k] - v) < 1e-8 * (1 + abs(v)) for k, v in cols.items())
     assert 'lambda_min' not in measure_all(m, d, d, pac_bayes=False, compression=False, lanczos_iters=10)
+
+
+def test_hutchinson_on_curvlinops(setting):
+    "curvlinops' Hessian and GGN operators plug into hutchinson_trace and residual_trace (H - G): ours on the same probes."
+    from flatness_nb.estimators import residual_trace
+    from flatness_nb.hessian import hutchinson_trace
+    cl = pytest.importorskip('curvlinops')
+    m, d = setting
+    args = (m, nn.CrossEntropyLoss(), list(m.parameters()), [d])
+    H, G = cl.HessianLinearOperator(*args), cl.GGNLinearOperator(*args)
+    kw = dict(min_probes=6, max_probes=6, probes_per_pass=3)
+    a, b = hutchinson_trace(H, **kw).value, hutchinson_trace(HessianOperator(m, d), **kw).value
+    assert abs(a - b) < 1e-9 * (1 + abs(b))
+    from flatness_nb.operators import DifferenceOperator
+    r = residual_trace(DifferenceOperator(H, G), **kw).value
+    assert abs(r - residual_trace(HessianOperator(m, d) - GGNOperator(m, d), **kw).value) < 1e-9 * (1 + abs(r))
