@@ -22,7 +22,7 @@ from .sweep import loss_hessian_factor
 # %% auto #0
 __all__ = ['PENALTY_TYPES', 'ROUTES', 'METHODS', 'capture_forward', 'feature_spread_batch', 'check_penalty_route',
            'loss_and_penalty', 'flatness_penalty', 'dense_penalty', 'FlatTrainer', 'fam_authors', 'SmallCNN',
-           'make_model', 'head_name', 'flatness_log', 'accuracy', 'train_run', 'load_protocol_data', 'write_curves',
+           'make_model', 'head_name', 'flatness_log', 'accuracy', 'load_protocol_data', 'write_curves', 'train_run',
            'add_train_parser', 'cmd_train']
 
 # %% ../nbs/17_training.ipynb #41ad884c
@@ -153,7 +153,7 @@ def _layer_kappa(mod, phi, z, is_out, out, y, loss_fn, normalized, factor):
         per = (sig.T[..., None, None] * M**2).sum((0, 2, 3))
     return per.mean()
 
-# %% ../nbs/17_training.ipynb #502007c6
+# %% ../nbs/17_training.ipynb #ce2ff7ed
 @contextlib.contextmanager
 def _eval_mode(model):
     "Every module in eval mode inside the block, each module's own mode restored after."
@@ -192,7 +192,7 @@ def check_penalty_route(
         )
     return got
 
-# %% ../nbs/17_training.ipynb #72d30e22
+# %% ../nbs/17_training.ipynb #309f9b0c
 def loss_and_penalty(
     model: nn.Module,  # the network (train or eval mode)
     layers,  # a layer (name or module) or a list of them; their κ are summed
@@ -239,7 +239,7 @@ def loss_and_penalty(
     )
     return loss, kappa
 
-# %% ../nbs/17_training.ipynb #80e7ca78
+# %% ../nbs/17_training.ipynb #58d66839
 def flatness_penalty(
     model: nn.Module,  # the network (train or eval mode)
     layers,  # a layer (name or module) or a list of them; their κ are summed
@@ -252,7 +252,7 @@ def flatness_penalty(
     "κ^φ_Tr of the batch (summed over `layers`), differentiable in all parameters."
     return loss_and_penalty(model, layers, batch, loss_fn, normalized, route, check)[1]
 
-# %% ../nbs/17_training.ipynb #4e16dad7
+# %% ../nbs/17_training.ipynb #ebf455ad
 def dense_penalty(
     model: nn.Module,  # a small network in eval mode (dense Hessians are formed)
     layers,  # a layer (name or module) or a list of them
@@ -291,7 +291,7 @@ def dense_penalty(
 
     return kappa
 
-# %% ../nbs/17_training.ipynb #18b6af1c
+# %% ../nbs/17_training.ipynb #5a4da949
 METHODS = ("base", "sam", "asam", "flat", "sam+flat", "fam")
 
 def _bn_buffers(model):
@@ -363,7 +363,7 @@ class FlatTrainer:
         self.names = {p: n for n, p in self.net.named_parameters()}
         self._checked = False
 
-# %% ../nbs/17_training.ipynb #98122449
+# %% ../nbs/17_training.ipynb #2a7a3e05
 @patch
 def _ctx(self: FlatTrainer):
     "The forward passes' autocast context (mixed precision), or none."
@@ -371,12 +371,10 @@ def _ctx(self: FlatTrainer):
         torch.autocast(**self.autocast) if self.autocast else contextlib.nullcontext()
     )
 
-# %% ../nbs/17_training.ipynb #1d0fc324
 @patch
 def _scale(self: FlatTrainer, t):
     return self.scaler.scale(t) if self.scaler is not None else t
 
-# %% ../nbs/17_training.ipynb #aef3adfb
 @patch
 def _no_sync(self: FlatTrainer):
     "DDP: no all-reduce in the ascent pass (each replica uses its own gradient)."
@@ -386,7 +384,7 @@ def _no_sync(self: FlatTrainer):
         else contextlib.nullcontext()
     )
 
-# %% ../nbs/17_training.ipynb #6897d005
+# %% ../nbs/17_training.ipynb #15332cc1
 @patch
 def _objective(self: FlatTrainer, x, y, penalty: bool):
     "(loss, κ or None) from one forward pass; κ where the method penalises it, λ > 0."
@@ -409,7 +407,7 @@ def _objective(self: FlatTrainer, x, y, penalty: bool):
         self.model, mods, (x, y), self.loss_fn, self.normalized, self.route, check=False
     )
 
-# %% ../nbs/17_training.ipynb #cfef6f4c
+# %% ../nbs/17_training.ipynb #6dba73d2
 @patch
 def _perturbation(self: FlatTrainer, grads):
     "SAM ρg/‖g‖; ASAM ρT²g/‖Tg‖, T = |w| + η on weights; None if g is not finite."
@@ -435,7 +433,7 @@ def _perturbation(self: FlatTrainer, grads):
         for u, t, p in zip(tg, ts, self.params)
     ]
 
-# %% ../nbs/17_training.ipynb #f68c1812
+# %% ../nbs/17_training.ipynb #64f41a01
 @patch
 def _finish(self: FlatTrainer, loss, kappa):
     "Unscale once (mixed precision), clip the final gradient, step the base optimiser."
@@ -450,7 +448,7 @@ def _finish(self: FlatTrainer, loss, kappa):
         self.opt.step()
     return dict(loss=loss.item(), kappa=float("nan") if kappa is None else kappa.item())
 
-# %% ../nbs/17_training.ipynb #a1363265
+# %% ../nbs/17_training.ipynb #bacc2503
 @patch
 def step(self: FlatTrainer, batch: tuple[Tensor, Tensor]) -> dict:  # (x, y)
     "One optimisation step; returns the batch loss (at w) and κ where it was computed."
@@ -507,7 +505,7 @@ def step(self: FlatTrainer, batch: tuple[Tensor, Tensor]) -> dict:  # (x, y)
             p.grad = q if p.grad is None else p.grad + q
     return self._finish(loss, kap)
 
-# %% ../nbs/17_training.ipynb #3f22ec53
+# %% ../nbs/17_training.ipynb #8bfdd495
 def fam_authors(
     model: nn.Module,  # the network, in the mode their training step runs it
     layer,  # the penalised nn.Linear (the authors pass its weight by parameter index)
@@ -592,7 +590,7 @@ def fam_authors(
         f"variant must be 'neuronwise' or 'layerwise_trace', got {variant!r}"
     )
 
-# %% ../nbs/17_training.ipynb #d517940e
+# %% ../nbs/17_training.ipynb #0c884133
 class SmallCNN(nn.Module):
     "Two ReLU convolutions (stride 1, 2), a hidden linear layer, a head; flat inputs."
 
@@ -648,7 +646,7 @@ def head_name(model: nn.Module) -> str:
         raise ValueError("the model has no nn.Linear layer to penalise")
     return names[-1]
 
-# %% ../nbs/17_training.ipynb #ab3ef730
+# %% ../nbs/17_training.ipynb #c43566bc
 def flatness_log(
     model: nn.Module,  # the network (in eval mode for the measures, then restored)
     data: tuple[Tensor, Tensor],  # (X, y): a few hundred training samples
@@ -669,7 +667,7 @@ def flatness_log(
             nmls=c.nmls,
         )
 
-# %% ../nbs/17_training.ipynb #a30ed56f
+# %% ../nbs/17_training.ipynb #49b12f56
 def accuracy(
     model: nn.Module,  # the network (evaluated in eval mode, then restored)
     data: tuple[Tensor, Tensor],  # (X, y) with class-index labels
@@ -678,7 +676,52 @@ def accuracy(
     with _eval_mode(model), torch.no_grad():
         return (model(data[0]).argmax(1) == data[1]).double().mean().item()
 
-# %% ../nbs/17_training.ipynb #5fc43008
+# %% ../nbs/17_training.ipynb #904cb651
+def load_protocol_data(
+    dataset: str,  # 'digits' or 'mnist1d'
+    n: (
+        int | None
+    ) = None,  # MNIST-1D: number of signals (train + test); digits: all 1797 images
+    dtype=torch.float32,  # dtype of the inputs
+):
+    "Training and test tensors of the protocol's data sets, made locally."
+    if dataset == "digits":
+        return digits_data(dtype=dtype)
+    if dataset == "mnist1d":
+        return mnist1d_data(num_samples=n or 5000, dtype=dtype)
+    raise ValueError(f"dataset must be 'digits' or 'mnist1d', got {dataset!r}")
+
+def write_curves(
+    rows: list[dict],  # rows of train_run (several methods may be mixed)
+    out: str | Path,  # folder: curves.csv and curves.png are written there
+) -> tuple[Path, Path]:
+    "curves.csv (every row) and curves.png (test accuracy, train loss per epoch)."
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out / "curves.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, keys)
+        w.writeheader()
+        w.writerows(rows)
+    fig, ax = plt.subplots(1, 2, figsize=(8, 3.2))
+    for m in dict.fromkeys(r["method"] for r in rows):
+        rr = [r for r in rows if r["method"] == m]
+        ax[0].plot([r["epoch"] for r in rr], [r["test_acc"] for r in rr], label=m)
+        ax[1].plot([r["epoch"] for r in rr], [r["train_loss"] for r in rr], label=m)
+    ax[0].set(xlabel="epoch", ylabel="test accuracy")
+    ax[1].set(xlabel="epoch", ylabel="train loss", yscale="log")
+    ax[0].legend(fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=100)
+    plt.close(fig)
+    return out / "curves.csv", out / "curves.png"
+
+# %% ../nbs/17_training.ipynb #12555149
 def train_run(
     model: nn.Module,  # a freshly initialised network
     train: tuple[Tensor, Tensor],  # training (X, y)
@@ -763,52 +806,7 @@ def train_run(
             break
     return rows
 
-# %% ../nbs/17_training.ipynb #496a18a3
-def load_protocol_data(
-    dataset: str,  # 'digits' or 'mnist1d'
-    n: (
-        int | None
-    ) = None,  # MNIST-1D: number of signals (train + test); digits: all 1797 images
-    dtype=torch.float32,  # dtype of the inputs
-):
-    "Training and test tensors of the protocol's data sets, made locally."
-    if dataset == "digits":
-        return digits_data(dtype=dtype)
-    if dataset == "mnist1d":
-        return mnist1d_data(num_samples=n or 5000, dtype=dtype)
-    raise ValueError(f"dataset must be 'digits' or 'mnist1d', got {dataset!r}")
-
-def write_curves(
-    rows: list[dict],  # rows of train_run (several methods may be mixed)
-    out: str | Path,  # folder: curves.csv and curves.png are written there
-) -> tuple[Path, Path]:
-    "curves.csv (every row) and curves.png (test accuracy, train loss per epoch)."
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out / "curves.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, keys)
-        w.writeheader()
-        w.writerows(rows)
-    fig, ax = plt.subplots(1, 2, figsize=(8, 3.2))
-    for m in dict.fromkeys(r["method"] for r in rows):
-        rr = [r for r in rows if r["method"] == m]
-        ax[0].plot([r["epoch"] for r in rr], [r["test_acc"] for r in rr], label=m)
-        ax[1].plot([r["epoch"] for r in rr], [r["train_loss"] for r in rr], label=m)
-    ax[0].set(xlabel="epoch", ylabel="test accuracy")
-    ax[1].set(xlabel="epoch", ylabel="train loss", yscale="log")
-    ax[0].legend(fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=100)
-    plt.close(fig)
-    return out / "curves.csv", out / "curves.png"
-
-# %% ../nbs/17_training.ipynb #d36b8595
+# %% ../nbs/17_training.ipynb #1a48cbf6
 def add_train_parser(
     sub,  # the subparsers object of `flatness-nb`
     parents: Sequence = (),  # parent parsers (the shared --debug option)
