@@ -741,6 +741,7 @@ def train_run(
     layer: str | None = None,  # penalised / logged layer (default: the last nn.Linear)
     normalized: bool = False,  # Theorem 4 normalisation of the penalty
     label: str | None = None,  # the rows' method name (default: `method`)
+    clock: str = "wall",  # step time: 'wall' or 'cpu' (this thread's CPU time)
     measure_at: Sequence[
         int
     ] = (),  # epochs after which flatness_log runs (and at a time budget's end)
@@ -749,6 +750,9 @@ def train_run(
 ) -> list[dict]:
     "Train with one method; one row per epoch: step time, loss, accuracies, measures."
     # a run whose loss or weights stop being finite ends there, marked diverged
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
+    now = time.perf_counter if clock == "wall" else time.thread_time
     layer = layer or head_name(model)
     tr = FlatTrainer(
         model,
@@ -770,7 +774,7 @@ def train_run(
         perm = torch.randperm(n, generator=g)
         losses = []
         for i in range(0, n, batch_size):
-            t = time.perf_counter()
+            t = now()
             losses.append(
                 tr.step(
                     (
@@ -779,7 +783,7 @@ def train_run(
                     )
                 )["loss"]
             )
-            spent += time.perf_counter() - t
+            spent += now() - t
             if not math.isfinite(losses[-1]):
                 break  # diverged: the run stops and is reported as such
             if time_budget is not None and spent >= time_budget:
