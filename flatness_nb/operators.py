@@ -129,13 +129,21 @@ def _grad_graph(L, p0, x, y):
     live = [i for i, t in enumerate(g) if t is not None and t.requires_grad]
     return [g[i] for i in live], list(w.values()), live
 
-def _graph_hvp(graph, V):
+def _one_at_a_time(outs, ins, cot):
+    "Like hessian._hvp_chunk, with one plain backward pass per direction."
+    cols = [torch.autograd.grad(outs, ins, [c[j] for c in cot], retain_graph=True,
+                                allow_unused=True) for j in range(len(cot[0]))]
+    return [None if cols[0][i] is None else torch.stack([c[i] for c in cols])
+            for i in range(len(ins))]
+
+def _graph_hvp(graph, V, batched=True):
     "Σ over the graph's batch of H·v per direction (V: dict with a probe axis)."
     outs, ins, live = graph; names = list(V)
     if not live: return {k: torch.zeros_like(v) for k, v in V.items()}
     cot, P = [V[names[i]] for i in live], len(V[names[0]])
     with torch.enable_grad():
-        parts = [_hvp_chunk(outs, ins, [c[j:j + HVP_CHUNK] for c in cot])
+        run = _hvp_chunk if batched else _one_at_a_time
+        parts = [run(outs, ins, [c[j:j + HVP_CHUNK] for c in cot])
                  for j in range(0, P, HVP_CHUNK)]
     return {k: torch.zeros_like(V[k]) if parts[0][i] is None
             else torch.cat([h[i] for h in parts]).detach() for i, k in enumerate(names)}
@@ -157,12 +165,14 @@ class HessianOperator(CurvatureOperator):
                  batch_size: int = 512, # batch size used to split (X, y) tensors
                  max_block: int | None = None, # most vectors per pass (None: all)
                  reuse_graph: bool | None = None, # keep gradient graphs (None: 1 batch)
+                 batched: bool = True, # a block's backward passes as one (False: one each)
                 ):
         super().__init__(model, data, loss_fn, params, batch_size, max_block)
         if reuse_graph not in (None, True, False):
             raise ValueError("reuse_graph must be True, False or None, "
                              f"got {reuse_graph!r}")
         self.reuse_graph, self._graphs, self._key = reuse_graph, [], None
+        self.batched = bool(batched)
 
 
 # %% ../nbs/14_operators.ipynb #9de9874e
@@ -182,6 +192,8 @@ def _batch(self: HessianOperator, V):
     if keep is None: keep = _one_batch(self.data, self.batch_size)
     if not keep:
         self._graphs, self._key = [], None
+        if not self.batched:
+            return lambda x, y: _graph_hvp(_grad_graph(L, self.p0, x, y), V, False)
         return lambda x, y: _hvp_batch(L, self.p0, V, x, y)
     key = self._graph_key()
     if key != self._key: self._graphs, self._key = [], key
@@ -189,7 +201,7 @@ def _batch(self: HessianOperator, V):
     def batch(x, y):
         i = next(count)
         if i == len(self._graphs): self._graphs.append(_grad_graph(L, self.p0, x, y))
-        return _graph_hvp(self._graphs[i], V)
+        return _graph_hvp(self._graphs[i], V, self.batched)
     return batch
 
 
@@ -251,7 +263,8 @@ def block(self: CurvatureOperator,
                              f"is a subset of {self.names}")
     out = type(self)(self.model, self.data, self.loss_fn, names, self.batch_size,
                      self.max_block)
-    if hasattr(self, 'reuse_graph'): out.reuse_graph = self.reuse_graph
+    for a in ('reuse_graph', 'batched'):
+        if hasattr(self, a): setattr(out, a, getattr(self, a))
     return out
 
 # %% ../nbs/14_operators.ipynb #5725d55a

@@ -72,3 +72,14 @@ def test_reuse_graph(setting, bs, reuse):
     assert op.block('3').reuse_graph is reuse
     with torch.no_grad(): m[3].weight.mul_(1.5)
     assert rel_err(op @ V, dense_hessian(m, d) @ V) < 1e-10
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_one_at_a_time(setting, reuse):
+    "batched=False (one backward pass per vector) gives the batched products."
+    m, d = setting
+    V = torch.randn(sum(p.numel() for p in m.parameters()), 3, dtype=torch.float64)
+    ref = HessianOperator(m, d, batch_size=8, reuse_graph=False) @ V
+    op = HessianOperator(m, d, batch_size=8, reuse_graph=reuse, batched=False)
+    assert rel_err(op @ V, ref) < 1e-12 and rel_err(op @ V, ref) < 1e-12
+    assert op.block('3').batched is False
