@@ -436,7 +436,7 @@ def _perturbation(self: FlatTrainer, grads):
 # %% ../nbs/17_training.ipynb #64f41a01
 @patch
 def _finish(self: FlatTrainer, loss, kappa):
-    "Unscale once (mixed precision), clip the final gradient, step the base optimiser."
+    "Unscale once (mixed precision), clip the final gradient, step the base optimiser; kappa is None where the method has none."
     if self.scaler is not None:
         self.scaler.unscale_(self.opt)
     if self.clip is not None:
@@ -446,7 +446,7 @@ def _finish(self: FlatTrainer, loss, kappa):
         self.scaler.update()
     else:
         self.opt.step()
-    return dict(loss=loss.item(), kappa=float("nan") if kappa is None else kappa.item())
+    return dict(loss=loss.item(), kappa=None if kappa is None else kappa.item())
 
 # %% ../nbs/17_training.ipynb #bacc2503
 @patch
