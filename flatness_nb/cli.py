@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, csv, importlib, json, os, sys, warnings
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
-from .core import linear_layers, check_loss, model_device_dtype, supported_layers
+from .core import Inputs, _split_xy, call, linear_layers, check_loss, model_device_dtype, supported_layers
 from .testing import device_name   # the FLATNESS_DEVICE switch
 
 # %% auto #0
@@ -170,10 +170,13 @@ def load_data(spec: str, # 'digits', 'mnist1d', a torchvision-style folder, or a
         except Exception as e: raise CLIError(f"the files in {str(p / found[0])!r} are not in torchvision's {found[0]} "
                                               f"format ({type(e).__name__}: {' '.join(str(e).split())[:150]})") from None
     obj = _torch_load(check_file(spec, 'data file'), 'data', weights_only=True)
-    if isinstance(obj, dict): obj = (obj.get('X'), obj.get('y'))
-    if not (isinstance(obj, (tuple, list)) and len(obj) == 2 and all(torch.is_tensor(t) for t in obj)):
-        raise CLIError(f"{spec!r} is not a data file of (X, y) tensors: save (X, y) or a dict with keys 'X' and 'y'")
-    X, y = obj
+    if isinstance(obj, dict) and 'labels' not in obj: obj = (obj.get('X'), obj.get('y'))
+    xy = _split_xy(obj)      # (X, y) tensors, (dict of inputs, y), or a Hugging Face dict with 'labels'
+    if xy is None or not torch.is_tensor(xy[1]):
+        raise CLIError(f"{spec!r} is not a data file of (X, y) tensors: save (X, y), a dict with keys 'X' and 'y', or "
+                       "a dict of input tensors with 'labels' (Hugging Face style)")
+    X, y = xy
+    if isinstance(X, Inputs): return X.to(dtype=dt), y
     return (X.to(dt) if X.is_floating_point() else X), y
 
 # %% ../nbs/09_cli.ipynb #4b535b0a
@@ -300,9 +303,10 @@ def _check_model_on_data(model, X, y, lf, a):
         try: get_layer(model, nm)
         except (ValueError, TypeError) as e: raise CLIError(str(e)) from None
     try:
-        with torch.no_grad(): out = model(X[:2].to(dev))
+        with torch.no_grad(): out = call(model, X[:2].to(dev))
     except Exception as e:
-        raise CLIError(f"the model cannot take inputs of shape {tuple(X.shape[1:])} from {a.data!r}: "
+        what = f"of shape {tuple(X.shape[1:])}" if torch.is_tensor(X) else repr(X)
+        raise CLIError(f"the model cannot take inputs {what} from {a.data!r}: "
                        f"{' '.join(str(e).split())[:200]}") from None
     try: check_loss(lf, out, y[:2].to(dev))
     except ValueError as e: raise CLIError(str(e)) from None

@@ -1,7 +1,7 @@
 """The `flatness-nb` command as a separate process, as a user runs it: `--factory` and pickled models found in the current
 folder (a console script, unlike `python -m`, does not put it on sys.path), and bad arguments that end in one line, no
 traceback, before any work. The in-process checks of every error are in nbs/09_cli.ipynb."""
-import os, shutil, subprocess, sys, textwrap
+import json, os, shutil, subprocess, sys, textwrap
 from pathlib import Path
 import pytest, torch
 
@@ -78,3 +78,37 @@ def test_cuda_without_cuda(project):
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         'flatness-nb measure: error: --device cuda: CUDA is not available here (' +
         ('this torch build has no CUDA' if torch.version.cuda is None else 'no CUDA GPU is visible') + '); use --device cpu']
+
+
+TOK = textwrap.dedent("""
+    import torch, torch.nn as nn
+    class Tok(nn.Module):
+        "A token classifier taking keyword inputs and returning a dict with 'logits', as Hugging Face models do."
+        def __init__(self):
+            super().__init__(); self.emb = nn.Embedding(20, 8); self.fc = nn.Linear(8, 3)
+        def forward(self, input_ids, attention_mask):
+            return {'logits': self.fc((self.emb(input_ids) * attention_mask[..., None]).mean(1))}
+    def build(): return Tok().double()
+""")
+
+
+def test_dict_data_files(tmp_path):
+    "A data file holding a Hugging Face dict with 'labels', or (dict of inputs, y): the same numbers as the library's."
+    (tmp_path / 'tok.py').write_text(TOK)
+    r = subprocess.run([sys.executable, '-c', textwrap.dedent("""
+        import torch, tok
+        from flatness_nb.hessian import layer_hessian_trace
+        torch.manual_seed(0); m = tok.build().eval(); torch.save(m.state_dict(), 'm.pt')
+        ids = torch.randint(0, 20, (40, 6)); mask = (torch.rand(40, 6) > 0.2).long(); y = torch.randint(0, 3, (40,))
+        torch.save({'input_ids': ids, 'attention_mask': mask, 'labels': y}, 'hf.pt')
+        torch.save(({'input_ids': ids, 'attention_mask': mask}, y), 'pair.pt')
+        print(layer_hessian_trace(m, 'fc', ({'input_ids': ids, 'attention_mask': mask}, y)))
+    """)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    want = float(r.stdout.split()[-1])
+    for f in ('hf.pt', 'pair.pt'):
+        out = console('measure', 'm.pt', f, '--factory', 'tok:build', '--layer', 'fc', '--out', f'o_{f}', '--quiet',
+                      cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        [row] = json.loads((tmp_path / f'o_{f}' / 'measures.json').read_text())
+        assert abs(row['trace'] - want) <= 1e-10 * abs(want), (row['trace'], want)
