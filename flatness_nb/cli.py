@@ -11,9 +11,9 @@ from .core import Inputs, _split_xy, call, linear_layers, check_loss, model_devi
 from .testing import device_name   # the FLATNESS_DEVICE switch
 
 # %% auto #0
-__all__ = ['LOSSES', 'LATER_COMMANDS', 'COMMANDS', 'CLIError', 'eager_from_torchscript', 'check_file', 'import_factory',
-           'load_model', 'load_data', 'check_device', 'check_out', 'check_distributed', 'measure_layers', 'write_rows',
-           'cmd_measure', 'demo_plot', 'cmd_demo', 'cmd_sweep', 'cmd_bench', 'build_parser', 'main']
+__all__ = ['LOSSES', 'COMMANDS', 'CLIError', 'eager_from_torchscript', 'check_file', 'import_factory', 'load_model', 'load_data',
+           'check_device', 'check_out', 'check_distributed', 'measure_layers', 'write_rows', 'cmd_measure', 'demo_plot',
+           'cmd_demo', 'cmd_sweep', 'cmd_bench', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #6acd02a7
 class CLIError(Exception):
@@ -386,8 +386,13 @@ def _add(p, *names, **kw):
     p.add_argument(*names, **kw); return p
 
 # %% ../nbs/09_cli.ipynb #latercmd2
-LATER_COMMANDS = {'spectrum': ('spectrum', 'spectrum'), 'landscape': ('landscape', 'landscape'),
-                  'train': ('training', 'train')}   # command: (module, name of its add_/cmd_ functions)
+def _later(name):
+    "A later chapter's command, imported when it runs, given this module's loaders."
+    def run(a):
+        from flatness_nb import landscape, spectrum, training
+        if name == 'train': return training.cmd_train(a)
+        return getattr({'spectrum': spectrum, 'landscape': landscape}[name], f'cmd_{name}')(a, sys.modules[__name__])
+    return run
 
 # %% ../nbs/09_cli.ipynb #a47e01dd
 def build_parser() -> argparse.ArgumentParser:
@@ -423,17 +428,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add(b, '--n', type=_count, default=2000); _add(b, '--out', default=None, help='JSON file for the results')
     _add(b, '--device', default=device_name()); _add(b, '--dtype', default='float32', choices=['float32', 'float64'])
     _add(b, '--batch-size', type=_count, default=500); _add(b, '--no-memory', action='store_true')
-    for module, name in LATER_COMMANDS.values():    # the later chapters' commands add their own parsers
-        getattr(importlib.import_module(f'flatness_nb.{module}'), f'add_{name}_parser')(sub, parents=[dbg])
+    from flatness_nb import landscape, spectrum, training     # the later chapters' commands, given this module
+    me = sys.modules[__name__]
+    spectrum.add_spectrum_parser(sub, me, parents=[dbg]); landscape.add_landscape_parser(sub, me, parents=[dbg])
+    training.add_train_parser(sub, parents=[dbg])
     return p
 
 # %% ../nbs/09_cli.ipynb #e9b5610b
-def _later(module, name):
-    "A command defined in a later chapter's module, imported when it runs."
-    return lambda a: getattr(importlib.import_module(f'flatness_nb.{module}'), f'cmd_{name}')(a)
-
 COMMANDS = {'demo': cmd_demo, 'measure': cmd_measure, 'sweep': cmd_sweep, 'bench': cmd_bench,
-            **{cmd: _later(*where) for cmd, where in LATER_COMMANDS.items()}}
+            **{name: _later(name) for name in ('spectrum', 'landscape', 'train')}}
 _EXPECTED = (CLIError, ValueError, TypeError, OSError)   # errors whose message already says what went wrong
 
 # %% ../nbs/09_cli.ipynb #46134768

@@ -23,7 +23,7 @@ __all__ = ['LAYER_ADAPTERS', 'CONV_TYPES', 'LINEAR_TYPES', 'HALF_AS', 'CHECK_SAM
            'check_single_use', 'custom_functions', 'check_second_order', 'unfold_patches', 'reduce_sums', 'reduce_max',
            'check_single_process', 'token_scope', 'sample_mean', 'Estimate', 'flatten_params', 'is_token_loss',
            'token_count', 'check_labels', 'sample_loss', 'per_sample_losses', 'check_loss', 'first_loss_check',
-           'empirical_risk', 'perturbed_risks']
+           'empirical_risk', 'perturbed_risks', 'is_operator', 'operator_info', 'as_matvec']
 
 # %% ../nbs/00_core.ipynb #b3bb07fb
 class UnsupportedLayerError(ValueError):
@@ -923,3 +923,42 @@ def perturbed_risks(model: nn.Module, # the network, in eval mode
     L = lambda p, x, y: per_sample_losses(loss_fn, fcall(model, p, x), y).sum()
     batch = lambda x, y: vmap(lambda d: L({q: p0[q] + d[q] if q in d else p0[q] for q in p0}, x, y))(deltas)
     with torch.no_grad(): return sample_mean(model, data, batch, batch_size, first_loss_check(model, loss_fn), loss_fn=loss_fn)
+
+# %% ../nbs/00_core.ipynb #e32db162
+import numpy as np
+
+def is_operator(obj) -> bool:
+    "Whether `obj` has `@` and a 2-d `shape` (and is not a tensor, array or module)."
+    if isinstance(obj, (Tensor, np.ndarray, nn.Module)): return False
+    s = getattr(obj, 'shape', None)
+    return hasattr(type(obj), '__matmul__') and s is not None and len(tuple(s)) == 2
+
+def _scipy_op(op) -> bool:
+    "Whether `op` is a SciPy LinearOperator."
+    try: from scipy.sparse.linalg import LinearOperator
+    except ImportError: return False
+    return isinstance(op, LinearOperator)
+
+def operator_info(op) -> tuple[int, torch.dtype, torch.device]:
+    "N, dtype and device of a square operator (float64, CPU where it does not say)."
+    if not is_operator(op):
+        raise TypeError(f"expected an operator (an object with @ and a 2-d shape, such "
+                        f"as HessianOperator or a curvlinops operator), got "
+                        f"{type(op).__name__}")
+    n, m = (int(s) for s in op.shape)
+    if n != m: raise ValueError(f"the operator must be square, its shape is {(n, m)}")
+    if _scipy_op(op): return n, torch.float64, torch.device('cpu')
+    dt, dev = getattr(op, 'dtype', None), getattr(op, 'device', None)
+    dt = dt if isinstance(dt, torch.dtype) else torch.float64
+    return n, dt, torch.device(dev) if dev is not None else torch.device('cpu')
+
+def as_matvec(op) -> Callable[[Tensor], Tensor]:
+    "V (N,) or (N, k) ↦ op @ V as a torch tensor in V's dtype and device."
+    n, dt, dev = operator_info(op)
+    if _scipy_op(op):
+        return lambda V: torch.as_tensor(op @ V.detach().cpu().double().numpy(force=True)).to(V)
+    def mv(V):
+        out = op @ V.to(dev, dt)
+        if not torch.is_tensor(out): out = torch.as_tensor(np.asarray(out))
+        return out.to(V.device, V.dtype)
+    return mv

@@ -17,7 +17,7 @@ from .sweep import make_sweep_plan, network_curvature
 
 # %% auto #0
 __all__ = ['OPERATORS', 'ggn_vp', 'hutchpp_trace', 'residual_trace', 'exact_ggn_traces', 'TraceSplit', 'gauss_newton_traces',
-           'split_trace']
+           'split_trace', 'hutchpp_op']
 
 # %% ../nbs/01b_estimators.ipynb #317b8df4
 def _forward(model, p, x):
@@ -95,7 +95,6 @@ def hutchpp_trace(model: nn.Module, # the network, in eval mode; or an operator 
                  ) -> Estimate:
     "Hutch++ estimate of the trace of the operator's block for `params`; stderr is that of the deflated Hutchinson part."
     if not isinstance(model, nn.Module):                # an operator (HessianOperator, curvlinops, SciPy)
-        from flatness_nb.spectrum import hutchpp_op
         return hutchpp_op(model, matvecs, seed, probes_per_pass)
     _check_count('matvecs', matvecs, 3)
     if probes_per_pass is not None: _check_count('probes_per_pass', probes_per_pass)
@@ -158,7 +157,7 @@ def residual_trace(model: nn.Module, # the network, in eval mode; or a residual 
             raise ValueError(f"residual_trace needs a residual operator, got a {model.kind} operator; pass H - G")
         if data is not None or params is not None:
             raise ValueError("an operator has its own data and parameters; pass op.block(names) for a block, no data")
-        from flatness_nb.spectrum import hutchinson_op
+        from flatness_nb.hessian import hutchinson_op
         return hutchinson_op(model, seed, **kw)             # flat probes over the whole operator (blockwise n/a)
     if data is None: raise ValueError("data are needed with a model (data=None only with an operator)")
     p0 = _params(model, params); check_eval(model)
@@ -264,3 +263,26 @@ def split_trace(model: nn.Module, # the network, in eval mode
     rest = [n for n in names if n not in same]
     res = residual_trace(model, data, loss_fn, rest, seed, batch_size, **kw) if rest else Estimate(0.0, 0.0, 0)
     return TraceSplit(Estimate(gn, 0.0, 0), res, Estimate(gn + res.value, res.stderr, res.n))
+
+# %% ../nbs/01b_estimators.ipynb #52fc35b9
+from .core import as_matvec, operator_info
+
+def hutchpp_op(op, # an operator: anything with `@` and a square `shape`
+               matvecs: int = 60, # products (≥ 3): sketch, exact part, Hutchinson
+               seed: int = 0, # seed of the probes
+               probes_per_pass: int | None = None, # vectors per product (None: all)
+              ) -> Estimate:
+    "Hutch++ estimate of an operator's trace; stderr of its Hutchinson part."
+    _check_count('matvecs', matvecs, 3)
+    if probes_per_pass is not None: _check_count('probes_per_pass', probes_per_pass)
+    N, dt, dev = operator_info(op); mv = as_matvec(op)
+    A = lambda V: torch.cat([mv(C.T).T for C in V.split(probes_per_pass or len(V))])
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    s = matvecs // 3; r = matvecs - 2 * s
+    Q = torch.linalg.qr(A(_probe((s, N), gen, 'rademacher', dt, dev)).T).Q.T
+    inside = (Q * A(Q)).sum().item()
+    g = _probe((r, N), gen, 'rademacher', dt, dev); Pg = g - (g @ Q.T) @ Q
+    vals = (Pg * A(Pg)).sum(1)
+    se = (vals.std() / math.sqrt(r)).item() if r > 1 else float('inf')
+    return Estimate(inside + vals.mean().item(), se, r)
+

@@ -20,7 +20,7 @@ __all__ = ['ROUTES', 'QUANTITIES', 'HVP_CHUNK', 'output_loss_hessian', 'z_jacobi
            'token_view', 'hz_batch', 'curvature_request', 'CurvaturePlan', 'make_plan', 'LayerCurvature',
            'curvature_sums', 'layer_curvature', 'layer_hessian_trace', 'dense_hessian', 'oracle_summaries',
            'layer_dense_hessian', 'hvp', 'hutchinson', 'hutchinson_relative_flatness', 'hutchinson_trace',
-           'network_hessian_trace', 'lanczos_max', 'lambda_max', 'layer_lambda_max']
+           'network_hessian_trace', 'lanczos_max', 'lambda_max', 'layer_lambda_max', 'lambda_max_op', 'hutchinson_op']
 
 # %% ../nbs/01_hessian.ipynb #bc94f6fb
 def output_loss_hessian(loss_fn: Callable, # a standard PyTorch loss
@@ -485,7 +485,6 @@ def hutchinson_trace(model: nn.Module, # the network, in eval mode; or an operat
     if not isinstance(model, nn.Module):                # an operator (ours, curvlinops, SciPy): spectrum.hutchinson_op
         if data is not None or params is not None:
             raise ValueError("an operator has its own data and parameters; pass op.block(names) for a block, no data")
-        from flatness_nb.spectrum import hutchinson_op
         return hutchinson_op(model, seed, **kw)
     if data is None: raise ValueError("data are needed with a model (data=None only with an operator)")
     names = list(params) if params is not None else [n for n, _ in model.named_parameters()]
@@ -563,7 +562,6 @@ def lambda_max(model: nn.Module, # the network, in eval mode; or an operator (an
               ) -> float:
     "Largest eigenvalue of the Hessian of E_emp with respect to `params`, by Lanczos on streamed HVPs."
     if not isinstance(model, nn.Module):                # an operator (HessianOperator, curvlinops, SciPy)
-        from flatness_nb.spectrum import lambda_max_op
         return lambda_max_op(model, iters, tol, seed)
     names = list(params) if params is not None else [n for n, _ in model.named_parameters()]
     p0 = _named_params(model, names)
@@ -584,3 +582,31 @@ def layer_lambda_max(model: nn.Module, # the network, in eval mode
     "λ_max of the Hessian of E_emp with respect to one layer's weight."
     name, _ = get_layer(model, layer)
     return lambda_max(model, data, loss_fn, [param_name(name)], **kw)
+
+# %% ../nbs/01_hessian.ipynb #a0e57736
+from .core import as_matvec, operator_info
+
+def lambda_max_op(op, # an operator: anything with `@` and a square `shape`
+                  iters: int = 60, # maximum number of Lanczos steps
+                  tol: float = 1e-10, # Lanczos convergence tolerance
+                  seed: int = 0, # seed of the start vector
+                 ) -> float:
+    "Largest eigenvalue of a symmetric operator, by `hessian.lanczos_max`."
+    n, dt, dev = operator_info(op)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    v0 = torch.randn(n, generator=gen, dtype=dt, device=dev)
+    return lanczos_max(as_matvec(op), v0, iters, tol)
+
+
+# %% ../nbs/01_hessian.ipynb #de00dddd
+def hutchinson_op(op, # an operator: anything with `@` and a square `shape`
+                  seed: int = 0, # seed of the probes
+                  **kw, # stopping rule: probes_per_pass, min_probes, max_probes, rtol
+                 ) -> Estimate:
+    "Hutchinson estimate of an operator's trace (Rademacher probes), with its stderr."
+    N, dt, dev = operator_info(op); mv = as_matvec(op)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    draw = lambda p: {'v': _probe((p, N), gen, 'rademacher', dt, dev)}
+    quad = lambda V: (V['v'] * mv(V['v'].T).T).sum(1)
+    return hutchinson(draw, quad, **kw)
+

@@ -12,6 +12,7 @@ from torch.func import functional_call, vmap
 from .core import (all_finite, check_eval, first_loss_check, flatten_params,
                               model_device_dtype, per_sample_losses, sample_mean)
 from .testing import generator
+from operator import attrgetter
 
 # %% auto #0
 __all__ = ['NORM_TYPES', 'NORMS', 'AFFINE_TYPES', 'KINDS', 'LANDSCAPE_SETTINGS', 'ignored_params', 'normalize_direction',
@@ -486,10 +487,11 @@ def plot(self: Landscape,
 
 # %% ../nbs/16_landscape.ipynb #aaba473b
 def add_landscape_parser(sub, # the subparsers of a parser (`add_subparsers()`)
+                         cli, # the CLI's module, handed in by it (this chapter never imports it)
                          parents: Sequence = (), # parsers of options all commands share
                         ) -> argparse.ArgumentParser:
     "Add the `landscape` command to `sub` and return its parser."
-    from flatness_nb.cli import LOSSES, _count, _seed
+    LOSSES, _count, _seed = attrgetter('LOSSES', '_count', '_seed')(cli)
     from flatness_nb.testing import device_name
     p = sub.add_parser('landscape', parents=list(parents),
                        help='1-D or 2-D loss landscape of a saved model (PNG + JSON)')
@@ -519,23 +521,25 @@ def add_landscape_parser(sub, # the subparsers of a parser (`add_subparsers()`)
     return p
 
 # %% ../nbs/16_landscape.ipynb #aa992650
-def _grid_range(a, dirs):
+def _grid_range(a, dirs, cli):
     "The --range, or for PCA the checkpoints' span with a margin, or (-1, 1)."
     if a.range is not None:
         lo, hi = a.range
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            from flatness_nb.cli import CLIError
-            raise CLIError(f"--range needs finite LO < HI, got {lo} {hi}")
+            raise cli.CLIError(f"--range needs finite LO < HI, got {lo} {hi}")
         return lo, hi
     tr = dirs.info.get('trajectory')
     if tr is None: return -1., 1.
     m = 1.2 * max(tr.abs().max().item(), 1e-12)
     return -m, m
 
-def cmd_landscape(a):
+def cmd_landscape(a, # the parsed arguments
+                  cli, # the CLI's module, handed in by it (this chapter never imports it)
+                 ):
     "`flatness-nb landscape`: a saved model's loss landscape as JSON and PNG."
-    from flatness_nb.cli import (CLIError, LOSSES, check_device, check_file, check_out,
-                                 load_data, load_model)
+    (CLIError, LOSSES, check_device, check_file, check_out, load_data,
+     load_model) = attrgetter('CLIError', 'LOSSES', 'check_device', 'check_file', 'check_out',
+                              'load_data', 'load_model')(cli)
     dev = check_device(a.device); check_out(a.out)
     if (a.kind == 'pca') != bool(a.checkpoint): raise CLIError(
         "--checkpoint files (dims + 1 or more) are needed by --kind pca, only there")
@@ -550,7 +554,7 @@ def cmd_landscape(a):
     dirs = directions(model, a.kind, none(a.norm), none(a.ignore), a.seed, loss_fn=lf,
                       data=(X, y) if a.kind == 'eigen' else None, checkpoints=ck,
                       k=a.dims, batch_size=a.batch_size)
-    lo, hi = _grid_range(a, dirs)
+    lo, hi = _grid_range(a, dirs, cli)
     L = landscape(model, (X, y), dirs, torch.linspace(lo, hi, a.points), lf,
                   a.batch_size, a.chunk)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)

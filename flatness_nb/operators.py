@@ -17,8 +17,7 @@ from .hessian import (HVP_CHUNK, _hvp_batch, _hvp_chunk, _loss_of_params,
 from .estimators import _ggn_batch
 
 # %% auto #0
-__all__ = ['resolve_params', 'CurvatureOperator', 'HessianOperator', 'GGNOperator', 'ResidualOperator', 'DifferenceOperator',
-           'is_operator', 'operator_info', 'as_matvec']
+__all__ = ['resolve_params', 'CurvatureOperator', 'HessianOperator', 'GGNOperator', 'ResidualOperator', 'DifferenceOperator']
 
 # %% ../nbs/14_operators.ipynb #857acd98
 def _module_name(model, mod):
@@ -280,40 +279,5 @@ def to_scipy(self: CurvatureOperator):
                           dtype=dt)
 
 # %% ../nbs/14_operators.ipynb #519b1aaa
-def is_operator(obj) -> bool:
-    "Whether `obj` has `@` and a 2-d `shape` (and is not a tensor, array or module)."
-    if isinstance(obj, (Tensor, np.ndarray, nn.Module)): return False
-    s = getattr(obj, 'shape', None)
-    return hasattr(type(obj), '__matmul__') and s is not None and len(tuple(s)) == 2
-
-# %% ../nbs/14_operators.ipynb #3e12e520
-def _scipy_op(op) -> bool:
-    "Whether `op` is a SciPy LinearOperator."
-    try: from scipy.sparse.linalg import LinearOperator
-    except ImportError: return False
-    return isinstance(op, LinearOperator)
-
-def operator_info(op) -> tuple[int, torch.dtype, torch.device]:
-    "N, dtype and device of a square operator (float64, CPU where it does not say)."
-    if not is_operator(op):
-        raise TypeError(f"expected an operator (an object with @ and a 2-d shape, such "
-                        f"as HessianOperator or a curvlinops operator), got "
-                        f"{type(op).__name__}")
-    n, m = (int(s) for s in op.shape)
-    if n != m: raise ValueError(f"the operator must be square, its shape is {(n, m)}")
-    if _scipy_op(op): return n, torch.float64, torch.device('cpu')
-    dt, dev = getattr(op, 'dtype', None), getattr(op, 'device', None)
-    dt = dt if isinstance(dt, torch.dtype) else torch.float64
-    return n, dt, torch.device(dev) if dev is not None else torch.device('cpu')
-
-# %% ../nbs/14_operators.ipynb #3d465922
-def as_matvec(op) -> Callable[[Tensor], Tensor]:
-    "V (N,) or (N, k) ↦ op @ V as a torch tensor in V's dtype and device."
-    n, dt, dev = operator_info(op)
-    if _scipy_op(op):
-        return lambda V: torch.as_tensor(op @ V.detach().cpu().double().numpy()).to(V)
-    def mv(V):
-        out = op @ V.to(dev, dt)
-        if not torch.is_tensor(out): out = torch.as_tensor(np.asarray(out))
-        return out.to(V.device, V.dtype)
-    return mv
+# defined in 00_core, so that the estimators of 01_hessian and 01b_estimators take operators too
+from .core import _scipy_op, as_matvec, is_operator, operator_info

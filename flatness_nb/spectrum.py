@@ -13,11 +13,15 @@ from .core import Estimate
 from fastcore.basics import patch
 from .operators import (GGNOperator, HessianOperator, ResidualOperator,
                                    as_matvec, operator_info, resolve_params)
+from .hessian import hutchinson_op, lambda_max_op   # estimators on any operator
+from .estimators import hutchpp_op
+from functools import partial
+from operator import attrgetter
 
 # %% auto #0
 __all__ = ['WHICH', 'KINDS', 'Eigenpairs', 'eigenpairs', 'SpectralDensity', 'spectral_density', 'wasserstein1', 'BlockSpectrum',
-           'layer_spectra', 'plot_layer_spectra', 'lambda_max_op', 'hutchpp_op', 'hutchinson_op', 'layer_eigenvalues',
-           'cmd_spectrum', 'add_spectrum_parser', 'spectrum_benchmark']
+           'layer_spectra', 'plot_layer_spectra', 'layer_eigenvalues', 'cmd_spectrum', 'add_spectrum_parser',
+           'spectrum_benchmark']
 
 # %% ../nbs/15_spectrum.ipynb #3002e007
 def _orth(w: Tensor, # a vector (N,)
@@ -307,12 +311,12 @@ def plot(self: SpectralDensity,
     from matplotlib.figure import Figure
     s = self.default_sigma() if sigma is None else sigma
     lo, hi = self.support(); pad = 3 * s
-    grid = torch.linspace(lo - pad, hi + pad, points); d = self.density(grid, s).numpy()
+    grid = torch.linspace(lo - pad, hi + pad, points); d = self.density(grid, s).numpy(force=True)
     if axes is None: fig = Figure(figsize=(8, 3)); axes = fig.subplots(1, 2)
     fig = axes[0].figure
-    axes[0].semilogy(grid.numpy(), np.maximum(d, 1e-12))
+    axes[0].semilogy(grid.numpy(force=True), np.maximum(d, 1e-12))
     axes[0].set_ylim(max(d.max() * 1e-8, 1e-12), d.max() * 2)
-    axes[1].plot(grid.numpy(), d)
+    axes[1].plot(grid.numpy(force=True), d)
     for a, v in zip(axes, ('log', 'linear')):
         a.set_xlabel('eigenvalue', fontsize=10)
         a.set_ylabel(f'density ({v})', fontsize=10)
@@ -385,9 +389,9 @@ def plot_layer_spectra(spectra: Sequence[BlockSpectrum], # from `layer_spectra`
     for a, s in zip(axes, spectra):
         sig = s.density.default_sigma(); lo, hi = s.density.support()
         grid = torch.linspace(lo - 3 * sig, hi + 3 * sig, 800)
-        d = s.density.density(grid, sig).numpy()
-        if log: a.semilogy(grid.numpy(), np.maximum(d, 1e-12))
-        else: a.plot(grid.numpy(), d)
+        d = s.density.density(grid, sig).numpy(force=True)
+        if log: a.semilogy(grid.numpy(force=True), np.maximum(d, 1e-12))
+        else: a.plot(grid.numpy(force=True), d)
         if log: a.set_ylim(max(d.max() * 1e-7, 1e-12), d.max() * 3)
         for v in s.eig.values.tolist(): a.axvline(v, color='C3', lw=0.8, alpha=0.7)
         a.set_title(f"{s.name} (N={s.n})\nσ = {sig:.2g}", fontsize=10)
@@ -395,54 +399,6 @@ def plot_layer_spectra(spectra: Sequence[BlockSpectrum], # from `layer_spectra`
     axes[0].set_ylabel('density' + (' (log)' if log else ''), fontsize=10)
     fig.tight_layout()
     return fig
-
-# %% ../nbs/15_spectrum.ipynb #21a86981
-def lambda_max_op(op, # an operator: anything with `@` and a square `shape`
-                  iters: int = 60, # maximum number of Lanczos steps
-                  tol: float = 1e-10, # Lanczos convergence tolerance
-                  seed: int = 0, # seed of the start vector
-                 ) -> float:
-    "Largest eigenvalue of a symmetric operator, by `hessian.lanczos_max`."
-    from flatness_nb.hessian import lanczos_max
-    n, dt, dev = operator_info(op)
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    v0 = torch.randn(n, generator=gen, dtype=dt, device=dev)
-    return lanczos_max(as_matvec(op), v0, iters, tol)
-
-# %% ../nbs/15_spectrum.ipynb #e14da136
-def hutchpp_op(op, # an operator: anything with `@` and a square `shape`
-               matvecs: int = 60, # products (≥ 3): sketch, exact part, Hutchinson
-               seed: int = 0, # seed of the probes
-               probes_per_pass: int | None = None, # vectors per product (None: all)
-              ) -> Estimate:
-    "Hutch++ estimate of an operator's trace; stderr of its Hutchinson part."
-    from flatness_nb.hessian import _probe
-    _check_count('matvecs', matvecs, 3)
-    if probes_per_pass is not None: _check_count('probes_per_pass', probes_per_pass)
-    N, dt, dev = operator_info(op); mv = as_matvec(op)
-    A = lambda V: torch.cat([mv(C.T).T for C in V.split(probes_per_pass or len(V))])
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    s = matvecs // 3; r = matvecs - 2 * s
-    Q = torch.linalg.qr(A(_probe((s, N), gen, 'rademacher', dt, dev)).T).Q.T
-    inside = (Q * A(Q)).sum().item()
-    g = _probe((r, N), gen, 'rademacher', dt, dev); Pg = g - (g @ Q.T) @ Q
-    vals = (Pg * A(Pg)).sum(1)
-    se = (vals.std() / math.sqrt(r)).item() if r > 1 else float('inf')
-    return Estimate(inside + vals.mean().item(), se, r)
-
-# %% ../nbs/15_spectrum.ipynb #bf251535
-def hutchinson_op(op, # an operator: anything with `@` and a square `shape`
-                  seed: int = 0, # seed of the probes
-                  **kw, # stopping rule: probes_per_pass, min_probes, max_probes, rtol
-                 ) -> Estimate:
-    "Hutchinson estimate of an operator's trace (Rademacher probes), with its stderr."
-    from flatness_nb.hessian import _probe, hutchinson
-    N, dt, dev = operator_info(op); mv = as_matvec(op)
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    draw = lambda p: {'v': _probe((p, N), gen, 'rademacher', dt, dev)}
-    quad = lambda V: (V['v'] * mv(V['v'].T).T).sum(1)
-    return hutchinson(draw, quad, **kw)
-
 
 # %% ../nbs/15_spectrum.ipynb #dd09fddb
 def layer_eigenvalues(model: nn.Module, # the network, in eval mode
@@ -483,11 +439,14 @@ def _density_record(s: BlockSpectrum) -> dict:
                 weights=d.weights.tolist(), deflated=d.deflated.tolist())
 
 # %% ../nbs/15_spectrum.ipynb #60507782
-def cmd_spectrum(a):
+def cmd_spectrum(a, # the parsed arguments
+                 cli, # the CLI's module, handed in by it (this chapter never imports it)
+                ):
     "`flatness-nb spectrum`: eigenpairs and densities of a saved model on a dataset."
     from pathlib import Path
-    from flatness_nb.cli import (LOSSES, _check_model_on_data, _fmt_rows, check_device,
-                                 check_out, load_data, load_model, write_rows)
+    (LOSSES, _check_model_on_data, _fmt_rows, check_device, check_out, load_data, load_model,
+     write_rows) = attrgetter('LOSSES', '_check_model_on_data', '_fmt_rows', 'check_device',
+                              'check_out', 'load_data', 'load_model', 'write_rows')(cli)
     dev = check_device(a.device); check_out(a.out); torch.manual_seed(a.seed)
     model = load_model(a.model, a.factory, dev, a.dtype)
     X, y = load_data(a.data, a.dtype, a.split)
@@ -509,10 +468,11 @@ def cmd_spectrum(a):
 
 # %% ../nbs/15_spectrum.ipynb #20bc80a4
 def add_spectrum_parser(sub, # the `add_subparsers()` object of the flatness-nb parser
+                        cli, # the CLI's module, handed in by it (this chapter never imports it)
                         parents: Sequence = (), # parent parsers (e.g. the --debug flag)
                        ):
     "Add the `spectrum` command and its options; returns its parser."
-    from flatness_nb.cli import LOSSES, _count, _seed
+    LOSSES, _count, _seed = attrgetter('LOSSES', '_count', '_seed')(cli)
     from flatness_nb.testing import device_name
     s = sub.add_parser('spectrum', parents=list(parents), help='top eigenvalues and '
                        'eigenvalue density of the whole network and of layers')
@@ -539,7 +499,7 @@ def add_spectrum_parser(sub, # the `add_subparsers()` object of the flatness-nb 
     s.add_argument('--seed', type=_seed, default=0)
     s.add_argument('--out', default=None, help='folder for spectrum.json/.csv, '
                    'spectrum_density.json and spectrum.png')
-    s.set_defaults(func=cmd_spectrum)
+    s.set_defaults(func=partial(cmd_spectrum, cli=cli))
     return s
 
 # %% ../nbs/15_spectrum.ipynb #335100a3
@@ -625,7 +585,7 @@ def _curvlinops_density(model, X, y, steps, probes, batch_size):
     grid, dens = lanczos_approximate_spectrum(A, steps, num_points=2048,
                                               num_repeats=probes)
     dens, sec = dens.double().clamp_min(0), time.perf_counter() - t0
-    return grid.double().numpy(), (dens / dens.sum()).numpy(), A._matmat.n, sec
+    return grid.double().numpy(force=True), (dens / dens.sum()).numpy(force=True), A._matmat.n, sec
 
 # %% ../nbs/15_spectrum.ipynb #b0beabe9
 def spectrum_benchmark(model: nn.Module, # the network, in eval mode

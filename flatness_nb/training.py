@@ -13,6 +13,7 @@ from torch import Tensor
 from torch.func import functional_call
 from fastcore.basics import patch
 from .core import LayerSplit, find_adapter, get_layer
+from .testing import generator
 from .hessian import detect_route, lambda_max, network_hessian_trace
 from .flatness import relative_flatness
 from .compression import compression_measures
@@ -765,13 +766,13 @@ def train_run(
         layers=layer,
         normalized=normalized,
     )
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed, "cpu")  # batch order drawn on the CPU, whatever the device
     torch.manual_seed(seed)
     n, rows, spent, ep = len(train[0]), [], 0.0, 0
     meas = (train[0][:measure_n], train[1][:measure_n])
     while (ep < epochs) if time_budget is None else (spent < time_budget):
         model.train()
-        perm = torch.randperm(n, generator=g)
+        perm = torch.randperm(n, generator=g, device="cpu")
         losses = []
         for i in range(0, n, batch_size):
             t = now()

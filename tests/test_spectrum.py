@@ -3,6 +3,7 @@ import argparse, json
 import numpy as np, pytest, torch, torch.nn as nn
 from flatness_nb.hessian import dense_hessian
 from flatness_nb.operators import HessianOperator, GGNOperator
+from flatness_nb import cli
 from flatness_nb.spectrum import add_spectrum_parser, eigenpairs, layer_spectra, spectral_density, wasserstein1
 from flatness_nb.testing import rel_err
 
@@ -55,7 +56,7 @@ def test_cli(tmp_path):
     tiny = nn.Sequential(nn.Linear(64, 5), nn.Tanh(), nn.Linear(5, 10)).eval()
     torch.save(tiny, tmp_path / 'tiny.pt')
     p = argparse.ArgumentParser(); sub = p.add_subparsers(dest='cmd')
-    add_spectrum_parser(sub, [])
+    add_spectrum_parser(sub, cli, [])
     a = p.parse_args(['spectrum', str(tmp_path / 'tiny.pt'), 'digits', '--layer', '2', '--n', '80', '--k', '2',
                       '--steps', '15', '--probes', '2', '--out', str(tmp_path / 'o')])
     a.func(a)
