@@ -18,7 +18,7 @@ from .zoo import LeNet5, ResNet18, SmallViT  # LeNet5: the model lives in the zo
 __all__ = ['PEERS', 'BENCH_MODELS', 'METHODS', 'LAYER_METHODS', 'NETWORK_METHODS', 'ESTIMATES', 'REPEAT_BELOW', 'SyntheticImages',
            'forward_backward', 'dense_column_time', 'run_benchmark', 'peak_memory_mb', 'process_scaling',
            'format_report', 'peer_status', 'bench_setup', 'Unsupported', 'run_row', 'bench_plan', 'run_model',
-           'format_model', 'main']
+           'format_model', 'main', 'split_at_equal_time']
 
 # %% ../nbs/11_benchmark.ipynb #0badc8a2
 class SyntheticImages(torch.utils.data.Dataset):
@@ -582,3 +582,84 @@ def _models_main(a, p):
 # %% ../nbs/11_benchmark.ipynb #342fb636
 #| eval: false
 if __name__ == '__main__': main()
+
+# %% ../nbs/11_benchmark.ipynb #735bd2e1
+import math
+from typing import Callable
+
+def _peer_trace(model, data, names, kind, matvecs, seed, loss_fn):
+    "curvlinops' Hutchinson or Hutch++ trace of the Hessian block of `names`, seeded."
+    from curvlinops import HessianLinearOperator, hutchinson_trace, hutchpp_trace
+    ps, n = dict(model.named_parameters()), sum(len(y) for _, y in data)
+    A = HessianLinearOperator(model, loss_fn, [ps[k] for k in names], data,
+                              check_deterministic=False, num_data=n)
+    torch.manual_seed(seed)
+    f = hutchinson_trace if kind == 'hutchinson' else hutchpp_trace
+    return f(A, matvecs).item()
+
+# %% ../nbs/11_benchmark.ipynb #ffbcf6dd
+def _equal_time_error(rows, t):
+    "A peer's RMSE at time t: log-log interpolated, past its last row at rate t^(-1/2)."
+    pts = sorted((r['time_s'], r['rmse']) for r in rows)
+    if t >= pts[-1][0]: return pts[-1][1] * math.sqrt(pts[-1][0] / t)
+    if t <= pts[0][0]: return pts[0][1]     # faster than the peer's cheapest: its error
+    (t0, e0), (t1, e1) = next((a, b) for a, b in zip(pts, pts[1:]) if a[0] <= t <= b[0])
+    if t1 == t0 or min(e0, e1) <= 0: return e0
+    return e0 * (t / t0) ** (math.log(e1 / e0) / math.log(t1 / t0))
+
+# %% ../nbs/11_benchmark.ipynb #83b95009
+def _split_or_peer(model, data, loss_fn, meth, k, names, seed):
+    "(Tr(H) estimate, Tr(G) or None): the split with k probes or a peer with k matvecs."
+    if meth != 'split':
+        return _peer_trace(model, data, names, meth, k, seed, loss_fn), None
+    s = split_trace(model, data, loss_fn, names, seed=seed, min_probes=k, max_probes=k)
+    return s.total.value, s.gauss_newton.value
+
+# %% ../nbs/11_benchmark.ipynb #21785c26
+def split_at_equal_time(
+    model: nn.Module, # the network, in eval mode
+    data: list, # (x, y) batches, the same for every method
+    blocks: dict, # label -> parameter names of one block
+    probes: tuple = (2, 8, 32), # residual probes of the split
+    matvecs: tuple = (6, 24, 96), # matrix-vector products of the peers
+    seeds: int = 8, # repetitions of each (method, budget)
+    reference: dict | None = None, # label -> exact Tr(H); None: the dense Hessian's
+    loss_fn: Callable = nn.CrossEntropyLoss(), # the loss
+) -> list[dict]:
+    "Per block, method and budget: median time and RMSE (split, Hutchinson, Hutch++)."
+    try: import curvlinops
+    except ImportError:
+        raise ImportError("split_at_equal_time compares with curvlinops: "
+                          "pip install curvlinops-for-pytorch") from None
+    from flatness_nb.core import exact_attention
+    from flatness_nb.hessian import dense_hessian
+    runs = [('split', k) for k in probes]
+    runs += [(p, m) for m in matvecs for p in ('hutchinson', 'hutch++')]
+    one = partial(_split_or_peer, model, data, loss_fn)
+    rows = []
+    with exact_attention():   # every method through math attention (it has forward AD)
+        for label, names in blocks.items():
+            ref = (reference or {}).get(label)
+            if ref is None:
+                ref = dense_hessian(model, data, loss_fn, names).trace().item()
+            for meth, _ in (runs[0], runs[len(probes)], runs[-1]):
+                one(meth, 3, names, 0)
+            got, gn = {r: ([], []) for r in runs}, None     # above: warm-up, untimed
+            for seed in range(seeds):     # interleaved: load changes hit every method
+                for r in runs:
+                    t = time.thread_time(); v, g = one(*r, names, seed)
+                    got[r][0].append(time.thread_time() - t); got[r][1].append(v - ref)
+                    gn = gn if g is None else g
+            for (meth, k), (ts, es) in got.items():
+                e = math.sqrt(sum(x * x for x in es) / len(es))
+                rows.append(dict(block=label, method=meth, budget=k, reference=ref,
+                                 gn=gn, time_s=sorted(ts)[len(ts) // 2], rmse=e,
+                                 rel_rmse=e / abs(ref)))
+    for r in rows:                   # the best peer's RMSE at the split's time
+        if r['method'] != 'split': continue
+        same = lambda p: [q for q in rows
+                          if q['block'] == r['block'] and q['method'] == p]
+        r['peer_rmse'] = min(_equal_time_error(same(p), r['time_s'])
+                             for p in ('hutchinson', 'hutch++'))
+        r['gain'] = r['peer_rmse'] / r['rmse'] if r['rmse'] > 0 else math.inf
+    return rows
