@@ -586,10 +586,14 @@ if __name__ == '__main__': main()
 # %% ../nbs/11_benchmark.ipynb #735bd2e1
 import math
 from typing import Callable
+from .core import SelectOutput
 
 def _peer_trace(model, data, names, kind, matvecs, seed, loss_fn):
     "curvlinops' Hutchinson or Hutch++ trace of the Hessian block of `names`, seeded."
     from curvlinops import HessianLinearOperator, hutchinson_trace, hutchpp_trace
+    tf = sys.modules.get('transformers')           # curvlinops needs the logits picked out
+    if tf is not None and isinstance(model, tf.PreTrainedModel):
+        model = SelectOutput(model, 'logits')
     ps, n = dict(model.named_parameters()), sum(len(y) for _, y in data)
     A = HessianLinearOperator(model, loss_fn, [ps[k] for k in names], data,
                               check_deterministic=False, num_data=n)
