@@ -193,6 +193,12 @@ def check_penalty_route(
         )
     return got
 
+# %% ../nbs/17_training.ipynb #baab0789
+def _train_mode_bn(model: nn.Module) -> list[str]:
+    "Names of the BatchNorm modules in train mode (they couple the samples of a batch)."
+    return [n for n, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+
 # %% ../nbs/17_training.ipynb #309f9b0c
 def loss_and_penalty(
     model: nn.Module,  # the network (train or eval mode)
@@ -215,11 +221,7 @@ def loss_and_penalty(
         check_penalty_route(model, [n for n, _ in lays], x, route)
     out, caps = capture_forward(model, [m for _, m in lays], x)
     if any(not c[2] for c in caps):
-        bn = [
-            n
-            for n, m in model.named_modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
-        ]
+        bn = _train_mode_bn(model)
         if bn:
             raise ValueError(
                 f"BatchNorm {bn} in train mode couples the samples of a batch, so a "
@@ -526,11 +528,7 @@ def fam_authors(
             f"fam_authors reproduces the fully connected case; {name!r} is a "
             f"{type(mod).__name__}"
         )
-    bn = [
-        n
-        for n, b in model.named_modules()
-        if isinstance(b, nn.modules.batchnorm._BatchNorm) and b.training
-    ]
+    bn = _train_mode_bn(model)
     if bn:
         raise ValueError(
             f"BatchNorm {bn} in train mode: the Hessian under torch.func would "
