@@ -82,6 +82,17 @@ def _check_count(name, v, least=1):
         raise ValueError(f"{name} must be an integer >= {least}{why}, got {v!r}")
 
 # %% ../nbs/01b_estimators.ipynb #7979ead5
+def _hutchpp(A, N, dt, dev, matvecs, seed):
+    "Hutch++ with A: (k, N) rows ↦ their products: a sketch of m//3, its exact part, the rest deflated Hutchinson."
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    s = matvecs // 3; r = matvecs - 2 * s
+    Q = torch.linalg.qr(A(_probe((s, N), gen, 'rademacher', dt, dev)).T).Q.T           # (s, N) orthonormal rows
+    inside = (Q * A(Q)).sum().item()
+    g = _probe((r, N), gen, 'rademacher', dt, dev); Pg = g - (g @ Q.T) @ Q
+    vals = (Pg * A(Pg)).sum(1)
+    se = (vals.std() / math.sqrt(r)).item() if r > 1 else float('inf')
+    return Estimate(inside + vals.mean().item(), se, r)
+
 @takes_model
 def hutchpp_trace(model: nn.Module, # the network, in eval mode; or an operator (anything with @ and shape)
                   data=None, # (X, y) tensors or an iterable of (x, y) batches (None with an operator)
@@ -100,14 +111,7 @@ def hutchpp_trace(model: nn.Module, # the network, in eval mode; or an operator 
     if probes_per_pass is not None: _check_count('probes_per_pass', probes_per_pass)
     flat0, unflat = flatten_params(_params(model, params)); N, dt, dev = flat0.numel(), flat0.dtype, flat0.device
     A = lambda V: _flat_apply(_matvec(model, data, loss_fn, operator, batch_size), unflat, V, probes_per_pass or len(V))
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    s = matvecs // 3; r = matvecs - 2 * s
-    Q = torch.linalg.qr(A(_probe((s, N), gen, 'rademacher', dt, dev)).T).Q.T           # (s, N) orthonormal rows
-    inside = (Q * A(Q)).sum().item()
-    g = _probe((r, N), gen, 'rademacher', dt, dev); Pg = g - (g @ Q.T) @ Q
-    vals = (Pg * A(Pg)).sum(1)
-    se = (vals.std() / math.sqrt(r)).item() if r > 1 else float('inf')
-    return Estimate(inside + vals.mean().item(), se, r)
+    return _hutchpp(A, N, dt, dev, matvecs, seed)
 
 # %% ../nbs/01b_estimators.ipynb #cc7f5221
 def _blocks(names, blockwise):
@@ -277,12 +281,5 @@ def hutchpp_op(op, # an operator: anything with `@` and a square `shape`
     if probes_per_pass is not None: _check_count('probes_per_pass', probes_per_pass)
     N, dt, dev = operator_info(op); mv = as_matvec(op)
     A = lambda V: torch.cat([mv(C.T).T for C in V.split(probes_per_pass or len(V))])
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    s = matvecs // 3; r = matvecs - 2 * s
-    Q = torch.linalg.qr(A(_probe((s, N), gen, 'rademacher', dt, dev)).T).Q.T
-    inside = (Q * A(Q)).sum().item()
-    g = _probe((r, N), gen, 'rademacher', dt, dev); Pg = g - (g @ Q.T) @ Q
-    vals = (Pg * A(Pg)).sum(1)
-    se = (vals.std() / math.sqrt(r)).item() if r > 1 else float('inf')
-    return Estimate(inside + vals.mean().item(), se, r)
+    return _hutchpp(A, N, dt, dev, matvecs, seed)
 
