@@ -9,11 +9,7 @@ from flatness_nb.hessian import (dense_hessian, hutchinson_relative_flatness, hu
 
 torch.set_num_threads(1)
 
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype(); torch.set_default_dtype(torch.float64); torch.manual_seed(0)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures('float64')   # tests/conftest.py
 
 def _data(n=12, m=5, k=3):
     g = torch.Generator().manual_seed(1)

@@ -13,11 +13,7 @@ from flatness_nb.sweep import network_curvature
 transformers = pytest.importorskip('transformers')
 torch.set_num_threads(1)
 
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype(); torch.set_default_dtype(torch.float64); torch.manual_seed(0)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures('float64')   # tests/conftest.py
 
 def _rel(a, b): return abs(a - b) / max(abs(b), 1e-30)
 
