@@ -17,13 +17,14 @@ from torch.utils.data import Dataset, IterableDataset, TensorDataset
 __all__ = ['LAYER_ADAPTERS', 'CONV_TYPES', 'LINEAR_TYPES', 'HALF_AS', 'CHECK_SAMPLES', 'ROUTE_SAMPLES', 'UnsupportedLayerError',
            'param_name', 'unwrap_model', 'linear_layers', 'LayerAdapter', 'register_layer', 'supported_layers',
            'find_adapter', 'layer_adapter', 'check_layer', 'LinearAdapter', 'ConvAdapter', 'Conv3dAdapter',
-           'EmbeddingAdapter', 'get_layer', 'all_finite', 'check_eval', 'model_device_dtype', 'Inputs', 'iter_batches',
-           'count_samples', 'exact_attention', 'model_output', 'call', 'fcall', 'vmap_over_samples', 'SelectOutput',
-           'strip_prefix', 'mha_modules', 'takes_model', 'check_forward', 'check_untied', 'LayerSplit',
-           'check_single_use', 'custom_functions', 'check_second_order', 'unfold_patches', 'reduce_sums', 'reduce_max',
-           'check_single_process', 'token_scope', 'sample_mean', 'Estimate', 'flatten_params', 'is_token_loss',
-           'token_count', 'check_labels', 'sample_loss', 'per_sample_losses', 'check_loss', 'first_loss_check',
-           'empirical_risk', 'perturbed_risks', 'is_operator', 'operator_info', 'as_matvec']
+           'EmbeddingAdapter', 'get_layer', 'all_finite', 'check_eval', 'model_device_dtype', 'Inputs',
+           'check_positive_int', 'iter_batches', 'count_samples', 'exact_attention', 'model_output', 'call', 'fcall',
+           'vmap_over_samples', 'SelectOutput', 'strip_prefix', 'mha_modules', 'takes_model', 'check_forward',
+           'check_untied', 'LayerSplit', 'check_single_use', 'custom_functions', 'check_second_order', 'unfold_patches',
+           'reduce_sums', 'reduce_max', 'check_single_process', 'token_scope', 'sample_mean', 'Estimate',
+           'flatten_params', 'is_token_loss', 'token_count', 'check_labels', 'sample_loss', 'per_sample_losses',
+           'check_loss', 'first_loss_check', 'empirical_risk', 'perturbed_risks', 'is_operator', 'operator_info',
+           'as_matvec']
 
 # %% ../nbs/00_core.ipynb #b3bb07fb
 class UnsupportedLayerError(ValueError):
@@ -291,11 +292,20 @@ def _is_xy(data):
     if isinstance(data, collections.abc.Mapping): return _split_xy(data) is not None
     return isinstance(data, (tuple, list)) and len(data) == 2 and _split_xy(data) is not None
 
+# %% ../nbs/00_core.ipynb #1720413d
+def check_positive_int(name: str, # the argument's name, for the message
+                       v, # the value given
+                       allow_none: bool = False, # whether None is allowed too
+                      ):
+    "Refuse v unless it is a positive integer (or None where allowed); bool and integral floats are refused."
+    if allow_none and v is None: return
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {v!r}")
+
 # %% ../nbs/00_core.ipynb #fb1a1954
 def _batch_source(data, batch_size):
     "The batches of `data`: (X, y) tensors and a TensorDataset are split; a re-iterable collection of batches is used as it is."
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_positive_int('batch_size', batch_size)
     if isinstance(data, TensorDataset):
         if len(data.tensors) != 2: raise TypeError(f"a TensorDataset used as data must hold (X, y), it holds {len(data.tensors)} tensors")
         data = data.tensors
