@@ -9,7 +9,7 @@ import itertools
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import patch
-from .core import (all_finite, check_second_order, first_loss_check,
+from .core import (all_finite, check_positive_int, check_second_order, first_loss_check,
                               flatten_params, mha_modules,
                               sample_mean, unwrap_model)
 from .hessian import (HVP_CHUNK, _hvp_batch, _hvp_chunk, _loss_of_params,
@@ -49,13 +49,6 @@ def resolve_params(model: nn.Module, # the network
         want.update(got)
     return [n for n in ps if n in want]
 
-# %% ../nbs/14_operators.ipynb #e2b9f1d4
-def _check_block(v):
-    "Refuse a max_block that is neither None nor a positive integer."
-    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-        raise ValueError(f"max_block must be a positive integer or None, got {v!r}")
-    return v
-
 # %% ../nbs/14_operators.ipynb #5d6b32c4
 class CurvatureOperator:
     "A symmetric curvature matrix of E_emp as an operator on flat parameter vectors."
@@ -72,7 +65,8 @@ class CurvatureOperator:
         elif pre and isinstance(params, (list, tuple)):
             params = [p.removeprefix(pre) if isinstance(p, str) else p for p in params]
         self.model, self.data, self.loss_fn = model, data, loss_fn
-        self.batch_size, self.max_block = batch_size, _check_block(max_block)
+        check_positive_int('max_block', max_block, allow_none=True)
+        self.batch_size, self.max_block = batch_size, max_block
         self.names = resolve_params(model, params)
         self.p0 = _named_params(model, self.names)
         flat, self._unflat = flatten_params(self.p0)
@@ -183,6 +177,7 @@ def _graph_key(self: HessianOperator):
         ts += [t for t in self.data if torch.is_tensor(t)]
     return tuple(t._version for t in ts)
 
+# %% ../nbs/14_operators.ipynb #8c8a0496
 @patch
 def _batch(self: HessianOperator, V):
     "Per batch: H·V over a kept gradient graph, or with the graph built anew."
@@ -202,7 +197,6 @@ def _batch(self: HessianOperator, V):
         if i == len(self._graphs): self._graphs.append(_grad_graph(L, self.p0, x, y))
         return _graph_hvp(self._graphs[i], V, self.batched)
     return batch
-
 
 # %% ../nbs/14_operators.ipynb #0f9d7468
 class GGNOperator(CurvatureOperator):
