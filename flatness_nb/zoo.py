@@ -25,6 +25,15 @@ class BasicBlock(nn.Module):
         out = self.bn2(self.conv2(out))
         return self.relu(out + (x if self.downsample is None else self.downsample(x)))
 
+# %% ../nbs/13_zoo.ipynb #09c13377
+def _init_like_torchvision(model: nn.Module):
+    "Kaiming-normal (fan_out, ReLU) convolutions, BatchNorm at weight 1 and bias 0, as torchvision initialises ResNet and VGG."
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+            if m.bias is not None: nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d): nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
+
 # %% ../nbs/13_zoo.ipynb #836cd661
 class ResNet18(nn.Module):
     "ResNet-18 with torchvision's module names and initialisation; `width` is the channel count of layer1 (64 in torchvision)."
@@ -46,15 +55,6 @@ class ResNet18(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
-
-# %% ../nbs/13_zoo.ipynb #09c13377
-def _init_like_torchvision(model: nn.Module):
-    "Kaiming-normal (fan_out, ReLU) convolutions, BatchNorm at weight 1 and bias 0, as torchvision initialises ResNet and VGG."
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-            if m.bias is not None: nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d): nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
 
 # %% ../nbs/13_zoo.ipynb #f82f9240
 VGG11_CFG = [64, 'M', 128, 'M', 256, 256, 'M', 512, 512, 'M', 512, 512, 'M']
