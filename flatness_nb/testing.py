@@ -5,11 +5,16 @@
 # %% ../nbs/00b_testing.ipynb #d5c4ae8a
 from __future__ import annotations
 import os, random
-import numpy as np, torch
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
+import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+from torch import Tensor
 
 # %% auto #0
-__all__ = ['DEVICE_VAR', 'device_name', 'device_from_env', 'exact_matmul', 'setup_notebook', 'default_device', 'generator',
-           'rel_err', 'error_message']
+__all__ = ['DEVICE_VAR', 'ORACLE_CASES', 'device_name', 'device_from_env', 'exact_matmul', 'setup_notebook', 'default_device',
+           'generator', 'rel_err', 'error_message', 'mlp', 'SmallCNN', 'oracle_summaries', 'randomise', 'OracleCase',
+           'build_case', 'oracle_case', 'oracle_errors']
 
 # %% ../nbs/00b_testing.ipynb #d9dd0c6b
 DEVICE_VAR = 'FLATNESS_DEVICE'
@@ -79,3 +84,274 @@ def error_message(f, *args, **kwargs) -> str:
     try: f(*args, **kwargs)
     except Exception as e: return f"{type(e).__name__}: {e}"
     raise AssertionError(f"expected {getattr(f, '__name__', f)} to raise an error, but it returned")
+
+# %% ../nbs/00b_testing.ipynb #bf1ff6e7
+def mlp(dims: list[int], # widths: input, hidden…, output
+        act: type[nn.Module] = nn.Tanh, # activation between the linear layers
+        bias: bool = True, # give every linear layer a bias
+       ) -> nn.Sequential:
+    "Linear, act, Linear, …, Linear with the given widths, in eval mode."
+    mods = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        mods.append(nn.Linear(a, b, bias=bias))
+        if i < len(dims) - 2: mods.append(act())
+    return nn.Sequential(*mods).eval()
+
+# %% ../nbs/00b_testing.ipynb #8ad1e4c0
+class SmallCNN(nn.Module):
+    "3×3 ReLU convolutions, optional max-pool, flatten, optional hidden ReLU layer, linear head."
+    def __init__(self, shape: tuple[int, ...] = (1, 8, 8), # one input: (channels, H, W) or (channels, L)
+                 k: int = 3, # outputs (classes)
+                 channels: tuple[int, ...] = (2,), # output channels of each convolution
+                 hidden: int | None = 6, # width of the hidden linear layer; None: a single head `fc`
+                 padding: int = 0, # padding of every convolution
+                 stride: int | tuple[int, ...] = 1, # stride of every convolution, or one per convolution
+                 pool: int | None = 2, # max-pool size after the convolutions; None: no pool
+                ):
+        super().__init__()
+        conv = nn.Conv2d if len(shape) == 3 else nn.Conv1d
+        strides = (stride,) * len(channels) if isinstance(stride, int) else tuple(stride)
+        self.shape, self.pool, side = tuple(shape), pool, list(shape[1:])
+        names = ['conv'] if len(channels) == 1 else [f'c{i + 1}' for i in range(len(channels))]
+        self.convs = list(names)
+        for nm, c_in, c_out, s in zip(names, (shape[0],) + tuple(channels), channels, strides):
+            setattr(self, nm, conv(c_in, c_out, 3, stride=s, padding=padding))
+            side = [(L + 2 * padding - 3) // s + 1 for L in side]
+        if pool: side = [L // pool for L in side]
+        n = channels[-1] * int(np.prod(side))
+        if hidden is None: self.fc = nn.Linear(n, k)
+        else: self.fc1, self.fc2 = nn.Linear(n, hidden), nn.Linear(hidden, k)
+
+    def forward(self, x):
+        x = x.reshape(len(x), *self.shape)
+        for nm in self.convs: x = F.relu(getattr(self, nm)(x))
+        if self.pool: x = (F.max_pool2d if len(self.shape) == 3 else F.max_pool1d)(x, self.pool)
+        x = x.flatten(1)
+        return self.fc(x) if hasattr(self, 'fc') else self.fc2(F.relu(self.fc1(x)))
+
+# %% ../nbs/00b_testing.ipynb #fc7d3084
+def oracle_summaries(H: Tensor, # dense Hessian of one layer's weight, (dm, dm)
+                     W: Tensor, # the weight, (d, m)
+                    ) -> dict[str, Tensor]:
+    "Trace, block traces, diagonal, column terms ρ(j) and κ read off a dense layer Hessian (for checks)."
+    d, m = W.shape
+    H4 = H.reshape(d, m, d, m)
+    o = dict(block_traces=torch.einsum('atbt->ab', H4), diagonal=torch.diagonal(H, 0).reshape(d, m),
+             rho=torch.einsum('aj,ajbj,bj->j', W, H4, W))
+    return dict(o, trace=H.trace(), kappa=((W @ W.T) * o['block_traces']).sum())
+
+# %% ../nbs/00b_testing.ipynb #2bae7ce2
+class _Skip(nn.Module):
+    "A residual block around fc2: f = fc3(h + tanh(fc2(h))), h = relu(fc1(x))."
+    def __init__(self):
+        super().__init__(); self.fc1, self.fc2, self.fc3 = nn.Linear(4, 5), nn.Linear(5, 5), nn.Linear(5, 3)
+    def forward(self, x):
+        h = F.relu(self.fc1(x))
+        return self.fc3(h + torch.tanh(self.fc2(h)))
+
+class _LeNetLike(nn.Module):
+    "conv → ReLU → pool → three linear layers with functional ReLUs, on 1×10×10 images."
+    def __init__(self):
+        super().__init__(); self.c1 = nn.Conv2d(1, 2, 3)
+        self.f1, self.f2, self.f3 = nn.Linear(2 * 4 * 4, 7), nn.Linear(7, 5), nn.Linear(5, 4)
+    def forward(self, x):
+        x = torch.flatten(F.max_pool2d(F.relu(self.c1(x)), 2), 1)
+        return self.f3(F.relu(self.f2(F.relu(self.f1(x)))))
+
+class _TokenMLP(nn.Module):
+    "Token-wise MLP, mean over the token axes, linear read-out."
+    def __init__(self, act=nn.ReLU, m=4, h=5, k=3):
+        super().__init__(); self.t1, self.t2, self.out = nn.Linear(m, h), nn.Linear(h, h), nn.Linear(h, k); self.act = act()
+    def forward(self, x): return self.out(self.act(self.t2(self.act(self.t1(x)))).flatten(1, -2).mean(1))
+
+class _TinyAttention(nn.Module):
+    "One self-attention head, mean pooling, linear read-out."
+    def __init__(self, m=4, k=3):
+        super().__init__()
+        self.q, self.k, self.v, self.out = nn.Linear(m, m), nn.Linear(m, m), nn.Linear(m, m), nn.Linear(m, k)
+    def forward(self, x):
+        a = torch.softmax(self.q(x) @ self.k(x).mT / x.shape[-1] ** 0.5, -1)
+        return self.out((a @ self.v(x)).mean(1))
+
+class _PerToken(nn.Module):
+    "Per-token regression: every token gets its own output vector."
+    def __init__(self, m=4, h=5, k=2):
+        super().__init__(); self.t1, self.t2 = nn.Linear(m, h), nn.Linear(h, k)
+    def forward(self, x): return self.t2(torch.tanh(self.t1(x)))
+
+class _Conv1Pair(nn.Module):
+    "Two 1-D convolutions with an activation, flattened, a linear read-out."
+    def __init__(self, act=torch.tanh, L=9, **kw):
+        super().__init__(); self.c1 = nn.Conv1d(2, 3, 3, **kw); self.c2 = nn.Conv1d(3, 4, 2); self.act = act
+        p, dil, s = kw.get('padding', 0), kw.get('dilation', 1), kw.get('stride', 1)
+        L1 = L if p == 'same' else (L + 2 * p - 2 * dil - 1) // s + 1        # c1's output length; c2 takes one off
+        self.fc = nn.Linear(4 * (L1 - 1), 3)
+    def forward(self, x): return self.fc(self.act(self.c2(self.act(self.c1(x)))).flatten(1))
+
+class _Vox(nn.Module):
+    "Conv3d → activation → flatten → linear, on 2-channel 3×4×3 volumes."
+    def __init__(self, act=nn.ReLU):
+        super().__init__(); self.conv = nn.Conv3d(2, 2, (2, 2, 1), stride=(1, 2, 1), padding=(1, 0, 1), dilation=(2, 1, 1))
+        self.act = act(); self.fc = nn.Linear(2 * 3 * 2 * 5, 3)
+    def forward(self, x): return self.fc(self.act(self.conv(x)).flatten(1))
+
+class _Tok(nn.Module):
+    "Embedding of 4 indices per sample → tanh → flatten → linear."
+    def __init__(self, **kw): super().__init__(); self.emb = nn.Embedding(6, 3, **kw); self.fc = nn.Linear(12, 3)
+    def forward(self, x): return self.fc(torch.tanh(self.emb(x)).flatten(1))
+
+# %% ../nbs/00b_testing.ipynb #b39e7edf
+def randomise(model: nn.Module, # model to change in place (moved to float64, eval mode)
+              seed: int = 0, # seed of the draws
+             ) -> nn.Module:
+    "Eval mode, float64; random BatchNorm running statistics, norm affine parameters and biases (all non-trivial)."
+    g = torch.Generator().manual_seed(seed)
+    rnd = lambda t, s=1.0: s * torch.randn(t.shape, generator=g, dtype=torch.float64)
+    model = model.to(torch.float64).eval()
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.copy_(rnd(mod.running_mean, 0.5))
+                mod.running_var.copy_(0.5 + torch.rand(mod.running_var.shape, generator=g, dtype=torch.float64))
+            if isinstance(mod, (nn.BatchNorm2d, nn.LayerNorm)): mod.weight.copy_(1 + rnd(mod.weight, 0.3))
+            if isinstance(getattr(mod, 'bias', None), torch.Tensor): mod.bias.copy_(rnd(mod.bias, 0.1))
+        if hasattr(model, 'cls_token'): model.cls_token.copy_(rnd(model.cls_token, 0.1))
+    return model
+
+# %% ../nbs/00b_testing.ipynb #3daf49f7
+_LOSSES = {'ce': F.cross_entropy, 'mse': nn.MSELoss()}
+
+@dataclass(frozen=True)
+class OracleCase:
+    "One oracle case: a layer of a seeded random float64 model, its data and its loss."
+    name: str # unique id, '<model>/<layer>'
+    arch: Callable[[], nn.Module] # builds the architecture
+    layer: str # dotted name of the layer under test
+    x: tuple # one input's shape
+    k: int = 3 # classes (cross-entropy) or outputs (MSE)
+    loss: str = 'ce' # 'ce' or 'mse'
+    seed: int = 0 # seed of the generator that draws inputs, parameters and targets
+    n: int = 12 # samples
+    init: str = 'gauss' # 'gauss': parameters ~ scale·N(0, 1); 'zoo': the model's init, then `randomise`
+    scale: float = 0.7 # standard deviation of the parameters under init='gauss'
+    vocab: int = 0 # > 0: inputs are indices in [0, vocab)
+    y_shape: tuple = () # MSE target shape of one sample (default (k,))
+    kw: dict = field(default_factory=dict) # keyword arguments for the engine's call (batch_size, …)
+    bias_vs_weight: bool = False # measure the bias error against ‖H_w‖ (a symmetry makes H_b zero)
+    tags: tuple = () # 'zoo': the zoo's architectures (their dense oracle takes seconds)
+
+    @property
+    def loss_fn(self): return _LOSSES[self.loss]
+
+# %% ../nbs/00b_testing.ipynb #94e7b753
+def _draw_x(case, g):
+    if case.vocab: return torch.randint(0, case.vocab, (case.n, *case.x), generator=g, device=g.device)
+    return torch.randn(case.n, *case.x, generator=g, dtype=torch.float64, device=g.device)
+
+def _draw_y(case, g):
+    if case.loss == 'ce': return torch.randint(0, case.k, (case.n,), generator=g, device=g.device)
+    return torch.randn(case.n, *(case.y_shape or (case.k,)), generator=g, dtype=torch.float64, device=g.device)
+
+def build_case(case: OracleCase | str, # a case or its name
+              ) -> tuple[nn.Module, str, Tensor, Tensor, Callable]:
+    "(model, layer, X, y, loss_fn) of an oracle case, in float64, rebuilt bit for bit from its seed."
+    case = oracle_case(case)
+    if case.init == 'zoo':
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(case.seed); model = randomise(case.arch(), case.seed)
+        g = generator(case.seed + 1)
+        X = _draw_x(case, g)
+        return model.to(X.device), case.layer, X, _draw_y(case, g), case.loss_fn
+    if case.init != 'gauss': raise ValueError(f"{case.name}: init must be 'gauss' or 'zoo', got {case.init!r}")
+    with torch.random.fork_rng(devices=[]): model = case.arch()
+    g = generator(case.seed)
+    X = _draw_x(case, g)
+    for p in model.parameters():
+        p.data = torch.randn(p.shape, generator=g, dtype=torch.float64, device=g.device) * case.scale
+    y = _draw_y(case, g)
+    return model.to(X.device).double().eval(), case.layer, X, y, case.loss_fn
+
+# %% ../nbs/00b_testing.ipynb #fa157f66
+_ACTS = [nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.GELU, nn.Softplus]
+
+def _make_case_models():
+    "01_hessian's former make_case(i), i < 24: (name, arch, layers, input shape, k, loss, seed)."
+    out = []
+    for i in range(20):
+        act, bias, loss = _ACTS[i % 5], (i // 5) % 2 == 0, 'ce' if i < 10 else 'mse'
+        nm = f"mlp_{act.__name__.lower()}_{loss}{'' if bias else '_nobias'}"
+        out.append((nm, partial(mlp, [4, 6, 5, 3], act, bias), ('0', '2', '4'), (4,), 3, loss, 100 + i))
+    out += [('cnn_ce', SmallCNN, ('conv', 'fc1', 'fc2'), (1, 8, 8), 3, 'ce', 120),
+            ('cnn_mse', SmallCNN, ('conv', 'fc1', 'fc2'), (1, 8, 8), 3, 'mse', 121),
+            ('lenetlike_ce', _LeNetLike, ('c1', 'f1', 'f2', 'f3'), (1, 10, 10), 4, 'ce', 122),
+            ('skip_mse', _Skip, ('fc1', 'fc2', 'fc3'), (4,), 3, 'mse', 123)]
+    return out
+
+def _zoo(name, **kw):
+    from flatness_nb import zoo                 # zoo imports torch only (no cycle)
+    m = getattr(zoo, name)(**kw)
+    if name == 'VGG11':
+        for mod in m.classifier:                # the zoo's 0.01-std classifier makes every curvature tiny
+            if isinstance(mod, nn.Linear): mod.reset_parameters()
+    return m
+
+_RES = (['conv1'] + [f'layer{s}.{b}.conv{c}' for s in range(1, 5) for b in range(2) for c in (1, 2)]
+        + [f'layer{s}.0.downsample.0' for s in (2, 3, 4)] + ['fc'])
+_ZOO = [('resnet18_w3', partial(_zoo, 'ResNet18', num_classes=3, width=3), _RES, 16, 8),
+        ('vgg11_w2', partial(_zoo, 'VGG11', num_classes=3, width=2, hidden=8, pool=1),
+         [f'features.{i}' for i in (0, 3, 6, 8, 11, 13, 16, 18)] + [f'classifier.{i}' for i in (0, 3, 6)], 32, 8),
+        ('vit_tiny', partial(_zoo, 'SmallViT', num_classes=3, image_size=8, patch=4, dim=8, depth=2, heads=2, mlp=12),
+         ['patch_embed'] + [f'blocks.{b}.fc{c}' for b in range(2) for c in (1, 2)] + ['head'], 8, 6),
+        ('lenet5', partial(_zoo, 'LeNet5', 3), ['conv1', 'conv2', 'fc2', 'fc3'], 32, 8)]   # fc1 (48,000) is too big
+
+def _oracle_cases() -> list[OracleCase]:
+    cases = [OracleCase(f'{nm}/{l}', arch, l, x, k, loss, seed, kw=dict(batch_size=5))
+             for nm, arch, layers, x, k, loss, seed in _make_case_models() for l in layers]
+    tok = dict(batch_size=4, max_hz_elements=300)
+    cases += [OracleCase(f'tokmlp_relu/{l}', _TokenMLP, l, (5, 4), seed=7, n=7, kw=tok) for l in ('t1', 't2')]
+    cases += [OracleCase(f'tokmlp_tanh_4d/{l}', partial(_TokenMLP, nn.Tanh), l, (2, 3, 4), seed=8, n=7, kw=tok)
+              for l in ('t1', 't2')]
+    cases += [OracleCase(f'attention/{l}', _TinyAttention, l, (5, 4), seed=9, n=7, kw=tok, bias_vs_weight=True)
+              for l in ('q', 'k', 'v')]
+    cases += [OracleCase(f'pertoken_mse/{l}', _PerToken, l, (5, 4), 2, 'mse', seed=10, n=7, y_shape=(5, 2), kw=tok)
+              for l in ('t1', 't2')]
+    cases += [OracleCase(f'conv1d_tanh_same/{l}', partial(_Conv1Pair, torch.tanh, padding='same', dilation=2), l, (2, 9),
+                         seed=11, n=6, scale=0.5, kw=dict(batch_size=4)) for l in ('c1', 'c2')]
+    cases += [OracleCase('conv3d_relu/conv', _Vox, 'conv', (2, 3, 4, 3), seed=12, n=6, kw=dict(batch_size=4)),
+              OracleCase('conv3d_tanh/conv', partial(_Vox, nn.Tanh), 'conv', (2, 3, 4, 3), seed=13, n=6,
+                         kw=dict(batch_size=4)),
+              OracleCase('embedding/emb', _Tok, 'emb', (4,), seed=14, n=9, vocab=6, kw=dict(batch_size=4)),
+              OracleCase('embedding_pad/emb', partial(_Tok, padding_idx=2), 'emb', (4,), seed=15, n=9, vocab=6,
+                         kw=dict(batch_size=4))]
+    cases += [OracleCase(f'{nm}/{l}', arch, l, (3, side, side), n=n, init='zoo', tags=('zoo',))
+              for nm, arch, layers, side, n in _ZOO for l in layers]
+    return cases
+
+ORACLE_CASES = _oracle_cases()
+
+def oracle_case(case: OracleCase | str, # a case or the name of one in ORACLE_CASES
+               ) -> OracleCase:
+    "The case itself, or the case of ORACLE_CASES with that name."
+    if isinstance(case, OracleCase): return case
+    hit = [c for c in ORACLE_CASES if c.name == case]
+    if not hit: raise KeyError(f"no oracle case named {case!r}; names look like 'mlp_tanh_ce/0' (see ORACLE_CASES)")
+    return hit[0]
+
+# %% ../nbs/00b_testing.ipynb #8661c1c4
+def oracle_errors(case: OracleCase | str | None, # the case (or its name; None: a case of no special kind)
+                  H: Tensor, # dense Hessian of the layer's weight, (dm, dm)
+                  curv, # computed result with the fields of LayerCurvature
+                  H_bias: Tensor | None = None, # dense Hessian of the layer's bias, (d, d)
+                 ) -> dict[str, float]:
+    "Relative errors of each computed quantity against the dense oracle H (None fields left out)."
+    o = oracle_summaries(H, curv.weight)
+    e = dict(trace=rel_err(curv.trace, o['trace']))
+    if curv.block_traces is not None:
+        e.update(kappa=rel_err(curv.relative_flatness, o['kappa']), block_traces=rel_err(curv.block_traces, o['block_traces']))
+    if curv.diagonal is not None: e['diagonal'] = rel_err(curv.diagonal, o['diagonal'])
+    if curv.rho is not None: e['rho'] = rel_err(curv.rho, o['rho'])
+    if H_bias is not None:
+        if curv.bias_hessian is None: raise ValueError("H_bias given but the result has no bias_hessian: request it")
+        vs_w = case is not None and oracle_case(case).bias_vs_weight
+        e['bias'] = ((curv.bias_hessian - H_bias).norm() / H.norm()).item() if vs_w else rel_err(curv.bias_hessian, H_bias)
+    return e
