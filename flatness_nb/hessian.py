@@ -13,7 +13,7 @@ from torch.func import vmap, grad, jvp, vjp, functional_call
 from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, call, fcall, takes_model, is_token_loss, token_scope, check_second_order, first_loss_check, Estimate, LayerSplit, flatten_params, sample_mean, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
                               check_layer, exact_attention, get_layer, layer_adapter, iter_batches, param_name,
                               linear_layers, model_device_dtype, per_sample_losses, reduce_sums, sample_loss)
-from .sweep import _check_dense_output_hessian, _loss_kind, SweepPlan, network_curvature, sweep_batch
+from .sweep import _check_dense_output_hessian, _loss_kind, QUANTITY, SweepPlan, network_curvature, sweep_batch
 
 # %% auto #0
 __all__ = ['ROUTES', 'QUANTITIES', 'HVP_CHUNK', 'output_loss_hessian', 'z_jacobian', 'detect_route', 'check_exact_layer',
@@ -131,29 +131,8 @@ def hz_batch(sp: LayerSplit, # model split at a layer with an exact route (see `
     return phi, (Hz if perm is None else Hz[:, perm][:, :, perm])
 
 # %% ../nbs/01_hessian.ipynb #29bcdb7e
-def _flat_blocks(phi, Hz, W): return torch.einsum('b,bst->st', (phi ** 2).sum(1), Hz)
-
-# %% ../nbs/01_hessian.ipynb #a47fd1bd
-def _flat_diagonal(phi, Hz, W): return torch.diagonal(Hz, dim1=1, dim2=2).T @ phi ** 2
-
-# %% ../nbs/01_hessian.ipynb #3e42a4c4
-def _flat_rho(phi, Hz, W): return ((phi ** 2) * ((Hz @ W) * W).sum(1)).sum(0)
-_FLAT = dict(trace=lambda phi, Hz, W: _flat_blocks(phi, Hz, W).trace(), block_traces=_flat_blocks, bias=lambda phi, Hz, W: Hz.sum(0), diagonal=_flat_diagonal, rho=_flat_rho)
-
-# %% ../nbs/01_hessian.ipynb #df76e54b
-def _h5(phi, Hz): B, T, m = phi.shape; return Hz.reshape(B, T, Hz.shape[1] // T, T, -1)    # [b, t, s, u, s']
-
-# %% ../nbs/01_hessian.ipynb #6eba1c4b
-def _token_blocks(phi, Hz, W): return torch.einsum('btsuv,btu->sv', _h5(phi, Hz), phi @ phi.mT)   # Σ_{t,u} H[(t,s),(u,s')]⟨φ_t, φ_u⟩
-
-# %% ../nbs/01_hessian.ipynb #08a28583
-def _token_diagonal(phi, Hz, W): return torch.einsum('btus,btj,buj->sj', torch.diagonal(_h5(phi, Hz), dim1=2, dim2=4), phi, phi)
-
-# %% ../nbs/01_hessian.ipynb #de669889
-def _token_rho(phi, Hz, W):                               # ρ(j) = Σ_b v_bjᵀ H^z_b v_bj with v_bj = φ_b[:, j] ⊗ w[:, j]
-    V = torch.einsum('btj,sj->bjts', phi, W).reshape(len(phi), W.shape[1], -1)
-    return (V * (V @ Hz)).sum((0, 2))
-_TOKEN = dict(trace=lambda phi, Hz, W: _token_blocks(phi, Hz, W).trace(), block_traces=_token_blocks, bias=lambda phi, Hz, W: _h5(phi, Hz).sum((0, 1, 3)), diagonal=_token_diagonal, rho=_token_rho)
+_FLAT = {q: e.hz_flat for q, e in QUANTITY.items() if e.hz_flat}     # H^z-route sums, one token: read off the registry
+_TOKEN = {q: e.hz_token for q, e in QUANTITY.items() if e.hz_token}  # the same with tokens (B, T, m)
 
 # %% ../nbs/01_hessian.ipynb #11a9607b
 def _sweep_sums(sp, x, y, loss_fn, want):
@@ -162,19 +141,19 @@ def _sweep_sums(sp, x, y, loss_fn, want):
     return {q: s[(q, sp.name)] for q in want}
 
 # %% ../nbs/01_hessian.ipynb #02e35971
-QUANTITIES = ('trace', 'block_traces', 'bias', 'diagonal', 'rho')   # what a curvature request can name
-_ALIASES = dict(kappa='block_traces', relative_flatness='block_traces', bias_hessian='bias', columns='rho')
+QUANTITIES = tuple(q for q, e in QUANTITY.items() if e.layer_field)   # what a curvature request can name
+_ALIASES = {a: q for q in QUANTITIES for a in QUANTITY[q].aliases}   # kappa → block_traces, columns → rho, …
 
 def curvature_request(want: Sequence[str] | None = None, # quantities (QUANTITIES, or 'trace'/'kappa'); None: all
                       columns: bool = True, # with want=None: include the column terms ρ(j)
                      ) -> tuple[str, ...]:
     "The quantities to accumulate, in a fixed order; one clear error for an unknown name."
-    if want is None: return QUANTITIES[1:] if columns else QUANTITIES[1:4]
+    if want is None: return tuple(q for q in QUANTITIES if not QUANTITY[q].implied_by and (columns or not QUANTITY[q].column))
     if isinstance(want, str): want = [want]
     bad = [q for q in want if _ALIASES.get(q, q) not in QUANTITIES]
     if bad or not want: raise ValueError(f"unknown curvature quantities {bad}; request some of {QUANTITIES + tuple(_ALIASES)}")
     got = {_ALIASES.get(w, w) for w in want}
-    return tuple(q for q in QUANTITIES if q in got and not (q == 'trace' and 'block_traces' in got))   # blocks give the trace
+    return tuple(q for q in QUANTITIES if q in got and QUANTITY[q].implied_by not in got)   # blocks give the trace
 
 # %% ../nbs/01_hessian.ipynb #37d1cbb0
 @dataclass
@@ -258,8 +237,6 @@ def curvature_sums(sp: LayerSplit, # model split at an exact-route layer
     return tot
 
 # %% ../nbs/01_hessian.ipynb #17d6a23d
-_FIELD = dict(bias='bias_hessian', trace='weight_trace')   # request name → LayerCurvature field
-
 @takes_model
 def layer_curvature(model: nn.Module, # the network, in eval mode
                     layer: str | nn.Module, # a layer of `model` of a registered type: module or dotted name
@@ -281,7 +258,7 @@ def layer_curvature(model: nn.Module, # the network, in eval mode
     def batch(x, y):
         with torch.no_grad(): return curvature_sums(sp, x, y, loss_fn, plans[0], want)   # the sweep turns gradients on itself
     m, n = sample_mean(model, data, batch, batch_size, first, with_n=True, loss_fn=loss_fn)
-    return LayerCurvature(sp.name, plans[0].route, n, sp.weight.detach(), **{_FIELD.get(q, q): v for q, v in m.items()})
+    return LayerCurvature(sp.name, plans[0].route, n, sp.weight.detach(), **{QUANTITY[q].layer_field: v for q, v in m.items()})
 
 # %% ../nbs/01_hessian.ipynb #bd54bf93
 @takes_model

@@ -14,8 +14,9 @@ from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, call, fcall, takes_model, _chec
                               find_adapter, first_loss_check, linear_layers, model_device_dtype, param_name, sample_loss, sample_mean)
 
 # %% auto #0
-__all__ = ['MAX_OUTPUT_HESSIAN', 'WEIGHT_QUANTITIES', 'BIAS_QUANTITIES', 'loss_hessian_factor', 'layer_sums', 'module_sums',
-           'SweepPlan', 'make_sweep_plan', 'sweep_batch', 'NetworkCurvature', 'network_curvature']
+__all__ = ['MAX_OUTPUT_HESSIAN', 'QUANTITY', 'WEIGHT_QUANTITIES', 'BIAS_QUANTITIES', 'loss_hessian_factor', 'Quantity',
+           'layer_sums', 'module_sums', 'SweepPlan', 'make_sweep_plan', 'sweep_batch', 'NetworkCurvature',
+           'network_curvature']
 
 # %% ../nbs/01a_sweep.ipynb #f46778de
 def _loss_kind(loss_fn, y):
@@ -66,37 +67,94 @@ def loss_hessian_factor(loss_fn: Callable, # a standard PyTorch loss
     lam, U = torch.linalg.eigh((H + H.mT) / 2)
     return U * lam.abs().sqrt()[:, None, :], lam.sign()
 
-# %% ../nbs/01a_sweep.ipynb #0a8ddd26
-WEIGHT_QUANTITIES = ('trace', 'block_traces', 'diagonal', 'rho')   # quadratic in the weight gradient G
-BIAS_QUANTITIES = ('bias_trace', 'bias_diagonal', 'bias')                           # quadratic in the bias gradient Σ_t δ_t
+# %% ../nbs/01a_sweep.ipynb #1c76079c
+def _h5(phi, Hz): B, T, m = phi.shape; return Hz.reshape(B, T, Hz.shape[1] // T, T, -1)    # [b, t, s, u, s']
+def _flat_blocks(phi, Hz, W): return torch.einsum('b,bst->st', (phi ** 2).sum(1), Hz)
+def _flat_diagonal(phi, Hz, W): return torch.diagonal(Hz, dim1=1, dim2=2).T @ phi ** 2
+def _flat_rho(phi, Hz, W): return ((phi ** 2) * ((Hz @ W) * W).sum(1)).sum(0)
+def _token_blocks(phi, Hz, W):                            # Σ_{t,u} H[(t,s),(u,s')]⟨φ_t, φ_u⟩
+    return torch.einsum('btsuv,btu->sv', _h5(phi, Hz), phi @ phi.mT)
+def _token_diagonal(phi, Hz, W):
+    return torch.einsum('btus,btj,buj->sj', torch.diagonal(_h5(phi, Hz), dim1=2, dim2=4), phi, phi)
+def _token_rho(phi, Hz, W):                               # ρ(j) = Σ_b v_bjᵀ H^z_b v_bj with v_bj = φ_b[:, j] ⊗ w[:, j]
+    V = torch.einsum('btj,sj->bjts', phi, W).reshape(len(phi), W.shape[1], -1)
+    return (V * (V @ Hz)).sum((0, 2))
 
-# %% ../nbs/01a_sweep.ipynb #546b442f
-def _one_token_sums(s, D, P, W, want):
-    "Sums for one token per sample: D (r, B, d) cotangents, P (B, m) features, s (r, B) signs."
-    p2 = (P ** 2).sum(1); out = {}
-    if 'trace' in want: out['trace'] = (s * p2 * (D * D).sum(-1)).sum()   # plain ops: no einsum path search per column
-    if 'block_traces' in want: out['block_traces'] = torch.einsum('rb,b,rbs,rbv->sv', s, p2, D, D)
-    if 'diagonal' in want: out['diagonal'] = torch.einsum('rb,rbs,bj->sj', s, D ** 2, P ** 2)
-    if 'rho' in want: out['rho'] = torch.einsum('rb,rbj->j', s, torch.einsum('rbs,sj,bj->rbj', D, W, P) ** 2)
-    return out
+# %% ../nbs/01a_sweep.ipynb #494914e7
+@dataclass(frozen=True)
+class Quantity:
+    "One curvature quantity: its sums on every path, and where its value lands."
+    name: str                        # the key of its sums
+    aliases: tuple = ()              # other names a request may use
+    hz_flat: Callable | None = None  # one-layer H^z route, one token: (φ (B, m), H^z (B, d, d), W) → sum
+    hz_token: Callable | None = None # one-layer H^z route, tokens: (φ (B, T, m), H^z (B, Td, Td), W) → sum
+    one_token: Callable | None = None    # sweep, T = 1: (σ (r, B), D (r, B, d), P (B, m), W) → sum
+    materialised: Callable | None = None # sweep, tokens: (σ, G (r, B, d, m), W) → sum
+    gram: Callable | None = None     # sweep, tokens, without G: (σ, D (r, B, T, d), K (B, T, T)) → sum
+    of_bias: Callable | None = None  # a bias quantity: (σ, q = Σ_t δ_t (r, B, d)) → sum
+    of_module: Callable | None = None  # another module's own parameter: (σ, g² (r, B, n), shape) → sum
+    needs_bias: bool = False         # a layer without a bias has none
+    column: bool = False             # the column terms: left out of want=None when columns=False
+    implied_by: str | None = None    # not accumulated when this quantity is requested too (it gives ours)
+    layer_field: str | None = None   # its `LayerCurvature` field (None: not a one-layer quantity)
+    with_bias: str | None = None     # the bias quantity a network request for it adds
+    net_field: str | None = None     # the `NetworkCurvature` dict its means go to (None: not a network quantity)
+    net_key: Callable = param_name   # layer name → key in that dict
+    net_value: Callable = lambda mod, v: v   # (layer, or None for another module; mean) → stored value
 
-# %% ../nbs/01a_sweep.ipynb #17092faa
-def _gram_sums(s, D, P, W, want, K=None):
-    "Trace and block traces from the token Gram matrix K = φφᵀ (given, or made here), without forming G: D (r, B, T, d), P (B, T, m)."
-    K = P @ P.mT if K is None else K; out = {}
-    if 'trace' in want: out['trace'] = torch.einsum('rb,rbtu,btu->', s, D @ D.mT, K)
-    if 'block_traces' in want: out['block_traces'] = torch.einsum('rb,rbts,rbtv->sv', s, D, K @ D)
-    return out
+# %% ../nbs/01a_sweep.ipynb #9faa7133
+def _item(mod, v): return v.item()
+def _unmatrix(mod, v): return v if mod is None else find_adapter(mod).unmatrix(mod, v)
+def _bias_key(n): return param_name(n, 'bias')
+def _same_key(n): return n
+
+QUANTITY = {q.name: q for q in [
+    Quantity('trace', hz_flat=lambda phi, Hz, W: _flat_blocks(phi, Hz, W).trace(),
+             hz_token=lambda phi, Hz, W: _token_blocks(phi, Hz, W).trace(),
+             one_token=lambda s, D, P, W: (s * (P ** 2).sum(1) * (D * D).sum(-1)).sum(),   # plain ops: no einsum path search
+             materialised=lambda s, G, W: torch.einsum('rb,rbk,rbk->', s, G.flatten(2), G.flatten(2)),   # no G² copy
+             gram=lambda s, D, K: torch.einsum('rb,rbtu,btu->', s, D @ D.mT, K),
+             of_module=lambda s, g2, shape: torch.einsum('rb,rbj->', s, g2),
+             implied_by='block_traces', layer_field='weight_trace', with_bias='bias_trace',
+             net_field='traces', net_value=_item),
+    Quantity('block_traces', ('kappa', 'relative_flatness'), _flat_blocks, _token_blocks,
+             one_token=lambda s, D, P, W: torch.einsum('rb,b,rbs,rbv->sv', s, (P ** 2).sum(1), D, D),
+             materialised=lambda s, G, W: torch.einsum('rb,rbsj,rbvj->sv', s, G, G),
+             gram=lambda s, D, K: torch.einsum('rb,rbts,rbtv->sv', s, D, K @ D),
+             layer_field='block_traces', net_field='block_traces', net_key=_same_key),
+    Quantity('bias', ('bias_hessian',), lambda phi, Hz, W: Hz.sum(0), lambda phi, Hz, W: _h5(phi, Hz).sum((0, 1, 3)),
+             of_bias=lambda s, q: torch.einsum('rb,rbs,rbv->sv', s, q, q), layer_field='bias_hessian'),
+    Quantity('diagonal', (), _flat_diagonal, _token_diagonal,
+             one_token=lambda s, D, P, W: torch.einsum('rb,rbs,bj->sj', s, D ** 2, P ** 2),
+             materialised=lambda s, G, W: torch.einsum('rb,rbsj->sj', s, G ** 2),
+             of_module=lambda s, g2, shape: torch.einsum('rb,rbj->j', s, g2).reshape(shape),
+             layer_field='diagonal', with_bias='bias_diagonal', net_field='diagonals', net_value=_unmatrix),
+    Quantity('rho', ('columns',), _flat_rho, _token_rho,
+             one_token=lambda s, D, P, W: torch.einsum('rb,rbj->j', s, torch.einsum('rbs,sj,bj->rbj', D, W, P) ** 2),
+             materialised=lambda s, G, W: torch.einsum('rb,rbj->j', s, (G * W).sum(2) ** 2),
+             column=True, layer_field='rho', net_field='rhos', net_key=_same_key),
+    Quantity('bias_trace', of_bias=lambda s, q: torch.einsum('rb,rbs->', s, q ** 2), needs_bias=True,
+             net_field='traces', net_key=_bias_key, net_value=_item),
+    Quantity('bias_diagonal', of_bias=lambda s, q: torch.einsum('rb,rbs->s', s, q ** 2), needs_bias=True,
+             net_field='diagonals', net_key=_bias_key),
+]}
+WEIGHT_QUANTITIES = tuple(q for q, e in QUANTITY.items() if e.one_token)   # quadratic in the weight gradient G
+BIAS_QUANTITIES = tuple(q for q, e in QUANTITY.items() if e.of_bias)      # quadratic in the bias gradient Σ_t δ_t
 
 # %% ../nbs/01a_sweep.ipynb #8cbb531f
+def _one_token_sums(s, D, P, W, want):
+    "Sums for one token per sample: D (r, B, d) cotangents, P (B, m) features, s (r, B) signs."
+    return {q: QUANTITY[q].one_token(s, D, P, W) for q in want}
+
+def _gram_sums(s, D, P, W, want, K=None):
+    "Sums from the token Gram matrix K = φφᵀ (given, or made here), without forming G: D (r, B, T, d), P (B, T, m)."
+    K = P @ P.mT if K is None else K
+    return {q: QUANTITY[q].gram(s, D, K) for q in want}
+
 def _materialised_sums(s, D, P, W, want):
     "Every quantity from the per-(column, sample) weight gradients G = Σ_t δ_t φ_tᵀ, (r, B, d, m)."
-    G = torch.einsum('rbts,btj->rbsj', D, P); out = {}
-    if 'trace' in want: g = G.flatten(2); out['trace'] = torch.einsum('rb,rbk,rbk->', s, g, g)   # no G² copy
-    if 'block_traces' in want: out['block_traces'] = torch.einsum('rb,rbsj,rbvj->sv', s, G, G)
-    if 'diagonal' in want: out['diagonal'] = torch.einsum('rb,rbsj->sj', s, G ** 2)
-    if 'rho' in want: out['rho'] = torch.einsum('rb,rbj->j', s, (G * W).sum(2) ** 2)
-    return out
+    G = torch.einsum('rbts,btj->rbsj', D, P)
+    return {q: QUANTITY[q].materialised(s, G, W) for q in want}
 
 # %% ../nbs/01a_sweep.ipynb #7a732ff4
 def _add_sums(a: dict, b: dict) -> dict:
@@ -105,8 +163,8 @@ def _add_sums(a: dict, b: dict) -> dict:
 
 # %% ../nbs/01a_sweep.ipynb #34122f14
 def _token_form(T, d, m, r, want, shared=1):
-    "'gram' or 'materialised': the cheaper form for these sizes (Gram only gives traces and block traces; K shared by `shared` groups)."
-    if {'diagonal', 'rho'} & set(want): return 'materialised'
+    "'gram' or 'materialised': the cheaper form for these sizes (only quantities with a Gram sum allow it; K shared by `shared` groups)."
+    if any(QUANTITY[q].gram is None for q in want): return 'materialised'
     gram = T * T * m / shared + r * T * T * d + (r * T * d * (T + d) if 'block_traces' in want else 0)
     return 'gram' if gram < r * T * d * m else 'materialised'
 
@@ -124,9 +182,8 @@ def layer_sums(layer: nn.Module, # a registered layer (see `supported_layers`)
     ad = find_adapter(layer); W = ad.matrix(layer, layer.weight.detach())
     D, s = ad.cotangent_tokens(layer, dz), sig.T
     r, B, T, d = D.shape; m = P.shape[-1]; out = {}
-    if 'bias' in want: q = D.sum(2); out['bias'] = torch.einsum('rb,rbs,rbv->sv', s, q, q)
-    if 'bias_trace' in want: out['bias_trace'] = torch.einsum('rb,rbs->', s, D.sum(2) ** 2)
-    if 'bias_diagonal' in want: out['bias_diagonal'] = torch.einsum('rb,rbs->s', s, D.sum(2) ** 2)
+    bq = [q for q in want if q in BIAS_QUANTITIES]
+    if bq: q = D.sum(2); out = {b: QUANTITY[b].of_bias(s, q) for b in bq}          # the bias gradient Σ_t δ_t
     w = [q for q in want if q in WEIGHT_QUANTITIES]
     if not w: return out
     if T == 1: return {**out, **_one_token_sums(s, D[:, :, 0], P[:, 0], W, w)}
@@ -164,14 +221,13 @@ def module_sums(mod: nn.Module, # a module with parameters of its own, linear in
                 a: Tensor, # its input on a batch
                 dz: Tensor, # cotangents of its output, (r, B, …)
                 sig: Tensor, # signs σ, (B, r)
-                want: Sequence[str], # 'trace' and/or 'diagonal'
+                want: Sequence[str], # quantities with an `of_module` sum ('trace', 'diagonal')
                ) -> dict[tuple[str, str], Tensor]:
     "Σ over (sample, column) of σ·‖g‖² ('param_trace') and σ·g² ('param_diagonal') for each of the module's own parameters."
     g = (_bn_grads if _is_eval_bn(mod) else _module_grads)(mod, a, dz); s = sig.T; out = {}
     for k, v in g.items():
         v2 = v.reshape(*v.shape[:2], -1) ** 2
-        if 'trace' in want: out[('param_trace', k)] = torch.einsum('rb,rbj->', s, v2)
-        if 'diagonal' in want: out[('param_diagonal', k)] = torch.einsum('rb,rbj->j', s, v2).reshape(v.shape[2:])
+        out.update({('param_' + q, k): QUANTITY[q].of_module(s, v2, v.shape[2:]) for q in want})
     return out
 
 # %% ../nbs/01a_sweep.ipynb #a31e3cf6
@@ -409,12 +465,13 @@ def _features(plan, name, a):
 # %% ../nbs/01a_sweep.ipynb #ef758c64
 def _batch_sums(plan, inputs, sig, want, max_elements, caches=None, groups=1):
     "Each swept module's sums from its features (a layer's tokens, another module's input) and output cotangents: {name: (φ, dz)}."
-    res, own = {}, [q for q in want if q in ('trace', 'diagonal')]
+    res, own = {}, [q for q in want if QUANTITY[q].of_module]
     with torch.no_grad():
         for n, (a, d) in inputs.items():
             mod = plan.modules[n]
             if n in plan.linear:
-                lw = want if getattr(mod, 'bias', None) is not None else [q for q in want if q not in BIAS_QUANTITIES[:2]]   # 'bias': Σ H^z
+                nob = getattr(mod, 'bias', None) is None          # 'bias' (the Hessian, Σ H^z) is there without one
+                lw = [q for q in want if not (nob and QUANTITY[q].needs_bias)]
                 res.update({(q, n): v for q, v in layer_sums(mod, a, d, sig, lw, max_elements,
                                                                      None if caches is None else caches.setdefault(n, {}), groups).items()})
             else: res.update({(q, param_name(n, k)): v for (q, k), v in module_sums(mod, a, d, sig, own).items()})
@@ -458,6 +515,7 @@ class NetworkCurvature:
     block_traces: dict[str, Tensor] = field(default_factory=dict)  # per layer: Tr(H_{s,s'}), (d, d)
     weights: dict[str, Tensor] = field(default_factory=dict)       # per layer: w as (d, m)
     smooth: set[str] = field(default_factory=set)                  # layers left out only because a smooth op follows
+    rhos: dict[str, Tensor] = field(default_factory=dict)          # per layer: column terms ρ(j), (m,)
 
     @property
     def trace(self) -> float:
@@ -469,34 +527,36 @@ class NetworkCurvature:
         return {n: ((W @ W.T) * self.block_traces[n]).sum().item() for n, W in self.weights.items() if n in self.block_traces}
 
 # %% ../nbs/01a_sweep.ipynb #568398f6
-_WANTS = ('trace', 'kappa', 'diagonal')
+def _resolve(name): return next((q for q, e in QUANTITY.items() if name == q or name in e.aliases), None)
+_WANTS = tuple(['trace', 'kappa'] + [q for q, e in QUANTITY.items() if e.net_field and q not in ('trace', 'block_traces')
+                                     and not e.needs_bias])   # what a network request can name (and 'block_traces')
 
 def _sweep_want(want):
-    "The quantities a network request needs from each layer: trace and bias trace always."
-    bad = [w for w in want if w not in _WANTS]
+    "The sweep quantities a network request needs from each layer: trace and bias trace always."
+    got = {_resolve(w) for w in want}
+    bad = [w for w in want if _resolve(w) is None or QUANTITY[_resolve(w)].net_field is None or QUANTITY[_resolve(w)].needs_bias]
     if bad or not want: raise ValueError(f"unknown quantities {bad}; request some of {_WANTS}")
-    return ('trace', 'bias_trace') + (('block_traces',) if 'kappa' in want else ()) + (('diagonal', 'bias_diagonal') if 'diagonal' in want else ())
+    got.add('trace')
+    return tuple(x for q, e in QUANTITY.items() if q in got for x in (q, e.with_bias) if x)
 
 # %% ../nbs/01a_sweep.ipynb #874338a3
 def _collect(plan, means, n):
-    "NetworkCurvature from the sweep's per-sample means, keyed by parameter name."
-    traces, diags, bt, Ws = {}, {}, {}, {}
+    "NetworkCurvature from the sweep's per-sample means, each filed where its registry entry says."
+    parts = {f: {} for f in ('traces', 'diagonals', 'block_traces', 'rhos')}
     for (q, k), v in means.items():
-        if q == 'param_trace': traces[k] = v.item()
-        elif q == 'param_diagonal': diags[k] = v
-        elif q == 'trace': traces[param_name(k)] = v.item()
-        elif q == 'bias_trace': traces[param_name(k, 'bias')] = v.item()
-        elif q == 'bias_diagonal': diags[param_name(k, 'bias')] = v
-        elif q == 'diagonal': mod = plan.linear[k]; diags[param_name(k)] = find_adapter(mod).unmatrix(mod, v)
-        elif q == 'block_traces': mod = plan.linear[k]; bt[k] = v; Ws[k] = find_adapter(mod).matrix(mod, mod.weight.detach())
-    return NetworkCurvature(n, plan.curvature, traces, dict(plan.rest), diags, bt, Ws, set(plan.smooth))
+        own = q.startswith('param_')                     # another module's parameter: k is already its name
+        e, mod = QUANTITY[q[6:] if own else q], None if own else plan.linear[k]
+        parts[e.net_field][k if own else e.net_key(k)] = e.net_value(mod, v)
+    Ws = {k: find_adapter(plan.linear[k]).matrix(plan.linear[k], plan.linear[k].weight.detach()) for k in parts['block_traces']}
+    return NetworkCurvature(n, plan.curvature, parts['traces'], dict(plan.rest), parts['diagonals'], parts['block_traces'], Ws,
+                            set(plan.smooth), parts['rhos'])
 
 # %% ../nbs/01a_sweep.ipynb #662ab3d6
 @takes_model
 def network_curvature(model: nn.Module, # the network, in eval mode
                       data, # (X, y) tensors or an iterable of (x, y) batches
                       loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss; E_emp is the mean per-sample loss
-                      want: Sequence[str] = ('trace',), # any of 'trace', 'kappa', 'diagonal'
+                      want: Sequence[str] = ('trace',), # any of 'trace', 'kappa', 'diagonal', 'rho' (see `QUANTITY`)
                       layers: Sequence[str] | None = None, # only these modules (default: all)
                       curvature: str = 'hessian', # 'hessian', or 'gauss_newton' for the exact Gauss–Newton blocks
                       batch_size: int = 512, # batch size used to split (X, y) tensors
