@@ -4,13 +4,15 @@
 
 # %% ../nbs/06_compression.ipynb #b643f9d8
 from __future__ import annotations
-import math, time
+import math, time, warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, jacrev, jacfwd, jvp, vjp, functional_call
-from .core import (vmap_over_samples, fcall, takes_model, UnsupportedLayerError, ConvAdapter, LayerSplit, LinearAdapter, find_adapter, supported_layers, check_eval, check_loss, empirical_risk, exact_attention, get_layer, param_name,
+from fastcore.basics import patch
+from .core import (vmap_over_samples, fcall, takes_model, UnsupportedLayerError, ConvAdapter, EmbeddingAdapter,
+                              LayerAdapter, LayerSplit, LinearAdapter, layer_adapter, supported_layers, check_eval, check_loss, empirical_risk, exact_attention, get_layer, param_name,
                               iter_batches, linear_layers, model_device_dtype, per_sample_losses, perturbed_risks,
                               reduce_max, reduce_sums, sample_mean)
 from .testing import generator
@@ -52,12 +54,11 @@ def check_input_derivable(x, # a batch of inputs
         raise ValueError(f"{what} differentiate the model with respect to its input, and the inputs are {x.dtype} (token ids or "
                          "codes), which have no derivative; skip them for this model (measure_all does), or feed float inputs")
 
-# %% ../nbs/06_compression.ipynb #5f556a3a
+# %% ../nbs/06_compression.ipynb #a4dc1e5b
 def _flat_out(model, x):
     "Model output on a batch of one sample `x`, flattened to (k,)."
     return model(x.unsqueeze(0)).reshape(-1)
 
-# %% ../nbs/06_compression.ipynb #a4dc1e5b
 @takes_model
 def input_jacobians(model: nn.Module, # the network, in eval mode
                     x: Tensor, # batch of inputs (B, ...)
@@ -120,6 +121,10 @@ def layer_input_jacobians(model: nn.Module, # the network, in eval mode
     "Per-sample ∂f/∂a_{l−1} (B, k, m_l) and inputs a_{l−1} (B, m_l), both flattened, for every linear layer."
     names, mods = _resolve_layers(model, layers)
     acts = layer_inputs(model, x, names)
+    for n in names:
+        if not acts[n].is_floating_point():
+            raise UnsupportedLayerError(f"layer {n!r} takes {acts[n].dtype} inputs (token ids), which have no derivative "
+                                        "∂f/∂a; the layer-input measures (NMLS, NVR, nmls_bounds) need continuous inputs")
     def f(xi, *es): return _shifted(model, mods, xi.unsqueeze(0), [e.unsqueeze(0) for e in es]).reshape(-1)
     zeros = [torch.zeros_like(acts[n]) for n in names]
     Js = vmap(jacrev(f, argnums=tuple(range(1, len(names) + 1))))(x, *zeros)
@@ -158,19 +163,22 @@ def jacobian_spectral_norms(model: nn.Module, # the network, in eval mode
     return s
 
 # %% ../nbs/06_compression.ipynb #6125af48
-def conv_operator(conv: nn.Conv1d | nn.Conv2d, # the convolution (its bias is ignored: the map is linear)
-                  input_shape: Sequence[int], # (C, H, W) of one input image, or (C, L) for nn.Conv1d
+_CONV_F = {1: (F.conv1d, F.conv_transpose1d), 2: (F.conv2d, F.conv_transpose2d), 3: (F.conv3d, F.conv_transpose3d)}
+
+def conv_operator(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, # the convolution (its bias is ignored: the map is linear)
+                  input_shape: Sequence[int], # (C, L), (C, H, W) or (C, D, H, W) of one input
                  ) -> tuple[Callable, Callable, tuple]:
     "The convolution as a linear map A on batches of inputs, its adjoint Aᵀ (transposed convolution), and A's output shape."
-    if type(find_adapter(conv)) is not ConvAdapter: raise TypeError(f"expected an nn.Conv1d or nn.Conv2d, got {type(conv).__name__}")
-    one = conv.weight.dim() == 3
-    if len(input_shape) != (2 if one else 3):
-        raise ValueError(f"input_shape of one input must be {'(C, L)' if one else '(C, H, W)'}, got {tuple(input_shape)}")
+    nd = conv.weight.dim() - 2 if getattr(conv, 'transposed', None) is False else 0   # nn.ConvNd, not transposed
+    if nd not in _CONV_F: raise TypeError(f"expected an nn.Conv1d, nn.Conv2d or nn.Conv3d, got {type(conv).__name__}")
+    if len(input_shape) != nd + 1:
+        raise ValueError(f"input_shape of one input must be (C, {('L', 'H, W', 'D, H, W')[nd - 1]}) "
+                         f"for this convolution, got {tuple(input_shape)}")
     if isinstance(conv.padding, str) or conv.padding_mode != 'zeros':
         raise UnsupportedLayerError(f"conv_operator needs numeric zero padding, got padding={conv.padding!r}, "
                                     f"padding_mode={conv.padding_mode!r}")
     w, st, pd, dl, gr = conv.weight.detach(), conv.stride, conv.padding, conv.dilation, conv.groups
-    conv_f, convT_f = (F.conv1d, F.conv_transpose1d) if one else (F.conv2d, F.conv_transpose2d)
+    conv_f, convT_f = _CONV_F[nd]
     A = lambda v: conv_f(v, w, None, st, pd, dl, gr)
     out = A(torch.zeros(1, *input_shape, dtype=w.dtype, device=w.device)).shape[1:]
     op = tuple(n - ((o - 1) * s - 2 * p + d * (k - 1) + 1)
@@ -179,9 +187,9 @@ def conv_operator(conv: nn.Conv1d | nn.Conv2d, # the convolution (its bias is ig
     return A, At, tuple(out)
 
 # %% ../nbs/06_compression.ipynb #0c4e3e94
-def conv_spectral_norm(conv: nn.Conv1d | nn.Conv2d, # the convolution
-                       input_shape: Sequence[int], # (C, H, W) of one input image, or (C, L)
-                       iters: int = 1000, # maximum number of power iterations
+def conv_spectral_norm(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, # the convolution
+                       input_shape: Sequence[int], # (C, L), (C, H, W) or (C, D, H, W) of one input
+                       iters: int = 10000, # maximum number of power iterations (a warning if reached)
                        tol: float = 1e-13, # relative change at which to stop
                        seed: int = 0, # seed of the start vector
                       ) -> float:
@@ -194,7 +202,9 @@ def conv_spectral_norm(conv: nn.Conv1d | nn.Conv2d, # the convolution
         u = A(v); s_new = u.norm().item()
         g = At(u); v = g / g.norm().clamp_min(1e-300)
         if abs(s_new - s) <= tol * s_new: s = s_new; break
-        s = s_new
+        s, ds = s_new, abs(s_new - s) / s_new
+    else: warnings.warn(f"conv_spectral_norm: no convergence in {iters} power iterations (last relative change {ds:.1e} > "
+                        f"tol={tol}): the top singular values nearly coincide; raise iters", stacklevel=2)
     return s
 
 # %% ../nbs/06_compression.ipynb #1fa31f74
@@ -234,7 +244,7 @@ def participation_ratio(J: Tensor, # batch of Jacobians (B, k, D)
     "Per-sample PR = (Σλ_j)² / Σλ_j² of the eigenvalues λ_j of JJᵀ (NaN where J = 0)."
     return _pr_s(singular_values(J))
 
-# %% ../nbs/06_compression.ipynb #54a2d1db
+# %% ../nbs/06_compression.ipynb #012f10ca
 @dataclass
 class Compression:
     "Compression measures of a network on a data set (means over samples)."
@@ -246,7 +256,6 @@ class Compression:
     rank: float  # mean rank r used for the log volume of J(x_i)
     n: int       # number of samples
 
-# %% ../nbs/06_compression.ipynb #012f10ca
 @takes_model
 def compression_measures(model: nn.Module, # the network, in eval mode
                          data, # (X, y) tensors or an iterable of (x, y) batches (labels are ignored)
@@ -285,12 +294,11 @@ def param_grad_sqnorms(model: nn.Module, # the network, in eval mode
         G = vmap(jacrev(f), in_dims=(None, 0))(params, x)
     return {n: g.reshape(len(x), -1).pow(2).sum(1) for n, g in G.items()}
 
-# %% ../nbs/06_compression.ipynb #062869ff
+# %% ../nbs/06_compression.ipynb #8aef4508
 def _inner(out, r):
     "Auxiliary loss ⟨f, r⟩ summed over the batch; its Hessian is Σ_c r_c ∇²f_c."
     return (out * r).sum()
 
-# %% ../nbs/06_compression.ipynb #72394b26
 @dataclass
 class SharpnessSplit:
     "Tr(H) of L = (1/2n) Σ‖f − y‖² over all parameters and its split Tr(H) = G + R."
@@ -299,7 +307,6 @@ class SharpnessSplit:
     residual: Estimate # R = (1/n) Σ_i Σ_c (f_c − y_c)(x_i) Tr ∇²_θ f_c(x_i)
     loss: float       # L
 
-# %% ../nbs/06_compression.ipynb #8aef4508
 @takes_model
 def sharpness_split(model: nn.Module, # the network, in eval mode
                     data, # (X, y) tensors or an iterable of (x, y) batches; y has the output's shape (one-hot)
@@ -331,36 +338,34 @@ class Bound:
         r = self.rhs if trace else self.rhs_gn
         return self.lhs <= r + tol * max(abs(self.lhs), abs(r), 1e-300)
 
-# %% ../nbs/06_compression.ipynb #f4cd68a7
-@dataclass
-class LVRBounds:
-    "The LVR paper's inequalities on one network and data set (see the table above)."
-    split: SharpnessSplit # Tr H = G + R
-    eq5: Bound     # lhs: max over samples and layers of ‖∂f/∂a‖_F ‖a‖ / (‖W‖₂ ‖∇_W f‖_F); rhs 1
-    eq6: Bound
-    eq8: Bound     # lhs: max over samples of log LVR − (r/2) log(‖J‖²_F / r); rhs 0
-    eq9: Bound
-    eq10: Bound
-    chain: tuple   # (A, B, C, D with G, D with Tr H) of Eq. 11/48
-    eq12: Bound    # NMLS ≤ rhs_gn, rhs
-    eq12_mid: float # the middle term of Eq. 12
-    rank: int      # fixed rank r of J(x) used in Eq. 8–9
-    n: int
+# %% ../nbs/06_compression.ipynb #68c75136
+@patch
+def outer_step_refusal(self: LayerAdapter, layer) -> str | None:
+    "Why ∇_W f is not one outer product (∂f/∂z) aᵀ per sample for this layer (the LVR bounds' step), or None."
+    return f"an {type(layer).__name__}, whose weight gradient is not one outer product (∂f/∂z) aᵀ"
+
+@patch
+def outer_step_refusal(self: LinearAdapter, layer): return None
+
+@patch
+def outer_step_refusal(self: ConvAdapter, layer):
+    return f"a convolution ({type(layer).__name__}), whose weight gradient sums (∂f/∂z_p) patch_p(a)ᵀ over output positions p"
+
+@patch
+def outer_step_refusal(self: EmbeddingAdapter, layer):
+    return "an nn.Embedding, whose input a is token ids: ∂f/∂a does not exist"
 
 # %% ../nbs/06_compression.ipynb #e5942aef
 def _lin_check(model):
-    "Names of the model's linear layers; error unless they are all nn.Linear."
+    "Names of the model's linear layers; error unless every one has the step ∇_W f = (∂f/∂z) aᵀ (nn.Linear)."
     ll = linear_layers(model)
-    bad = [n for n, m in ll.items() if not isinstance(find_adapter(m), LinearAdapter)]
-    if bad: raise UnsupportedLayerError(f"the LVR bounds use ∇_W f = (∂f/∂z) aᵀ, which holds for nn.Linear only; layers {bad} "
-                                        "are convolutions (nmls_bounds gives the NMLS bound for them; compression_measures and conv_spectral_norm work too)")
+    bad = {n: why for n, m in ll.items() if (why := layer_adapter(m).outer_step_refusal(m))}
+    if bad: raise UnsupportedLayerError("the LVR bounds use ∇_W f = (∂f/∂z) aᵀ, which holds for nn.Linear only; "
+                                        + "; ".join(f"layer {n!r} is {w}" for n, w in bad.items())
+                                        + " (nmls_bounds gives the NMLS bound for convolutions; compression_measures "
+                                        "and conv_spectral_norm work too)")
     if not ll: raise ValueError("model has no nn.Linear layers")
     return list(ll)
-
-# %% ../nbs/06_compression.ipynb #73268c74
-def _log(v):
-    "Natural log with log 0 = −inf."
-    return math.log(v) if v > 0 else -math.inf
 
 # %% ../nbs/06_compression.ipynb #lvrh0aa
 def _lvr_layer_batch(s: dict, # running sums of lvr_bounds (nmls, mid, Wa), updated in place
@@ -383,6 +388,25 @@ def _lvr_layer_batch(s: dict, # running sums of lvr_bounds (nmls, mid, Wa), upda
     return torch.where(den > 0, num / den, 0.0).max().item()
 
 # %% ../nbs/06_compression.ipynb #lvrh1aa
+@dataclass
+class LVRBounds:
+    "The LVR paper's inequalities on one network and data set (see the table above)."
+    split: SharpnessSplit # Tr H = G + R
+    eq5: Bound     # lhs: max over samples and layers of ‖∂f/∂a‖_F ‖a‖ / (‖W‖₂ ‖∇_W f‖_F); rhs 1
+    eq6: Bound
+    eq8: Bound     # lhs: max over samples of log LVR − (r/2) log(‖J‖²_F / r); rhs 0
+    eq9: Bound
+    eq10: Bound
+    chain: tuple   # (A, B, C, D with G, D with Tr H) of Eq. 11/48
+    eq12: Bound    # NMLS ≤ rhs_gn, rhs
+    eq12_mid: float # the middle term of Eq. 12
+    rank: int      # fixed rank r of J(x) used in Eq. 8–9
+    n: int
+
+def _log(v):
+    "Natural log with log 0 = −inf."
+    return math.log(v) if v > 0 else -math.inf
+
 def _lvr_result(model, data, batch_size, s, per, names, Wn, r, rl, n, eq5, eq8, xmin2) -> LVRBounds:
     "Assemble lvr_bounds' result from its reduced sums (and the sharpness split, one more pass over the data)."
     sp = sharpness_split(model, data, batch_size)
@@ -568,23 +592,60 @@ def layer_output_jacobians(model: nn.Module, # the network, in eval mode
     Js = vmap(jacrev(f, argnums=tuple(range(1, len(names) + 1))))(x, *zeros)
     return {n: J.reshape(len(x), J.shape[1], -1) for n, J in zip(names, Js)}
 
-# %% ../nbs/06_compression.ipynb #3112a8b5
-def layer_operator_norm(layer: nn.Module, # an nn.Linear, nn.Conv1d or nn.Conv2d
-                        input_shape: Sequence[int], # shape of one input of the layer (conv: (C, H, W) or (C, L))
-                       ) -> float:
-    "‖A‖₂ of the layer as a linear map on one input: σ_max(W) for nn.Linear, power iteration on the convolution otherwise."
-    if isinstance(find_adapter(layer), LinearAdapter): return torch.linalg.matrix_norm(layer.weight.detach(), ord=2).item()
+# %% ../nbs/06_compression.ipynb #4b787200
+@patch
+def operator_norm(self: LayerAdapter,
+                  layer: nn.Module, # a layer of the adapter's type
+                  input_shape: Sequence[int], # shape of one input of the layer (no batch axis)
+                 ) -> float:
+    "‖A‖₂ of the layer as a linear map on one input of `input_shape`; refused for a type that does not define it."
+    raise UnsupportedLayerError(f"{type(layer).__name__} has no operator norm for the compression bounds: its adapter "
+                                f"{type(self).__name__} does not define operator_norm (patch one on it)")
+
+# %% ../nbs/06_compression.ipynb #6bf137a3
+@patch
+def operator_norm(self: LinearAdapter, layer, input_shape) -> float:
+    "σ_max(W): the map acts on each token alike, so the input shape does not matter."
+    return torch.linalg.matrix_norm(layer.weight.detach(), ord=2).item()
+
+# %% ../nbs/06_compression.ipynb #79d36767
+@patch
+def operator_norm(self: ConvAdapter, layer, input_shape) -> float:
+    "Power iteration on AᵀA for the convolution on inputs of `input_shape` (Conv1d/2d/3d)."
     return conv_spectral_norm(layer, input_shape)
 
-# %% ../nbs/06_compression.ipynb #e3920e52
-def _authors_c(layer, out_numel, frobenius):
-    "c_l of sharpdim's get_nmls: ‖K‖_F² × output positions (conv), ‖W‖_F² or ‖W‖₂² (linear)."
-    w = layer.weight.detach()
-    if isinstance(find_adapter(layer), LinearAdapter):
-        return (w ** 2).sum().item() if frobenius else torch.linalg.matrix_norm(w, ord=2).item() ** 2
-    return (w ** 2).sum().item() * (out_numel // layer.out_channels)
+# %% ../nbs/06_compression.ipynb #cdb7174b
+@patch
+def operator_norm(self: EmbeddingAdapter, layer, input_shape) -> float:
+    "σ_max(W): the lookup is φ ↦ Wᵀφ on one-hot rows φ, each token alike."
+    if layer.max_norm is not None: raise UnsupportedLayerError(f"{self.refusal(layer)}; it has no operator norm")
+    return torch.linalg.matrix_norm(layer.weight.detach(), ord=2).item()
 
-# %% ../nbs/06_compression.ipynb #b6a4d4ef
+# %% ../nbs/06_compression.ipynb #c57f1459
+def layer_operator_norm(layer: nn.Module, # a layer of a registered type (see `supported_layers`)
+                        input_shape: Sequence[int], # shape of one input of the layer (no batch axis)
+                       ) -> float:
+    "‖A‖₂ of the layer as a linear map on one input, as its adapter computes it (refused with the reason otherwise)."
+    return layer_adapter(layer).operator_norm(layer, input_shape)
+
+# %% ../nbs/06_compression.ipynb #e3920e52
+@patch
+def authors_c(self: LayerAdapter, layer, out_numel: int, frobenius: bool) -> float:
+    "c_l of sharpdim's get_nmls; refused for a layer type that code has no constant for."
+    raise UnsupportedLayerError(f"sharpdim's get_nmls has no constant c_l for {type(layer).__name__}")
+
+@patch
+def authors_c(self: LinearAdapter, layer, out_numel, frobenius):
+    "‖W‖_F² (in a model that is not an MLP) or ‖W‖₂² (in an MLP)."
+    w = layer.weight.detach()
+    return (w ** 2).sum().item() if frobenius else torch.linalg.matrix_norm(w, ord=2).item() ** 2
+
+@patch
+def authors_c(self: ConvAdapter, layer, out_numel, frobenius):
+    "‖K‖_F² × the number of output positions: ‖·‖_F² of the unrolled convolution when no padding truncates it."
+    return (layer.weight.detach() ** 2).sum().item() * (out_numel // layer.out_channels)
+
+# %% ../nbs/06_compression.ipynb #23132130
 @dataclass
 class NMLSBounds:
     "NMLS and its upper bounds for networks of linear and convolutional layers (see the text above)."
@@ -600,7 +661,6 @@ class NMLSBounds:
     authors_c: dict    # c_l by layer
     n: int
 
-# %% ../nbs/06_compression.ipynb #23132130
 @takes_model
 def nmls_bounds(model: nn.Module, # a network of nn.Linear / nn.Conv1d / nn.Conv2d layers (any activations), in eval mode
                 data, # (X, y) tensors or an iterable of (x, y) batches (labels are ignored)
@@ -609,7 +669,7 @@ def nmls_bounds(model: nn.Module, # a network of nn.Linear / nn.Conv1d / nn.Conv
     "NMLS, the operator-norm chain (theorems), the paper's Eq. 12 form with G, and the LVR authors' Frobenius version."
     check_eval(model)
     names, mods = _resolve_layers(model, None); dev, dt = model_device_dtype(model)
-    frob = any(not isinstance(find_adapter(m), LinearAdapter) for m in mods)   # sharpdim: Frobenius for every layer of a non-MLP model
+    frob = any(layer_adapter(m).outer_step_refusal(m) for m in mods)   # sharpdim: Frobenius for every layer unless an MLP
     s = dict(nmls=0.0, mid=0.0, G=0.0, Gt=0.0, Wa=0.0, ca=0.0); step, opn, ca, n = 0.0, None, None, 0
     with torch.no_grad():
         for x, _ in iter_batches(data, batch_size, dev, dt):
@@ -618,7 +678,7 @@ def nmls_bounds(model: nn.Module, # a network of nn.Linear / nn.Conv1d / nn.Conv
             g = param_grad_sqnorms(model, x)
             if opn is None:
                 opn = {nm: layer_operator_norm(m, layer_inputs(model, x[:1], [nm])[nm].shape[1:]) for nm, m in zip(names, mods)}
-                ca = {nm: _authors_c(m, Jz[nm].shape[2], frob) for nm, m in zip(names, mods)}
+                ca = {nm: layer_adapter(m).authors_c(m, Jz[nm].shape[2], frob) for nm, m in zip(names, mods)}
             s['G'] += sum(v.sum() for v in g.values()).item()
             for nm in names:
                 a2 = acts[nm].pow(2).sum(1); zF = Jz[nm].pow(2).sum((1, 2)).sqrt()
