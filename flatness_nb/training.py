@@ -93,6 +93,7 @@ def _is_ce(loss_fn, y):
     )
     return ce and not y.is_floating_point()
 
+# %% ../nbs/17_training.ipynb #3bb6836a
 def _tokens(mod, phi):
     "Features as tokens (B, T, m): one per linear input row, one per convolution patch."
     if isinstance(mod, nn.Linear):
@@ -105,6 +106,7 @@ def _ztokens(mod, u):
         return u.reshape(*u.shape[:2], -1, u.shape[-1])
     return u.flatten(3).mT
 
+# %% ../nbs/17_training.ipynb #ea72c589
 def feature_spread_batch(
     phi: Tensor,  # an nn.Linear's input on a batch, (B, …, m)
 ) -> Tensor:
@@ -166,6 +168,7 @@ def _eval_mode(model):
         for m, t in modes:
             m.training = t
 
+# %% ../nbs/17_training.ipynb #c391ea6f
 ROUTES = ("exact", "gauss_newton")
 
 def check_penalty_route(
@@ -294,27 +297,28 @@ def dense_penalty(
 
     return kappa
 
-# %% ../nbs/17_training.ipynb #5a4da949
+# %% ../nbs/17_training.ipynb #487637b0
 METHODS = ("base", "sam", "asam", "flat", "sam+flat", "fam")
 
 def _bn_buffers(model):
-    return [
-        b
-        for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm)
-        for b in m.buffers()
-    ]
+    "The BatchNorm buffers of `model` (saved before SAM's second pass, restored after)."
+    return [b for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            for b in m.buffers()]
 
+# %% ../nbs/17_training.ipynb #50693611
 def _rng_state(dev):
+    "The random state that dropout draws from (the CPU's, and the GPU's on CUDA)."
     return torch.get_rng_state(), (
         torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None
     )
 
 def _set_rng(dev, s):
+    "Restore a state of `_rng_state` (so both passes of a step draw the same masks)."
     torch.set_rng_state(s[0])
     if s[1] is not None:
         torch.cuda.set_rng_state(s[1], dev)
 
+# %% ../nbs/17_training.ipynb #5a4da949
 class FlatTrainer:
     "Steps of base, SAM, ASAM, κ penalty, SAM + penalty or FAM around an optimiser."
 
@@ -331,12 +335,8 @@ class FlatTrainer:
         normalized: bool = False,  # Theorem 4 normalisation of the penalty
         route: str = "exact",  # 'exact' or 'gauss_newton' (see flatness_penalty)
         scaler=None,  # a torch.amp.GradScaler (mixed precision), or None
-        autocast: (
-            dict | None
-        ) = None,  # torch.autocast kwargs, e.g. dict(device_type='cpu', dtype=bfloat16)
-        clip: (
-            float | None
-        ) = None,  # max norm of the final gradient (clip_grad_norm_), or None
+        autocast: dict | None = None,  # torch.autocast kwargs (device_type, dtype)
+        clip: float | None = None,  # max norm of the final gradient, or None
     ):
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -348,20 +348,11 @@ class FlatTrainer:
                 "whose κ is penalised"
             )
         self.model, self.opt, self.method, self.loss_fn = model, opt, method, loss_fn
-        self.rho, self.eta, self.lam, self.layers, self.normalized, self.route = (
-            rho,
-            eta,
-            lam,
-            layers,
-            normalized,
-            route,
-        )
+        self.rho, self.eta, self.lam, self.layers = rho, eta, lam, layers
+        self.normalized, self.route = normalized, route
         self.scaler, self.autocast, self.clip = scaler, autocast, clip
-        self.net = (
-            model.module
-            if isinstance(model, nn.parallel.DistributedDataParallel)
-            else model
-        )
+        ddp = isinstance(model, nn.parallel.DistributedDataParallel)
+        self.net = model.module if ddp else model
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.names = {p: n for n, p in self.net.named_parameters()}
         self._checked = False
@@ -451,20 +442,10 @@ def _finish(self: FlatTrainer, loss, kappa):
         self.opt.step()
     return dict(loss=loss.item(), kappa=None if kappa is None else kappa.item())
 
-# %% ../nbs/17_training.ipynb #bacc2503
+# %% ../nbs/17_training.ipynb #6ee24820
 @patch
-def step(self: FlatTrainer, batch: tuple[Tensor, Tensor]) -> dict:  # (x, y)
-    "One optimisation step; returns the batch loss (at w) and κ where it was computed."
-    x, y = batch
-    self.opt.zero_grad(set_to_none=True)
-    pen = self.method in ("flat", "sam+flat", "fam")
-    if self.method in ("base", "flat", "fam"):
-        with self._ctx():
-            loss, kap = self._objective(x, y, pen)
-        self._scale(loss if kap is None else loss + self.lam * kap).backward()
-        return self._finish(loss, kap)
-    dev = x.device
-    rng = _rng_state(dev)
+def _first_pass(self: FlatTrainer, x, y, pen: bool):
+    "SAM's first pass (DDP: no all-reduce): loss, κ, the loss gradient, λ∇κ or None."
     with self._no_sync():
         with self._ctx():
             loss, kap = self._objective(x, y, pen)
@@ -478,7 +459,12 @@ def step(self: FlatTrainer, batch: tuple[Tensor, Tensor]) -> dict:  # (x, y)
             pg = torch.autograd.grad(
                 self._scale(self.lam * kap), self.params, allow_unused=True
             )
-    e = self._perturbation(g)
+    return loss, kap, g, pg
+
+# %% ../nbs/17_training.ipynb #f5f07dcf
+@patch
+def _second_pass(self: FlatTrainer, x, y, e, rng):
+    "The loss gradient at w + e (same dropout masks); weights, BatchNorm buffers kept."
     bufs = _bn_buffers(self.net)
     saved = [b.clone() for b in bufs]
     old = [p.detach().clone() for p in self.params]
@@ -488,7 +474,7 @@ def step(self: FlatTrainer, batch: tuple[Tensor, Tensor]) -> dict:  # (x, y)
                 if ei is not None:
                     p.add_(ei)
     self.opt.zero_grad(set_to_none=True)
-    _set_rng(dev, rng)  # the same dropout masks in both passes
+    _set_rng(x.device, rng)  # the same dropout masks in both passes
     with self._ctx():
         loss2 = self.loss_fn(self.model(x), y)
     self._scale(loss2).backward()
@@ -497,16 +483,83 @@ def step(self: FlatTrainer, batch: tuple[Tensor, Tensor]) -> dict:  # (x, y)
             p.copy_(o)
         for b, s in zip(bufs, saved):
             b.copy_(s)  # running statistics from the first pass only
+
+# %% ../nbs/17_training.ipynb #a4c43c2e
+@patch
+def _add_penalty_grad(self: FlatTrainer, pg):
+    "Add the first pass's λ∇κ to the final gradient (under DDP: the replicas' mean)."
+    ddp = isinstance(self.model, nn.parallel.DistributedDataParallel)
+    for p, q in zip(self.params, pg):
+        if q is None:
+            continue
+        if ddp:
+            torch.distributed.all_reduce(q)
+            q /= torch.distributed.get_world_size()
+        p.grad = q if p.grad is None else p.grad + q
+
+# %% ../nbs/17_training.ipynb #bacc2503
+@patch
+def step(self: FlatTrainer, batch: tuple[Tensor, Tensor]) -> dict:  # (x, y)
+    "One optimisation step; returns the batch loss (at w) and κ where it was computed."
+    x, y = batch
+    self.opt.zero_grad(set_to_none=True)
+    pen = self.method in ("flat", "sam+flat", "fam")
+    if self.method in ("base", "flat", "fam"):
+        with self._ctx():
+            loss, kap = self._objective(x, y, pen)
+        self._scale(loss if kap is None else loss + self.lam * kap).backward()
+        return self._finish(loss, kap)
+    rng = _rng_state(x.device)
+    loss, kap, g, pg = self._first_pass(x, y, pen)
+    self._second_pass(x, y, self._perturbation(g), rng)
     if pg is not None:
-        ddp = isinstance(self.model, nn.parallel.DistributedDataParallel)
-        for p, q in zip(self.params, pg):
-            if q is None:
-                continue
-            if ddp:
-                torch.distributed.all_reduce(q)
-                q /= torch.distributed.get_world_size()
-            p.grad = q if p.grad is None else p.grad + q
+        self._add_penalty_grad(pg)
     return self._finish(loss, kap)
+
+# %% ../nbs/17_training.ipynb #0038e5dc
+def _fam_neuronwise(L, W, hessian="autograd_fast"):
+    "Their 'neuronwise' term Σ_ij c_ij⟨w_i, w_j⟩ / m, c read from a constant Hessian."
+    d, m = W.shape
+    if hessian not in ("autograd_fast", "functorch", "autograd"):
+        raise ValueError(f"unknown hessian route {hessian!r}")
+    with torch.no_grad():
+        H = torch.func.hessian(L)(W.detach())  # (d, m, d, m), a constant: no graph
+    if hessian == "autograd":
+        H = H.permute(1, 0, 2, 3)  # their loop's layout (m, d, d, m)
+    if H.shape[1] < d:
+        raise ValueError(
+            f"their loop reads H[:, j, i, :] for j < {d} on an axis of "
+            f"length {H.shape[1]} "
+            "(an IndexError in their code): the layer must have d ≤ m"
+        )
+    r = min(H.shape[0], H.shape[3])  # torch.trace of a non-square slice
+    C = (
+        torch.diagonal(H[:r, :d, :, :r], dim1=0, dim2=3).sum(-1).T
+    )  # C[i, j] = trace(H[:, j, i, :])
+    return ((W @ W.T) * C).sum() / m
+
+# %% ../nbs/17_training.ipynb #1964b679
+def _fam_layerwise_trace(L, W, seed=0, tol=1e-4, max_probes=200):
+    "Their 'layerwise_trace' term: ‖W‖_F times a Hutchinson trace taken as a number."
+    g = torch.Generator(device=W.device).manual_seed(seed)
+    w0 = W.detach().requires_grad_()
+    with torch.enable_grad():
+        (gw,) = torch.autograd.grad(L(w0), w0, create_graph=True)
+        vals, tr = [], 0.0
+        for _ in range(max_probes):
+            v = (
+                torch.randint(0, 2, W.shape, generator=g, device=W.device).to(W.dtype)
+                * 2
+                - 1
+            )
+            vals.append(
+                (torch.autograd.grad(gw, w0, v, retain_graph=True)[0] * v).sum().item()
+            )
+            mean = sum(vals) / len(vals)
+            if abs(mean - tr) / (abs(tr) + 1e-6) < tol:
+                break
+            tr = mean
+    return torch.linalg.norm(W) * mean  # the trace as a number: ‖W‖ is trained
 
 # %% ../nbs/17_training.ipynb #8bfdd495
 def fam_authors(
@@ -535,56 +588,16 @@ def fam_authors(
             "update its running "
             "statistics; put BatchNorm in eval mode or train a net without it"
         )
-    W = mod.weight
-    d, m = W.shape
-    wn = f"{name}.weight"
+    W, wn = mod.weight, f"{name}.weight"
     params = {n: p.detach() for n, p in model.named_parameters()}
 
     def L(w):
         return loss_fn(functional_call(model, {**params, wn: w}, (x,)), y)
 
     if variant == "neuronwise":
-        if hessian not in ("autograd_fast", "functorch", "autograd"):
-            raise ValueError(f"unknown hessian route {hessian!r}")
-        with torch.no_grad():
-            H = torch.func.hessian(L)(W.detach())  # (d, m, d, m), a constant: no graph
-        if hessian == "autograd":
-            H = H.permute(1, 0, 2, 3)  # their loop's layout (m, d, d, m)
-        if H.shape[1] < d:
-            raise ValueError(
-                f"their loop reads H[:, j, i, :] for j < {d} on an axis of "
-                f"length {H.shape[1]} "
-                "(an IndexError in their code): the layer must have d ≤ m"
-            )
-        r = min(H.shape[0], H.shape[3])  # torch.trace of a non-square slice
-        C = (
-            torch.diagonal(H[:r, :d, :, :r], dim1=0, dim2=3).sum(-1).T
-        )  # C[i, j] = trace(H[:, j, i, :])
-        return ((W @ W.T) * C).sum() / m
+        return _fam_neuronwise(L, W, hessian)
     if variant == "layerwise_trace":
-        g = torch.Generator(device=W.device).manual_seed(seed)
-        w0 = W.detach().requires_grad_()
-        with torch.enable_grad():
-            (gw,) = torch.autograd.grad(L(w0), w0, create_graph=True)
-            vals, tr = [], 0.0
-            for _ in range(max_probes):
-                v = (
-                    torch.randint(0, 2, W.shape, generator=g, device=W.device).to(
-                        W.dtype
-                    )
-                    * 2
-                    - 1
-                )
-                vals.append(
-                    (torch.autograd.grad(gw, w0, v, retain_graph=True)[0] * v)
-                    .sum()
-                    .item()
-                )
-                mean = sum(vals) / len(vals)
-                if abs(mean - tr) / (abs(tr) + 1e-6) < tol:
-                    break
-                tr = mean
-        return torch.linalg.norm(W) * mean  # the trace as a number: ‖W‖ is trained
+        return _fam_layerwise_trace(L, W, seed, tol, max_probes)
     raise ValueError(
         f"variant must be 'neuronwise' or 'layerwise_trace', got {variant!r}"
     )
@@ -614,6 +627,7 @@ class SmallCNN(nn.Module):
         x = F.relu(self.c2(F.relu(self.c1(x.reshape(len(x), *self.shape)))))
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
+# %% ../nbs/17_training.ipynb #b071f262
 def make_model(
     kind: str,  # 'mlp' or 'cnn'
     dataset: str,  # 'digits' (64 pixels, 8×8) or 'mnist1d' (40 samples)
@@ -690,6 +704,7 @@ def load_protocol_data(
         return mnist1d_data(num_samples=n or 5000, dtype=dtype)
     raise ValueError(f"dataset must be 'digits' or 'mnist1d', got {dataset!r}")
 
+# %% ../nbs/17_training.ipynb #49b374e2
 def write_curves(
     rows: list[dict],  # rows of train_run (several methods may be mixed)
     out: str | Path,  # folder: curves.csv and curves.png are written there
@@ -720,6 +735,30 @@ def write_curves(
     plt.close(fig)
     return out / "curves.csv", out / "curves.png"
 
+# %% ../nbs/17_training.ipynb #3cc704a5
+def _epoch(tr, train, perm, batch_size, now, spent, time_budget):
+    "One epoch's steps in `perm` order: (losses, step time), up to inf/NaN or the budget."
+    losses = []
+    for i in range(0, len(perm), batch_size):
+        t = now()
+        idx = perm[i : i + batch_size]
+        losses.append(tr.step((train[0][idx], train[1][idx]))["loss"])
+        spent += now() - t
+        if not math.isfinite(losses[-1]):
+            break  # diverged: the run stops and is reported as such
+        if time_budget is not None and spent >= time_budget:
+            break
+    return losses, spent
+
+# %% ../nbs/17_training.ipynb #d065aa5e
+def _epoch_row(model, train, test, label, ep, spent, losses):
+    "One epoch's row: step time, steps, mean loss, accuracies, whether it diverged."
+    finite = all(torch.isfinite(p).all() for p in model.parameters())
+    diverged = not (math.isfinite(losses[-1]) and finite)
+    return dict(method=label, epoch=ep, time=spent, steps=len(losses),
+                train_loss=sum(losses) / len(losses), test_acc=accuracy(model, test),
+                train_acc=accuracy(model, train), diverged=diverged)
+
 # %% ../nbs/17_training.ipynb #12555149
 def train_run(
     model: nn.Module,  # a freshly initialised network
@@ -727,9 +766,7 @@ def train_run(
     test: tuple[Tensor, Tensor],  # test (X, y)
     method: str = "base",  # one of METHODS
     epochs: int = 10,  # epochs (the run's length unless time_budget is set)
-    time_budget: (
-        float | None
-    ) = None,  # seconds of training steps instead of a number of epochs
+    time_budget: float | None = None,  # seconds of training steps instead of epochs
     lr: float = 0.05,
     momentum: float = 0.9,
     batch_size: int = 64,  # SGD settings (constant learning rate)
@@ -741,9 +778,7 @@ def train_run(
     normalized: bool = False,  # Theorem 4 normalisation of the penalty
     label: str | None = None,  # the rows' method name (default: `method`)
     clock: str = "wall",  # step time: 'wall' or 'cpu' (this thread's CPU time)
-    measure_at: Sequence[
-        int
-    ] = (),  # epochs after which flatness_log runs (and at a time budget's end)
+    measure_at: Sequence[int] = (),  # epochs to log flatness after (and a budget's end)
     measure_n: int = 256,  # training samples the measures use
     loss_fn: Callable = F.cross_entropy,  # the training loss
 ) -> list[dict]:
@@ -753,17 +788,9 @@ def train_run(
         raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
     now = time.perf_counter if clock == "wall" else time.thread_time
     layer = layer or head_name(model)
-    tr = FlatTrainer(
-        model,
-        torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum),
-        method,
-        loss_fn,
-        rho=rho,
-        eta=eta,
-        lam=lam,
-        layers=layer,
-        normalized=normalized,
-    )
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    tr = FlatTrainer(model, opt, method, loss_fn, rho=rho, eta=eta, lam=lam,
+                     layers=layer, normalized=normalized)
     g = generator(seed, "cpu")  # batch order drawn on the CPU, whatever the device
     torch.manual_seed(seed)
     n, rows, spent, ep = len(train[0]), [], 0.0, 0
@@ -771,41 +798,14 @@ def train_run(
     while (ep < epochs) if time_budget is None else (spent < time_budget):
         model.train()
         perm = torch.randperm(n, generator=g, device="cpu")
-        losses = []
-        for i in range(0, n, batch_size):
-            t = now()
-            losses.append(
-                tr.step(
-                    (
-                        train[0][perm[i : i + batch_size]],
-                        train[1][perm[i : i + batch_size]],
-                    )
-                )["loss"]
-            )
-            spent += now() - t
-            if not math.isfinite(losses[-1]):
-                break  # diverged: the run stops and is reported as such
-            if time_budget is not None and spent >= time_budget:
-                break
+        losses, spent = _epoch(tr, train, perm, batch_size, now, spent, time_budget)
         ep += 1
-        finite = all(torch.isfinite(p).all() for p in model.parameters())
-        diverged = not (math.isfinite(losses[-1]) and finite)
-        row = dict(
-            method=label or method,
-            epoch=ep,
-            time=spent,
-            steps=len(losses),
-            train_loss=sum(losses) / len(losses),
-            test_acc=accuracy(model, test),
-            train_acc=accuracy(model, train),
-            diverged=diverged,
-        )
-        if not diverged and (ep in measure_at or (
-            time_budget is not None and spent >= time_budget and measure_at
-        )):
+        row = _epoch_row(model, train, test, label or method, ep, spent, losses)
+        at_end = time_budget is not None and spent >= time_budget and measure_at
+        if not row["diverged"] and (ep in measure_at or at_end):
             row.update(flatness_log(model, meas, layer, loss_fn))
         rows.append(row)
-        if diverged:
+        if row["diverged"]:
             break
     return rows
 
@@ -825,28 +825,21 @@ def add_train_parser(
     )
     t.add_argument("--data", default="digits", choices=["digits", "mnist1d"])
     t.add_argument("--model", default="mlp", choices=["mlp", "cnn"])
-    t.add_argument(
-        "--lam",
-        type=float,
-        default=0.1,
-        help="weight of the κ penalty (flat, sam+flat, fam)",
-    )
+    t.add_argument("--lam", type=float, default=0.1,
+                   help="weight of the κ penalty (flat, sam+flat, fam)")
     t.add_argument("--rho", type=float, default=0.05, help="SAM/ASAM radius")
     t.add_argument("--eta", type=float, default=0.01, help="ASAM: T_w = |w| + eta")
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--lr", type=float, default=0.05)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument(
-        "--measure",
-        action="store_true",
-        help="log κ, Tr(H), λ_max, MLS, NMLS after the last epoch",
-    )
-    t.add_argument(
-        "--out", default="flatness_train", help="folder for curves.csv and curves.png"
-    )
+    t.add_argument("--measure", action="store_true",
+                   help="log κ, Tr(H), λ_max, MLS, NMLS after the last epoch")
+    t.add_argument("--out", default="flatness_train",
+                   help="folder for curves.csv and curves.png")
     return t
 
+# %% ../nbs/17_training.ipynb #fceeecbb
 def cmd_train(a):
     "Run `flatness-nb train`: data, model, training, curves; prints the last row."
     for k in ("epochs", "batch_size"):
@@ -860,20 +853,9 @@ def cmd_train(a):
     train, test = load_protocol_data(a.data)
     torch.manual_seed(a.seed)
     model = make_model(a.model, a.data).float()
-    rows = train_run(
-        model,
-        train,
-        test,
-        a.method,
-        a.epochs,
-        lr=a.lr,
-        batch_size=a.batch_size,
-        seed=a.seed,
-        rho=a.rho,
-        eta=a.eta,
-        lam=a.lam,
-        measure_at=(a.epochs,) if a.measure else (),
-    )
+    rows = train_run(model, train, test, a.method, a.epochs, lr=a.lr,
+                     batch_size=a.batch_size, seed=a.seed, rho=a.rho, eta=a.eta,
+                     lam=a.lam, measure_at=(a.epochs,) if a.measure else ())
     c, p = write_curves(rows, a.out)
     last = rows[-1]
     print(
