@@ -77,10 +77,20 @@ def lvr_check(model, data):
     "The LVR paper's MLS chain A ≤ B ≤ C ≤ D and Eq. 12, with G = (1/n)Σ‖∇_θ f‖² (valid without interpolation)."
     from flatness_nb.compression import lvr_bounds
     X, y = data
-    b = lvr_bounds(model, (X, F.one_hot(y, 10).to(X.dtype)))
+    with torch.no_grad(): k = model(X[:1]).shape[-1]   # classes: the output's width
+    b = lvr_bounds(model, (X, F.one_hot(y, k).to(X.dtype)))
     A, B, C, D, _ = b.chain
     return dict(chain=[A, B, C, D], chain_holds=A <= B * (1 + 1e-10) and B <= C * (1 + 1e-10) and C <= D * (1 + 1e-10),
                 nmls=b.eq12.lhs, eq12_rhs=b.eq12.rhs_gn, eq12_holds=b.eq12.holds())
+
+# %% ../nbs/12_demo.ipynb #a7f1a4b1
+def _layer_row(model, name, train, seed):
+    "The demo's row for one layer: exact measures and the Hutchinson estimate of κ^φ_Tr."
+    m = layer_measures(model, name, train)
+    h = relative_flatness(model, name, train, method='hutchinson', seed=seed, rtol=0.05)
+    return dict(layer=name, relative_flatness=m['relative_flatness'], hutchinson=h.value, hutchinson_se=h.stderr,
+                hutchinson_probes=h.n, trace=m['trace'], lambda_max=m['lambda_max'], kappa_l=m['kappa_l'],
+                kappa_tr_iclr=m['kappa_tr_iclr'], rho_l=m['rho_l'], rho_sigma=m['rho_sigma'])
 
 # %% ../nbs/12_demo.ipynb #9579eb2a
 def run_demo(seed: int = 0, # seed of the split, the initialisation and the probes
@@ -109,15 +119,6 @@ def run_demo(seed: int = 0, # seed of the split, the initialisation and the prob
         with step("LVR paper: MLS chain (Eq. 11) and Eq. 12"): rep['lvr'] = lvr_check(model, train)
     rep['seconds'] = time.perf_counter() - t0
     return rep
-
-# %% ../nbs/12_demo.ipynb #a7f1a4b1
-def _layer_row(model, name, train, seed):
-    "The demo's row for one layer: exact measures and the Hutchinson estimate of κ^φ_Tr."
-    m = layer_measures(model, name, train)
-    h = relative_flatness(model, name, train, method='hutchinson', seed=seed, rtol=0.05)
-    return dict(layer=name, relative_flatness=m['relative_flatness'], hutchinson=h.value, hutchinson_se=h.stderr,
-                hutchinson_probes=h.n, trace=m['trace'], lambda_max=m['lambda_max'], kappa_l=m['kappa_l'],
-                kappa_tr_iclr=m['kappa_tr_iclr'], rho_l=m['rho_l'], rho_sigma=m['rho_sigma'])
 
 # %% ../nbs/12_demo.ipynb #428757a2
 PAPERS = {
@@ -171,11 +172,11 @@ def split_key(key: str) -> tuple[str, str | None]:
     m = re.fullmatch(r'(.+?)\[(.+)\]', key)
     return (m[1], m[2]) if m else (key, None)
 
-# %% ../nbs/12_demo.ipynb #a2276ee8
+# %% ../nbs/12_demo.ipynb #d62eeec2
 def _g(v) -> str: return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-# %% ../nbs/12_demo.ipynb #ed617be4
 def _cite(src: str) -> str: return f"  [{src}]" if src else ''
+def _rule(title): return ['', title, '─' * len(title)]
+def _ok(b): return 'holds' if b else 'FAILS'
 
 # %% ../nbs/12_demo.ipynb #d2e0d83a
 def format_measures(row: dict) -> list[str]:
@@ -200,11 +201,17 @@ def format_measures(row: dict) -> list[str]:
             out.append(f"    {k:<{w}} {_g(flat[k]):>10}   {text}{_cite(src)}")
     return out
 
-# %% ../nbs/12_demo.ipynb #fff4dcb5
-def _rule(title): return ['', title, '─' * len(title)]
-
-# %% ../nbs/12_demo.ipynb #e1221df9
-def _ok(b): return 'holds' if b else 'FAILS'
+# %% ../nbs/12_demo.ipynb #a1f9ceaf
+def _theorems(rep):
+    "The theorem-check section of the report."
+    t, l = rep['theorem5'], rep['lvr']
+    return _rule("Theorems checked on the trained model") + [
+        f"  NeurIPS Thm 5 at {t['layer']}, δ = {t['delta']}: E_F = {t['E_F']:.3e} ± {t['stderr']:.1e} vs δ²κ/(2m) = "
+        f"{t['predicted']:.3e}, ratio {t['ratio']:.3f} ± {t['ratio_se']:.3f}   {_ok(t['holds'])}",
+        "    (mean loss change under Haar-random feature perturbations against relative flatness)  [NeurIPS21]",
+        "  LVR Eq. 11 chain A ≤ B ≤ C ≤ D: " + ' ≤ '.join(f"{v:.4g}" for v in l['chain']) + f"   {_ok(l['chain_holds'])}",
+        "    (MLS bounded through the layers up to a sharpness term)  [LVR]",
+        f"  LVR Eq. 12: NMLS {l['nmls']:.4g} ≤ {l['eq12_rhs']:.4g}   {_ok(l['eq12_holds'])}  [LVR]"]
 
 # %% ../nbs/12_demo.ipynb #e7c67098
 def format_demo(rep: dict) -> str:
@@ -228,18 +235,6 @@ def format_demo(rep: dict) -> str:
     out += _rule("Sources") + [f"  [{k}] {v}" for k, v in PAPERS.items()]
     out.append(f"\n({rep['seconds']:.1f} s in all)")
     return '\n'.join(out)
-
-# %% ../nbs/12_demo.ipynb #a1f9ceaf
-def _theorems(rep):
-    "The theorem-check section of the report."
-    t, l = rep['theorem5'], rep['lvr']
-    return _rule("Theorems checked on the trained model") + [
-        f"  NeurIPS Thm 5 at {t['layer']}, δ = {t['delta']}: E_F = {t['E_F']:.3e} ± {t['stderr']:.1e} vs δ²κ/(2m) = "
-        f"{t['predicted']:.3e}, ratio {t['ratio']:.3f} ± {t['ratio_se']:.3f}   {_ok(t['holds'])}",
-        "    (mean loss change under Haar-random feature perturbations against relative flatness)  [NeurIPS21]",
-        "  LVR Eq. 11 chain A ≤ B ≤ C ≤ D: " + ' ≤ '.join(f"{v:.4g}" for v in l['chain']) + f"   {_ok(l['chain_holds'])}",
-        "    (MLS bounded through the layers up to a sharpness term)  [LVR]",
-        f"  LVR Eq. 12: NMLS {l['nmls']:.4g} ≤ {l['eq12_rhs']:.4g}   {_ok(l['eq12_holds'])}  [LVR]"]
 
 # %% ../nbs/12_demo.ipynb #86229ceb
 def main(argv=None):
