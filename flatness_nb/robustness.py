@@ -12,7 +12,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad
 from scipy import special as _sps
-from .core import (call, fcall, takes_model, check_single_process, exact_attention, reduce_sums, sample_mean, unfold_patches, LinearAdapter, check_layer, layer_adapter, LayerSplit, UnsupportedLayerError, check_eval, check_loss, iter_batches,
+from .core import (call, fcall, takes_model, check_positive_int, check_single_process, exact_attention, reduce_sums, sample_mean, unfold_patches, LinearAdapter, check_layer, layer_adapter, LayerSplit, UnsupportedLayerError, check_eval, check_loss, iter_batches,
                               model_device_dtype, per_sample_losses)
 from .hessian import Estimate
 
@@ -42,17 +42,17 @@ def check_matrices(A: Tensor, # one m×m matrix or a stack (p, m, m)
         raise ValueError("A must be a floating tensor with finite entries")
     return A
 
-# %% ../nbs/03_feature_robustness.ipynb #d7bd1c10
 def _check_delta(delta):
     "δ must be a finite positive number."
     if not (isinstance(delta, (int, float)) and math.isfinite(delta) and delta > 0):
         raise ValueError(f"delta must be a finite number > 0, got {delta!r}; flip the sign of A for negative perturbations")
     return float(delta)
 
-# %% ../nbs/03_feature_robustness.ipynb #e98cbe99
-def _delta_z(layer, inp, WA):
-    "The change w A φ of the layer output: the layer's linear map with weight wA and no bias."
-    return layer_adapter(layer).delta_z(layer, inp, WA)
+def _check_sigma(sigma):
+    "σ must be a finite positive number."
+    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
+    return float(sigma)
 
 # %% ../nbs/03_feature_robustness.ipynb #4fc936af
 def perturbed_features(layer: nn.Module, # the nn.Linear or nn.Conv2d
@@ -64,6 +64,10 @@ def perturbed_features(layer: nn.Module, # the nn.Linear or nn.Conv2d
     if isinstance(ad, LinearAdapter): return inp + inp @ A.T
     P = ad.tokens(layer, inp).mT                          # (B, m, T): patches or one-hot rows as columns
     return P + A @ P
+
+def _delta_z(layer, inp, WA):
+    "The change w A φ of the layer output: the layer's linear map with weight wA and no bias."
+    return layer_adapter(layer).delta_z(layer, inp, WA)
 
 # %% ../nbs/03_feature_robustness.ipynb #1c0e3452
 @takes_model
@@ -105,7 +109,7 @@ def feature_robustness_matrices(model: nn.Module, # the network, in eval mode
                                 batch_size: int = 512, # batch size used to split (X, y) tensors
                                ) -> Tensor:
     "E_F(f, S, A_k) for every matrix of a stack: a (p,) tensor, streamed over `data` once."
-    if not (isinstance(chunk, int) and chunk >= 1): raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    check_positive_int('chunk', chunk)
     sp = LayerSplit(model, layer)
     dev, dt = model_device_dtype(model)
     A = check_matrices(A, feature_dim(sp.layer)).to(device=dev, dtype=dt)
@@ -148,7 +152,8 @@ def feature_robustness_mc(model: nn.Module, # the network, in eval mode
                          ) -> Estimate:
     "E_F(f, S, 𝒜) = E_{A∼𝒜} E_F(f, S, δA) by Monte Carlo, with its standard error."
     delta = _check_delta(delta)
-    if not (isinstance(n, int) and n >= 2): raise ValueError(f"n must be an integer ≥ 2 (for a standard error), got {n!r}")
+    check_positive_int('n', n)
+    if n < 2: raise ValueError(f"n must be an integer ≥ 2 (for a standard error), got {n!r}")
     sp = LayerSplit(model, layer); m = feature_dim(sp.layer)
     dev, dt = model_device_dtype(model)
     gen = torch.Generator(device=dev).manual_seed(seed)
@@ -164,20 +169,13 @@ def _gen_args(generator, dtype, device):
     "Keyword arguments for torch random functions, with defaults."
     return dict(generator=generator, dtype=dtype or torch.get_default_dtype(), device=device)
 
-# %% ../nbs/03_feature_robustness.ipynb #9f2a895a
-def _check_count(n, m):
-    "n ≥ 1 draws of m×m matrices, m ≥ 1."
-    for nm, v in (('n', n), ('m', m)):
-        if not (isinstance(v, int) and v >= 1): raise ValueError(f"{nm} must be a positive integer, got {v!r}")
-
-# %% ../nbs/03_feature_robustness.ipynb #143512fb
 def haar_orthogonal(n: int, # number of matrices
                     m: int, # dimension
                     generator: torch.Generator | None = None, # random generator
                     dtype=None, device=None, # of the result (default dtype, CPU)
                    ) -> Tensor:
     "n Haar-distributed orthogonal m×m matrices (QR of a Gaussian with the sign fix), shape (n, m, m)."
-    _check_count(n, m)
+    check_positive_int('n', n); check_positive_int('m', m)
     Q, R = torch.linalg.qr(torch.randn(n, m, m, **_gen_args(generator, dtype, device)))
     s = torch.sign(torch.diagonal(R, dim1=-2, dim2=-1))
     return Q * torch.where(s == 0, torch.ones_like(s), s)[:, None, :]
@@ -187,7 +185,7 @@ def coordinate_projections(m: int, # dimension
                            dtype=None, device=None, # of the result
                           ) -> Tensor:
     "All m coordinate projections E_j (a single 1 at (j, j)), shape (m, m, m)."
-    _check_count(1, m)
+    check_positive_int('m', m)
     E = torch.zeros(m, m, m, dtype=dtype or torch.get_default_dtype(), device=device)
     E[torch.arange(m), torch.arange(m), torch.arange(m)] = 1
     return E
@@ -199,7 +197,7 @@ def random_coordinate_projection(n: int, # number of matrices
                                  dtype=None, device=None, # of the result
                                 ) -> Tensor:
     "n coordinate projections E_j with j uniform on {0, …, m−1}, shape (n, m, m)."
-    _check_count(n, m)
+    check_positive_int('n', n); check_positive_int('m', m)
     j = torch.randint(0, m, (n,), generator=generator, device=device)
     return coordinate_projections(m, dtype, device)[j]
 
@@ -211,17 +209,10 @@ def random_projection(n: int, # number of matrices
                       dtype=None, device=None, # of the result
                      ) -> Tensor:
     "n orthogonal projections onto uniformly random k-dimensional subspaces of R^m, shape (n, m, m)."
-    _check_count(n, m)
+    check_positive_int('n', n); check_positive_int('m', m)
     if not (isinstance(k, int) and 1 <= k <= m): raise ValueError(f"k must be an integer with 1 ≤ k ≤ m = {m}, got {k!r}")
     Q, _ = torch.linalg.qr(torch.randn(n, m, k, **_gen_args(generator, dtype, device)))
     return Q @ Q.transpose(1, 2)
-
-# %% ../nbs/03_feature_robustness.ipynb #407ee106
-def _check_sigma(sigma):
-    "σ must be a finite positive number."
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
-    return float(sigma)
 
 # %% ../nbs/03_feature_robustness.ipynb #2b4f7f6c
 def prop2_radii(n: int, # number of radii
@@ -232,7 +223,8 @@ def prop2_radii(n: int, # number of radii
                 dtype=None, device=None, # of the result
                ) -> Tensor:
     "Radii with density ∝ r^{m−1} exp(−r²/(2δ²σ²)) on [0, δ), by inverse CDF (regularised incomplete gamma)."
-    _check_count(n, m); delta = _check_delta(delta); sigma = _check_sigma(sigma)
+    check_positive_int('n', n); check_positive_int('m', m)
+    delta, sigma = _check_delta(delta), _check_sigma(sigma)
     u = torch.rand(n, generator=generator, dtype=torch.float64, device=device).cpu().numpy()
     a, T = m / 2, 1 / (2 * sigma ** 2)
     t = _sps.gammaincinv(a, u * _sps.gammainc(a, T))
@@ -261,7 +253,8 @@ def truncated_normal_ball(n: int, # number of vectors
                           dtype=None, device=None, # of the result
                          ) -> Tensor:
     "n draws of N(0, h²σ²I) conditioned on ‖ξ‖ < h, by rejection: the kernel k_h(0, ·) of Prop. 2, shape (n, m)."
-    _check_count(n, m); radius = _check_delta(radius); sigma = _check_sigma(sigma)
+    check_positive_int('n', n); check_positive_int('m', m)
+    radius, sigma = _check_delta(radius), _check_sigma(sigma)
     acc = _sps.gammainc(m / 2, 1 / (2 * sigma ** 2))
     if acc < 1e-4: raise ValueError(f"acceptance rate {acc:.1e} is too low for rejection sampling (m={m}, sigma={sigma}); "
                                     "use prop2_radii times a uniform direction instead")
@@ -270,16 +263,6 @@ def truncated_normal_ball(n: int, # number of vectors
         z = radius * sigma * torch.randn(int(1.2 * (n - got) / acc) + 16, m, **_gen_args(generator, dtype, device))
         z = z[z.norm(dim=1) < radius]; out.append(z); got += len(z)
     return torch.cat(out)[:n]
-
-# %% ../nbs/03_feature_robustness.ipynb #52d1f155
-@dataclass
-class Minimum:
-    "Outcome of `train_to_minimum`."
-    loss: float       # E_emp at the end
-    grad_norm: float  # Euclidean norm of the gradient over the trained parameters
-    iterations: int   # L-BFGS iterations used
-    newton_steps: int # Newton steps used after L-BFGS
-    converged: bool   # grad_norm <= tol
 
 # %% ../nbs/03_feature_robustness.ipynb #c00f22a0
 def _flat_loss(model, names, X, y, loss_fn):
@@ -293,6 +276,15 @@ def _flat_loss(model, names, X, y, loss_fn):
     return E, torch.cat([ps[k].detach().flatten() for k in names])
 
 # %% ../nbs/03_feature_robustness.ipynb #e3bb9d95
+@dataclass
+class Minimum:
+    "Outcome of `train_to_minimum`."
+    loss: float       # E_emp at the end
+    grad_norm: float  # Euclidean norm of the gradient over the trained parameters
+    iterations: int   # L-BFGS iterations used
+    newton_steps: int # Newton steps used after L-BFGS
+    converged: bool   # grad_norm <= tol
+
 def train_to_minimum(model: nn.Module, # the network, float64, in eval mode; trained in place
                      data, # (X, y) tensors or an iterable of (x, y) batches (concatenated: full batch)
                      loss_fn: Callable, # a standard PyTorch loss
