@@ -13,7 +13,7 @@ from torch import Tensor
 from torch.func import functional_call
 from fastcore.basics import patch
 from .core import LayerSplit, find_adapter, get_layer
-from .testing import generator
+from .testing import generator, SmallCNN as _ToyCNN
 from .hessian import detect_route, lambda_max, network_hessian_trace
 from .flatness import relative_flatness
 from .compression import compression_measures
@@ -603,29 +603,18 @@ def fam_authors(
     )
 
 # %% ../nbs/17_training.ipynb #0c884133
-class SmallCNN(nn.Module):
+class SmallCNN(_ToyCNN):
     "Two ReLU convolutions (stride 1, 2), a hidden linear layer, a head; flat inputs."
 
     def __init__(
         self,
-        shape: tuple[
-            int, ...
-        ],  # one input's shape as the convolutions see it: (1, 8, 8) or (1, 40)
+        shape: tuple[int, ...],  # one input's shape: (1, 8, 8) or (1, 40)
         n_classes: int = 10,  # number of classes
         width: int = 8,  # channels of the first convolution (the second: twice)
         hidden: int = 32,  # width of the hidden linear layer
     ):
-        super().__init__()
-        conv = nn.Conv2d if len(shape) == 3 else nn.Conv1d
-        self.shape = tuple(shape)
-        self.c1 = conv(shape[0], width, 3, padding=1)
-        self.c2 = conv(width, 2 * width, 3, stride=2, padding=1)
-        n = 2 * width * math.prod((s + 1) // 2 for s in shape[1:])
-        self.fc1, self.fc2 = nn.Linear(n, hidden), nn.Linear(hidden, n_classes)
-
-    def forward(self, x):
-        x = F.relu(self.c2(F.relu(self.c1(x.reshape(len(x), *self.shape)))))
-        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+        super().__init__(shape, n_classes, channels=(width, 2 * width), hidden=hidden,
+                         padding=1, stride=(1, 2), pool=None)
 
 # %% ../nbs/17_training.ipynb #b071f262
 def make_model(
