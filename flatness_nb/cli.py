@@ -11,13 +11,23 @@ from .core import Inputs, _split_xy, call, linear_layers, check_loss, model_devi
 from .testing import device_name   # the FLATNESS_DEVICE switch
 
 # %% auto #0
-__all__ = ['LOSSES', 'COMMANDS', 'CLIError', 'eager_from_torchscript', 'check_file', 'import_factory', 'load_model', 'load_data',
-           'check_device', 'check_out', 'check_distributed', 'measure_layers', 'write_rows', 'cmd_measure', 'demo_plot',
-           'cmd_demo', 'cmd_sweep', 'cmd_bench', 'build_parser', 'main']
+__all__ = ['LOSSES', 'COMMANDS', 'CLIError', 'check_file', 'eager_from_torchscript', 'import_factory', 'load_model', 'load_data',
+           'check_device', 'check_out', 'check_distributed', 'build_parser', 'measure_layers', 'write_rows',
+           'cmd_measure', 'demo_plot', 'cmd_demo', 'cmd_sweep', 'cmd_bench', 'main']
 
 # %% ../nbs/09_cli.ipynb #6acd02a7
 class CLIError(Exception):
     "An error the command line reports as one line, with a non-zero exit code."
+
+def check_file(path: str, # a path given on the command line
+               what: str, # what it should be, e.g. 'model file'
+              ) -> Path:
+    "`path` as a Path if it is a readable file, else a one-line error naming it and what is wrong."
+    p = Path(path)
+    if not p.exists(): raise CLIError(f"{what} {str(path)!r} does not exist")
+    if not p.is_file(): raise CLIError(f"{what} {str(path)!r} is a folder, not a file")
+    if not os.access(p, os.R_OK): raise CLIError(f"{what} {str(path)!r} is not readable (permission denied)")
+    return p
 
 # %% ../nbs/09_cli.ipynb #153c4518
 def _copy_params(dst, src):
@@ -57,23 +67,11 @@ def eager_from_torchscript(sm: torch.jit.ScriptModule, # a scripted nn.Sequentia
                        "and pass --factory module:function")
     return nn.Sequential(*[_eager_layer(c) for _, c in sm.named_children()])
 
-# %% ../nbs/09_cli.ipynb #4b53bda1
-def check_file(path: str, # a path given on the command line
-               what: str, # what it should be, e.g. 'model file'
-              ) -> Path:
-    "`path` as a Path if it is a readable file, else a one-line error naming it and what is wrong."
-    p = Path(path)
-    if not p.exists(): raise CLIError(f"{what} {str(path)!r} does not exist")
-    if not p.is_file(): raise CLIError(f"{what} {str(path)!r} is a folder, not a file")
-    if not os.access(p, os.R_OK): raise CLIError(f"{what} {str(path)!r} is not readable (permission denied)")
-    return p
-
 # %% ../nbs/09_cli.ipynb #bbace80e
 def _cwd_on_path():
     "Put the current folder first on sys.path, as `python -m` does (a console script does not)."
     if os.getcwd() not in sys.path: sys.path.insert(0, os.getcwd())
 
-# %% ../nbs/09_cli.ipynb #d3b26533
 def import_factory(spec: str, # 'module:function'; the module is searched in the current folder, then on sys.path
                   ):
     "The function named by `--factory`."
@@ -96,7 +94,6 @@ def _not_a(p: Path, what: str, e: Exception) -> CLIError:
     why = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
     return CLIError(f"{str(p)!r} is not a torch {what} file (torch.load failed with {why[:200]})")
 
-# %% ../nbs/09_cli.ipynb #a5fd6d6b
 def _torch_load(p: Path, what: str, weights_only: bool):
     "torch.load, or a one-line error: the file is not a torch file of that kind, and why."
     try: return torch.load(p, map_location='cpu', weights_only=weights_only)
@@ -247,8 +244,53 @@ def check_distributed():
         raise CLIError("--distributed needs torchrun's environment (RANK is not set): launch with "
                        "`torchrun --nproc_per_node 2 -m flatness_nb.cli measure ... --distributed`")
 
+# %% ../nbs/09_cli.ipynb #83f85d6c
+def _add(p, *names, **kw):
+    "Add one argument to parser `p`; returns `p` (for chaining)."
+    p.add_argument(*names, **kw); return p
+
 # %% ../nbs/09_cli.ipynb #03189a0b
 LOSSES = {'ce': F.cross_entropy, 'mse': nn.MSELoss()}
+
+# %% ../nbs/09_cli.ipynb #a47e01dd
+def build_parser() -> argparse.ArgumentParser:
+    "The argument parser of `flatness-nb`; every command takes only the options it uses."
+    p = _Parser(prog='flatness-nb', description='Measure loss-landscape flatness of PyTorch models.')
+    p.add_argument('--debug', action='store_true', help='show tracebacks instead of one-line errors')
+    sub = p.add_subparsers(dest='cmd', required=True)
+    dbg = _add(argparse.ArgumentParser(add_help=False), '--debug', action='store_true', default=argparse.SUPPRESS,
+               help='show tracebacks instead of one-line errors')
+    d = sub.add_parser('demo', parents=[dbg], help='train a small MLP on digits and measure it')
+    _add(d, '--out', default='flatness_demo', help='report folder (report.json, demo.json, demo.csv, demo.png)')
+    _add(d, '--steps', type=_count, default=300); _add(d, '--seed', type=_seed, default=0)
+    _add(d, '--quick', action='store_true', help='skip measure_all and the theorem checks')
+    _add(d, '--quiet', action='store_true', help='no progress lines')
+    m = sub.add_parser('measure', parents=[dbg], help='measure a saved model on a dataset')
+    _add(m, 'model', help='model file (state_dict with --factory, pickled module, or scripted Sequential)')
+    _add(m, 'data', help="dataset: 'digits', 'mnist1d', a torchvision-style folder, or a .pt file of (X, y)")
+    _add(m, '--factory', help="'module:function' that builds the model when MODEL holds a state_dict")
+    _add(m, '--layer', action='append', help='layer name (repeatable; default: every linear and convolutional layer)')
+    _add(m, '--split', default='train', choices=['train', 'test']); _add(m, '--loss', default='ce', choices=sorted(LOSSES))
+    _add(m, '--method', default='exact', choices=['exact', 'hutchinson'])
+    _add(m, '--device', default=device_name()); _add(m, '--dtype', default='float64', choices=['float32', 'float64'])
+    _add(m, '--batch-size', type=_count, default=512); _add(m, '--seed', type=_seed, default=0)
+    _add(m, '--out', default=None, help='folder for measures.json / measures.csv')
+    _add(m, '--distributed', action='store_true', help='shard the data over torchrun processes')
+    _add(m, '--quiet', action='store_true', help='no progress bar')
+    w = sub.add_parser('sweep', parents=[dbg], help='train a zoo of minima and correlate every measure with the gap')
+    _add(w, '--full', action='store_true', help='the full sweep (>= 100 models) instead of the small one')
+    _add(w, '--out', default='runs', help='cache and results folder (a rerun resumes from it)')
+    _add(w, '--study', default='all'); _add(w, '--n-boot', type=_count, default=1000)
+    _add(w, '--shard', type=_shard, default=None, help='i/k: this worker fills every k-th config from i')
+    b = sub.add_parser('bench', parents=[dbg], help='benchmark exact κ against the dense Hessian (LeNet5)')
+    _add(b, '--n', type=_count, default=2000); _add(b, '--out', default=None, help='JSON file for the results')
+    _add(b, '--device', default=device_name()); _add(b, '--dtype', default='float32', choices=['float32', 'float64'])
+    _add(b, '--batch-size', type=_count, default=500); _add(b, '--no-memory', action='store_true')
+    from flatness_nb import landscape, spectrum, training     # the later chapters' commands, given this module
+    me = sys.modules[__name__]
+    spectrum.add_spectrum_parser(sub, me, parents=[dbg]); landscape.add_landscape_parser(sub, me, parents=[dbg])
+    training.add_train_parser(sub, parents=[dbg])
+    return p
 
 # %% ../nbs/09_cli.ipynb #c6228743
 def _measure_one(model, nm, data, loss_fn, method, lanczos_iters, batch_size, seed):
@@ -380,11 +422,6 @@ def cmd_bench(a):
     bench_main(['--n', str(a.n), '--device', a.device, '--dtype', a.dtype, '--batch-size', str(a.batch_size)]
                + (['--out', a.out] if a.out else []) + (['--no-memory'] if a.no_memory else []))
 
-# %% ../nbs/09_cli.ipynb #83f85d6c
-def _add(p, *names, **kw):
-    "Add one argument to parser `p`; returns `p` (for chaining)."
-    p.add_argument(*names, **kw); return p
-
 # %% ../nbs/09_cli.ipynb #latercmd2
 def _later(name):
     "A later chapter's command, imported when it runs, given this module's loaders."
@@ -393,46 +430,6 @@ def _later(name):
         if name == 'train': return training.cmd_train(a)
         return getattr({'spectrum': spectrum, 'landscape': landscape}[name], f'cmd_{name}')(a, sys.modules[__name__])
     return run
-
-# %% ../nbs/09_cli.ipynb #a47e01dd
-def build_parser() -> argparse.ArgumentParser:
-    "The argument parser of `flatness-nb`; every command takes only the options it uses."
-    p = _Parser(prog='flatness-nb', description='Measure loss-landscape flatness of PyTorch models.')
-    p.add_argument('--debug', action='store_true', help='show tracebacks instead of one-line errors')
-    sub = p.add_subparsers(dest='cmd', required=True)
-    dbg = _add(argparse.ArgumentParser(add_help=False), '--debug', action='store_true', default=argparse.SUPPRESS,
-               help='show tracebacks instead of one-line errors')
-    d = sub.add_parser('demo', parents=[dbg], help='train a small MLP on digits and measure it')
-    _add(d, '--out', default='flatness_demo', help='report folder (report.json, demo.json, demo.csv, demo.png)')
-    _add(d, '--steps', type=_count, default=300); _add(d, '--seed', type=_seed, default=0)
-    _add(d, '--quick', action='store_true', help='skip measure_all and the theorem checks')
-    _add(d, '--quiet', action='store_true', help='no progress lines')
-    m = sub.add_parser('measure', parents=[dbg], help='measure a saved model on a dataset')
-    _add(m, 'model', help='model file (state_dict with --factory, pickled module, or scripted Sequential)')
-    _add(m, 'data', help="dataset: 'digits', 'mnist1d', a torchvision-style folder, or a .pt file of (X, y)")
-    _add(m, '--factory', help="'module:function' that builds the model when MODEL holds a state_dict")
-    _add(m, '--layer', action='append', help='layer name (repeatable; default: every linear and convolutional layer)')
-    _add(m, '--split', default='train', choices=['train', 'test']); _add(m, '--loss', default='ce', choices=sorted(LOSSES))
-    _add(m, '--method', default='exact', choices=['exact', 'hutchinson'])
-    _add(m, '--device', default=device_name()); _add(m, '--dtype', default='float64', choices=['float32', 'float64'])
-    _add(m, '--batch-size', type=_count, default=512); _add(m, '--seed', type=_seed, default=0)
-    _add(m, '--out', default=None, help='folder for measures.json / measures.csv')
-    _add(m, '--distributed', action='store_true', help='shard the data over torchrun processes')
-    _add(m, '--quiet', action='store_true', help='no progress bar')
-    w = sub.add_parser('sweep', parents=[dbg], help='train a zoo of minima and correlate every measure with the gap')
-    _add(w, '--full', action='store_true', help='the full sweep (>= 100 models) instead of the small one')
-    _add(w, '--out', default='runs', help='cache and results folder (a rerun resumes from it)')
-    _add(w, '--study', default='all'); _add(w, '--n-boot', type=_count, default=1000)
-    _add(w, '--shard', type=_shard, default=None, help='i/k: this worker fills every k-th config from i')
-    b = sub.add_parser('bench', parents=[dbg], help='benchmark exact κ against the dense Hessian (LeNet5)')
-    _add(b, '--n', type=_count, default=2000); _add(b, '--out', default=None, help='JSON file for the results')
-    _add(b, '--device', default=device_name()); _add(b, '--dtype', default='float32', choices=['float32', 'float64'])
-    _add(b, '--batch-size', type=_count, default=500); _add(b, '--no-memory', action='store_true')
-    from flatness_nb import landscape, spectrum, training     # the later chapters' commands, given this module
-    me = sys.modules[__name__]
-    spectrum.add_spectrum_parser(sub, me, parents=[dbg]); landscape.add_landscape_parser(sub, me, parents=[dbg])
-    training.add_train_parser(sub, parents=[dbg])
-    return p
 
 # %% ../nbs/09_cli.ipynb #e9b5610b
 COMMANDS = {'demo': cmd_demo, 'measure': cmd_measure, 'sweep': cmd_sweep, 'bench': cmd_bench,
