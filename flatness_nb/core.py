@@ -14,10 +14,10 @@ from torch.nn.attention import sdpa_kernel, SDPBackend
 from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
 # %% auto #0
-__all__ = ['LAYER_ADAPTERS', 'CONV_TYPES', 'LINEAR_TYPES', 'HALF_AS', 'CHECK_SAMPLES', 'ROUTE_SAMPLES', 'UnsupportedLayerError',
-           'param_name', 'unwrap_model', 'linear_layers', 'LayerAdapter', 'register_layer', 'supported_layers',
-           'find_adapter', 'layer_adapter', 'check_layer', 'LinearAdapter', 'ConvAdapter', 'Conv3dAdapter',
-           'EmbeddingAdapter', 'get_layer', 'all_finite', 'check_eval', 'model_device_dtype', 'Inputs',
+__all__ = ['EXPLICIT_ONLY', 'LAYER_ADAPTERS', 'CONV_TYPES', 'LINEAR_TYPES', 'HALF_AS', 'CHECK_SAMPLES', 'ROUTE_SAMPLES',
+           'UnsupportedLayerError', 'param_name', 'unwrap_model', 'linear_layers', 'LayerAdapter', 'register_layer',
+           'supported_layers', 'find_adapter', 'layer_adapter', 'check_layer', 'LinearAdapter', 'ConvAdapter',
+           'Conv3dAdapter', 'EmbeddingAdapter', 'get_layer', 'all_finite', 'check_eval', 'model_device_dtype', 'Inputs',
            'check_positive_int', 'iter_batches', 'count_samples', 'exact_attention', 'model_output', 'call', 'fcall',
            'vmap_over_samples', 'SelectOutput', 'strip_prefix', 'mha_modules', 'takes_model', 'check_forward',
            'check_untied', 'LayerSplit', 'check_single_use', 'custom_functions', 'check_second_order', 'unfold_patches',
@@ -56,12 +56,15 @@ def _functional_linears(model):
             and '_fnb_checked' not in m.__dict__ for c, _ in m.named_children()}    # (not while `mha_modules` runs it)
 
 # %% ../nbs/00_core.ipynb #954ec3cf
+EXPLICIT_ONLY: list[type] = []   # layer types measured only where named (the packed input projection of attention, below)
+
 def linear_layers(model: nn.Module, # the network
                  ) -> dict[str, nn.Module]:
     "The model's layers of a registered type (see `supported_layers`) that run as modules, by dotted name, in registration order."
     model = unwrap_model(model)[0]                   # torch.compile, DDP: the user's own names
     skip = _functional_linears(model)
-    return {n: m for n, m in model.named_modules() if find_adapter(m) is not None and n not in skip}
+    return {n: m for n, m in model.named_modules() if find_adapter(m) is not None and n not in skip
+            and not isinstance(m, tuple(EXPLICIT_ONLY))}
 
 # %% ../nbs/00_core.ipynb #6563e66e
 class LayerAdapter:
@@ -184,6 +187,10 @@ def get_layer(model: nn.Module, # the network
         mods, pres = dict(model.named_modules()), ('_orig_mod.', 'module.') + ('model.',) * hasattr(model, '_sel_model')
         name = layer                                     # a wrapper's prefix (torch.compile, DDP, SelectOutput) is accepted
         while name not in mods and (p := next((p for p in pres if name.startswith(p)), None)): name = name[len(p):]
+        if name not in mods and name.rpartition('.')[2] == 'in_proj' and \
+                isinstance(mods.get(name.rpartition('.')[0]), nn.MultiheadAttention):
+            raise ValueError(f"{layer!r}, the packed input projection of an nn.MultiheadAttention, is a layer inside the "
+                             "library's measures (or `with mha_modules(model):`), not in the bare model")
         if name not in mods: raise ValueError(f"model has no layer named {layer!r}; its linear layers are: {valid}")
         mod = mods[name]
     elif isinstance(layer, nn.Module):
@@ -436,39 +443,80 @@ def strip_prefix(name: str, # a layer or parameter name, maybe with a wrapper's 
     while (p := next((p for p in prefixes if p and name.startswith(p)), None)): name = name[len(p):]
     return name
 
-# %% ../nbs/00_core.ipynb #0a233e82
+# %% ../nbs/00_core.ipynb #19385dc1
+class _PackedInProjection(nn.Linear):
+    "nn.MultiheadAttention's packed input projection x ↦ x W_inᵀ + b_in, output [q | k | v], on the attention's Parameters."
+    def __init__(self, mha: nn.MultiheadAttention):
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = mha.embed_dim, 3 * mha.embed_dim
+        self.weight = mha.in_proj_weight                     # the same Parameter objects: no copy, no new state
+        if mha.in_proj_bias is None: self.register_parameter('bias', None)
+        else: self.bias = mha.in_proj_bias
+        alias = tuple(None if p is None else p.detach() for p in (self.weight, self.bias))   # plain tensors, same storage
+        self.__dict__.update(_owner=mha, _p0=(self.weight, self.bias), _alias=alias)   # the owner: not a submodule (no cycle)
+        mha.__dict__.update(in_proj_weight=alias[0], in_proj_bias=alias[1])        # what the owner's own forward reads
+
+    def packed(self) -> tuple[Tensor, Tensor | None]:
+        "Weight and bias as now in use: a functional call may have replaced them under either name (ours or the owner's)."
+        d = self._owner.__dict__
+        return tuple(q if q is not q0 or d[k] is a0 else d[k] for q, q0, a0, k in
+                     zip((self.weight, self.bias), self._p0, self._alias, ('in_proj_weight', 'in_proj_bias')))
+
+    def forward(self, x): return F.linear(x, *self.packed())
+
+EXPLICIT_ONLY.append(_PackedInProjection)
+
+# %% ../nbs/00_core.ipynb #ef197f8a
 def _mha_forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
                  average_attn_weights=True, is_causal=False):
-    "nn.MultiheadAttention's forward with `out_proj` run as a module call on (batch, tokens, features)."
-    bf = self.batch_first
+    "nn.MultiheadAttention's forward with `out_proj` and (self-attention) `in_proj` run as module calls, samples first."
+    bf, E = self.batch_first, self.embed_dim
     q, k, v = (t.transpose(1, 0) for t in (query, key, value)) if bf else (query, key, value)
-    eye = torch.eye(self.embed_dim, dtype=q.dtype, device=q.device)      # identity output matrix: the heads' output exactly
-    a, w = F.multi_head_attention_forward(
-        q, k, v, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias, self.bias_k, self.bias_v,
-        self.add_zero_attn, self.dropout, eye, None, training=self.training, key_padding_mask=key_padding_mask,
-        need_weights=need_weights, attn_mask=attn_mask, average_attn_weights=average_attn_weights, is_causal=is_causal)
-    out = self.out_proj(a.transpose(1, 0))                               # samples first, as every adapter reads tokens
-    if not self._fnb_checked and not torch._C._functorch.is_functorch_wrapped_tensor(q):
-        with torch.no_grad():
-            ref = type(self).forward(self, query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights, is_causal)[0]
-            mine = out if bf else out.transpose(1, 0)
-        r = 1e-10 if ref.dtype == torch.float64 else 1e-5
-        if not torch.allclose(mine, ref, rtol=r, atol=r * ref.abs().max().item()):
-            raise UnsupportedLayerError(f"the module-call form of an nn.MultiheadAttention does not reproduce its output (max "
-                                        f"change {(mine - ref).abs().max().item():.3g}); measure its out_proj with hutchinson_trace")
-        self._fnb_checked = True
+    eye = torch.eye(E, dtype=q.dtype, device=q.device)         # identity projections: exact in floating point
+    kw = dict(training=self.training, key_padding_mask=key_padding_mask, need_weights=need_weights, attn_mask=attn_mask,
+              average_attn_weights=average_attn_weights, is_causal=is_causal)
+    if query is key and key is value and query.dim() == 3:     # self-attention: one linear call gives [q | k | v]
+        q, k, v = self.in_proj(q.transpose(1, 0)).transpose(1, 0).chunk(3, -1)
+        a, w = F.multi_head_attention_forward(q, k, v, E, self.num_heads, None, None, None, None, self.add_zero_attn,
+                                              self.dropout, eye, None, use_separate_proj_weight=True, q_proj_weight=eye,
+                                              k_proj_weight=eye, v_proj_weight=eye, **kw)
+    else: a, w = F.multi_head_attention_forward(q, k, v, E, self.num_heads, *self.in_proj.packed(), self.bias_k, self.bias_v,
+                                                self.add_zero_attn, self.dropout, eye, None, **kw)
+    out = self.out_proj(a.transpose(1, 0))                     # samples first, as every adapter reads tokens
+    if not self._fnb_checked and not torch._C._functorch.is_functorch_wrapped_tensor(query): _check_mha(self, out, query,
+        key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights, is_causal)
     return (out if bf else out.transpose(1, 0)), w
 
+def _check_mha(self, out, query, *args):
+    "Raise unless `out` equals the module's own forward (with the projection weights now in use); then mark it checked."
+    d, keep = self.__dict__, (self.__dict__['in_proj_weight'], self.__dict__['in_proj_bias'])
+    d['in_proj_weight'], d['in_proj_bias'] = self.in_proj.packed()
+    try:
+        with torch.no_grad(): ref = type(self).forward(self, query, *args)[0]
+    finally: d['in_proj_weight'], d['in_proj_bias'] = keep
+    mine, r = out if self.batch_first else out.transpose(1, 0), 1e-10 if ref.dtype == torch.float64 else 1e-5
+    if not torch.allclose(mine, ref, rtol=r, atol=r * ref.abs().max().item()):
+        raise UnsupportedLayerError(f"the module-call form of an nn.MultiheadAttention does not reproduce its output (max "
+                                    f"change {(mine - ref).abs().max().item():.3g}); measure its out_proj with hutchinson_trace")
+    self._fnb_checked = True
+
+# %% ../nbs/00_core.ipynb #b7068985
 @contextlib.contextmanager
 def mha_modules(model: nn.Module, # the network
                ):
-    "Context in which every plain nn.MultiheadAttention of `model` runs `out_proj` as a module call (see above)."
+    "Context in which every plain nn.MultiheadAttention of `model` runs `out_proj` and `in_proj` as module calls (see above)."
     mods = [m for m in model.modules() if type(m).forward is nn.MultiheadAttention.forward and 'forward' not in m.__dict__
             and m._qkv_same_embed_dim and m.bias_k is None and not m.add_zero_attn]
-    for m in mods: m.forward, m._fnb_checked = functools.partial(_mha_forward, m), False
+    saved = [(m._parameters, m._modules) for m in mods]
+    for m in mods:                                   # in_proj first: the parameters keep their order
+        m._modules = {'in_proj': _PackedInProjection(m), **m._modules}   # it also gives m its aliases in_proj_weight/_bias
+        m._parameters = {k: p for k, p in m._parameters.items() if k not in ('in_proj_weight', 'in_proj_bias')}
+        m.__dict__.update(forward=functools.partial(_mha_forward, m), _fnb_checked=False)
     try: yield
     finally:
-        for m in mods: del m.forward, m._fnb_checked
+        for m, (ps, ms) in zip(mods, saved):
+            m._parameters, m._modules = ps, ms
+            for k in ('forward', '_fnb_checked', 'in_proj_weight', 'in_proj_bias'): del m.__dict__[k]
 
 # %% ../nbs/00_core.ipynb #3bb34630
 HALF_AS = torch.float32   # the dtype a float16/bfloat16 model is measured in (torch.float64 for the oracle's precision)
@@ -490,6 +538,14 @@ def _half_copy(model, a):
     return copy.deepcopy(model).to(HALF_AS)
 
 # %% ../nbs/00_core.ipynb #089a23e4
+def _packed_name(model, n):
+    "Inside `mha_modules`: an attention's own name 'att.in_proj_weight' (or _bias) as its in_proj's 'att.in_proj.weight'."
+    owner, _, attr = n.rpartition('.') if isinstance(n, str) else ('', '', '')
+    if attr not in ('in_proj_weight', 'in_proj_bias'): return n
+    try: m = model.get_submodule(owner)
+    except AttributeError: return n
+    return param_name(param_name(owner, 'in_proj'), attr[8:]) if isinstance(m._modules.get('in_proj'), _PackedInProjection) else n
+
 def takes_model(f: Callable, # a measure whose argument `model` is the network
                ) -> Callable:
     "Decorator: TorchScript refused, wrappers removed (names with their prefixes still accepted), half precision on a copy."
@@ -512,7 +568,9 @@ def takes_model(f: Callable, # a measure whose argument `model` is the network
                 if isinstance(a.get('layers'), (list, tuple)): a['layers'] = [_resolve(n, mods, pres) for n in a['layers']]
                 if isinstance(a.get('params'), (list, tuple)): a['params'] = [_resolve(n, ps, pres) for n in a['params']]
             a['model'] = m = _half_copy(m, a)
-            with mha_modules(m): return f(*b.args, **b.kwargs)
+            with mha_modules(m):
+                if isinstance(a.get('params'), (list, tuple)): a['params'] = [_packed_name(m, n) for n in a['params']]
+                return f(*b.args, **b.kwargs)
         return f(*b.args, **b.kwargs)
     return g
 
@@ -602,6 +660,11 @@ class LayerSplit:
         try:
             with exact_attention(): out = call(self.model, x)
         finally: handle.remove()
+        if len(calls) == 0 and isinstance(self.layer, _PackedInProjection):
+            raise UnsupportedLayerError(
+                f"layer {self.name!r} is the packed input projection of an nn.MultiheadAttention called as cross-attention (query "
+                "is not key and value), so no single linear call gives q, k and v; measure its parameters with hutchinson_trace "
+                f"or dense_hessian(params=[{param_name(self.name)!r}]), or network_hessian_trace, which does so")
         if len(calls) == 0: raise ValueError(f"layer {self.name!r} was not called in the model's forward pass")
         if len(calls) > 1: raise ValueError(f"layer {self.name!r} was called {len(calls)} times in one forward pass; "
                                             "a layer used more than once (weight tying) has no single feature map φ")
