@@ -287,9 +287,9 @@ def _make_case_models():
             ('skip_mse', _Skip, ('fc1', 'fc2', 'fc3'), (4,), 3, 'mse', 123)]
     return out
 
-def _zoo(name, **kw):
+def _zoo(name, *args, **kw):
     from flatness_nb import zoo                 # zoo imports torch only (no cycle)
-    m = getattr(zoo, name)(**kw)
+    m = getattr(zoo, name)(*args, **kw)
     if name == 'VGG11':
         for mod in m.classifier:                # the zoo's 0.01-std classifier makes every curvature tiny
             if isinstance(mod, nn.Linear): mod.reset_parameters()

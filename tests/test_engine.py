@@ -1,4 +1,4 @@
-"The engine's structure: an acyclic import graph between library modules, and measures on bare and attention models."
+"The engine's structure: an acyclic import graph between library modules, measures on bare and attention models, and every fast oracle case of `flatness_nb.testing.ORACLE_CASES` against the dense Hessian."
 import ast, pathlib, warnings
 import pytest, torch, torch.nn as nn, torch.nn.functional as F
 
@@ -91,28 +91,20 @@ def test_unknown_layer_lists_registry(f64):
     finally: del LAYER_ADAPTERS[nn.Bilinear]
     assert supported_layers() == listed
 
-class Tok(nn.Module):
-    def __init__(self, **kw): super().__init__(); self.emb = nn.Embedding(5, 2, **kw); self.fc = nn.Linear(6, 2)
-    def forward(self, x): return self.fc(torch.tanh(self.emb(x)).flatten(1))
+from flatness_nb.testing import ORACLE_CASES
 
-class Vox(nn.Module):
-    def __init__(self): super().__init__(); self.conv = nn.Conv3d(1, 2, 2, padding=(1, 0, 0)); self.fc = nn.Linear(2 * 3 * 1 * 2, 2)
-    def forward(self, x): return self.fc(torch.tanh(self.conv(x)).flatten(1))
-
-@pytest.mark.parametrize('case', ['embedding', 'embedding_pad', 'conv3d'])
-def test_new_layers_against_oracle(f64, case):
-    from flatness_nb.hessian import layer_curvature, layer_dense_hessian, oracle_summaries
-    from flatness_nb.testing import rel_err
-    g = torch.Generator().manual_seed(5)
-    if case == 'conv3d': model, X = Vox().eval(), torch.randn(6, 1, 2, 2, 3, generator=g)
-    else: model, X = Tok(**({'padding_idx': 1} if case == 'embedding_pad' else {})).eval(), torch.randint(0, 5, (6, 3), generator=g)
-    data, name = (X, torch.randint(0, 2, (6,), generator=g)), 'conv' if case == 'conv3d' else 'emb'
-    c = layer_curvature(model, name, data, F.cross_entropy, batch_size=4)
-    H = layer_dense_hessian(model, name, data, F.cross_entropy); o = oracle_summaries(H, c.weight)
-    assert rel_err(c.trace, H.trace()) < 1e-9 and rel_err(c.diagonal, o['diagonal']) < 1e-9
-    assert rel_err(c.block_traces, o['block_traces']) < 1e-9 and rel_err(c.rho, o['rho']) < 1e-9
-    W = c.weight
-    assert rel_err(c.relative_flatness, (torch.kron(W @ W.T, torch.eye(W.shape[1])) * H).sum()) < 1e-9
+@pytest.mark.parametrize('oc', [c for c in ORACLE_CASES if 'zoo' not in c.tags], ids=lambda o: o.name)
+def test_layer_against_oracle(f64, oc):
+    "Every fast oracle case (MLPs, CNNs, Conv1d/3d, embeddings, tokens, attention): each summary within 1e-9 of the dense H."
+    from flatness_nb.hessian import layer_curvature, layer_dense_hessian, dense_hessian
+    from flatness_nb.testing import build_case, oracle_errors
+    model, name, X, y, lf = build_case(oc)
+    c = layer_curvature(model, name, (X, y), lf, **oc.kw)
+    has_b = getattr(model.get_submodule(name), 'bias', None) is not None
+    Hb = dense_hessian(model, (X, y), lf, [f'{name}.bias']) if has_b else None
+    e = oracle_errors(oc, layer_dense_hessian(model, name, (X, y), lf), c, Hb)
+    assert set(e) == {'trace', 'kappa', 'block_traces', 'diagonal', 'rho'} | ({'bias'} if has_b else set())
+    assert max(e.values()) < 1e-9, (c.route, e)
 
 def test_trace_request_skips_rho_and_diagonal(f64):
     import unittest.mock as mock, flatness_nb.hessian as fh

@@ -4,44 +4,15 @@ trace against the sum of the dense oracle's per-parameter blocks. Models are in 
 running statistics and affine parameters, random biases, and the zoo's in-place ReLU."""
 import copy, pytest, torch, torch.nn as nn, torch.nn.functional as F
 from torch.func import functional_call, grad, jvp, vjp, vmap
-from flatness_nb.zoo import ResNet18, VGG11, SmallViT, LeNet5
+from flatness_nb.zoo import ResNet18, SmallViT
 from flatness_nb.core import linear_layers, param_name, layer_adapter
-from flatness_nb.hessian import (layer_curvature, layer_dense_hessian, oracle_summaries, dense_hessian,
-                                 network_hessian_trace, hvp)
-from flatness_nb.testing import rel_err
+from flatness_nb.hessian import layer_curvature, layer_dense_hessian, dense_hessian, network_hessian_trace, hvp
+from flatness_nb.testing import rel_err, ORACLE_CASES, build_case, oracle_errors, randomise
 
 TOL = 1e-9          # relative error allowed against the dense oracle
 DT = torch.float64
 MAX_DENSE = 12_000  # largest parameter block given to the dense oracle (LeNet5's fc1, 48,000 weights, is not)
-
-def randomise(model, seed=0):
-    "Eval mode; random BatchNorm running statistics, random norm affine parameters and biases (all non-trivial)."
-    g = torch.Generator().manual_seed(seed)
-    rnd = lambda t, s=1.0: s * torch.randn(t.shape, generator=g, dtype=DT)
-    model = model.to(DT).eval()
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean.copy_(rnd(mod.running_mean, 0.5))
-                mod.running_var.copy_(0.5 + torch.rand(mod.running_var.shape, generator=g, dtype=DT))
-            if isinstance(mod, (nn.BatchNorm2d, nn.LayerNorm)): mod.weight.copy_(1 + rnd(mod.weight, 0.3))
-            if getattr(mod, 'bias', None) is not None and isinstance(mod.bias, torch.Tensor): mod.bias.copy_(rnd(mod.bias, 0.1))
-        if hasattr(model, 'cls_token'): model.cls_token.copy_(rnd(model.cls_token, 0.1))
-    return model
-
-def vgg_small():
-    m = VGG11(num_classes=3, width=2, hidden=8, pool=1)
-    for mod in m.classifier:                              # the zoo's 0.01-std classifier makes every curvature tiny
-        if isinstance(mod, nn.Linear): mod.reset_parameters()
-    return m
-
-# name → (model builder, input side, samples); sizes keep the whole file well under 90 s on one core
-CASES = {
-    'resnet18_w3': (lambda: ResNet18(num_classes=3, width=3), 16, 8),
-    'vgg11_w2': (vgg_small, 32, 8),
-    'vit_tiny': (lambda: SmallViT(num_classes=3, image_size=8, patch=4, dim=8, depth=2, heads=2, mlp=12), 8, 6),
-    'lenet5': (lambda: LeNet5(3), 32, 8),
-}
+ZOO = [c for c in ORACLE_CASES if 'zoo' in c.tags]     # every layer of ≤ MAX_DENSE weights of four zoo models
 
 @pytest.fixture(scope='module', autouse=True)
 def one_thread():
@@ -50,14 +21,10 @@ def one_thread():
     torch.set_num_threads(n)
 
 class Case:
-    "A model, its data, and the dense oracle's blocks, computed once and shared by the tests of one architecture."
+    "A zoo model and its data (those of its oracle cases), with the dense oracle's block traces, shared by the tests."
     def __init__(self, key):
-        build, side, n = CASES[key]
-        torch.manual_seed(0)
-        self.model = randomise(build())
-        g = torch.Generator().manual_seed(1)
-        self.data = (torch.randn(n, 3, side, side, generator=g, dtype=DT), torch.randint(0, 3, (n,), generator=g))
-        self.layers = linear_layers(self.model)
+        self.model, _, X, y, _ = build_case(next(c for c in ZOO if c.name.startswith(key + '/')))
+        self.data, self.layers = (X, y), linear_layers(self.model)
         self._tr = {}   # parameter name → trace of its dense block (only traces are kept: LeNet5 fc2's block alone is 0.8 GB)
     def layer_H(self, name):
         "Dense Hessian of one layer's weight in the adapter's (d, m) order; its trace is remembered."
@@ -83,27 +50,20 @@ def bias_oracle(c, name):
         mod.bias = nn.Parameter(torch.zeros(mod.weight.shape[0], dtype=DT))
     return dense_hessian(model, c.data, params=[param_name(name, 'bias')])
 
-def small_layers(c):
-    return [nm for nm, mod in c.layers.items() if mod.weight.numel() <= MAX_DENSE]
+def test_zoo_cases_are_every_small_layer():
+    "The zoo cases list, per model, exactly the layers of at most MAX_DENSE weights (four or more each)."
+    for key in {o.name.split('/')[0] for o in ZOO}:
+        small = [nm for nm, mod in case(key).layers.items() if mod.weight.numel() <= MAX_DENSE]
+        assert len(small) >= 4 and sorted(small) == sorted(o.layer for o in ZOO if o.name.startswith(key + '/')), key
 
-@pytest.mark.parametrize('key', list(CASES))
-def test_layers_equal_dense_oracle(key):
-    c = case(key); errs = {}
-    names = small_layers(c)
-    assert len(names) >= 4, names
-    for name in names:
-        lc = layer_curvature(c.model, name, c.data)
-        o = oracle_summaries(c.layer_H(name), lc.weight)
-        W = lc.weight
-        e = dict(trace=rel_err(lc.trace, o['block_traces'].trace()),
-                 kappa=rel_err(lc.relative_flatness, ((W @ W.T) * o['block_traces']).sum()),
-                 block_traces=rel_err(lc.block_traces, o['block_traces']),
-                 diagonal=rel_err(lc.diagonal, o['diagonal']), rho=rel_err(lc.rho, o['rho']))
-        e['bias'] = rel_err(lc.bias_hessian, bias_oracle(c, name))
-        errs[name] = (lc.route, e)
-    bad = {nm: (r, {q: f'{v:.1e}' for q, v in e.items() if not v <= TOL}) for nm, (r, e) in errs.items()
-           if any(not v <= TOL for v in e.values())}
-    assert not bad, f"{key}: layers off the dense oracle by more than {TOL}: {bad}"
+@pytest.mark.parametrize('oc', ZOO, ids=lambda o: o.name)
+def test_layer_equals_dense_oracle(oc):
+    c = case(oc.name.split('/')[0])
+    lc = layer_curvature(c.model, oc.layer, c.data)
+    e = oracle_errors(oc, c.layer_H(oc.layer), lc, bias_oracle(c, oc.layer))
+    assert set(e) == {'trace', 'kappa', 'block_traces', 'diagonal', 'rho', 'bias'}
+    bad = {q: f'{v:.1e}' for q, v in e.items() if not v <= TOL}
+    assert not bad, f"{oc.name} (route {lc.route}): off the dense oracle by more than {TOL}: {bad}"
 
 def hvp_columns(c, name, cols):
     "Oracle columns H[:, (b, j)] of one layer's weight Hessian for every row b and the given columns j, by autograd HVPs: (J, d, d, m)."
