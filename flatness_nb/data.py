@@ -11,18 +11,13 @@ import numpy as np
 import torch, torch.nn as nn
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
+from fastcore.basics import patch
+from .core import check_positive_int
 from .testing import generator
 
 # %% auto #0
 __all__ = ['InvertibleMLP', 'SyntheticTask', 'digits_data', 'mnist1d_data', 'loaders', 'MissingDataError', 'read_idx',
            'load_mnist', 'load_fashion_mnist', 'load_cifar10']
-
-# %% ../nbs/04_data.ipynb #d1a9a3f7
-def _check_pos_int(name, v, lo=1):
-    "v must be an int ≥ lo."
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"{name} must be an integer ≥ {lo}, got {v!r}")
-    return int(v)
 
 # %% ../nbs/04_data.ipynb #61e87471
 def _haar(m, gen):
@@ -30,7 +25,6 @@ def _haar(m, gen):
     Q, R = torch.linalg.qr(torch.randn(m, m, generator=gen, dtype=torch.float64, device=gen.device))
     return Q * torch.sign(torch.diagonal(R))
 
-# %% ../nbs/04_data.ipynb #ca532e55
 class InvertibleMLP(nn.Module):
     "A random square MLP with leaky-ReLU activations and well-conditioned weights, with its exact inverse."
     def __init__(self,
@@ -42,7 +36,7 @@ class InvertibleMLP(nn.Module):
                  seed: int = 0, # seed of the weights
                 ):
         super().__init__()
-        m, depth = _check_pos_int('m', m), _check_pos_int('depth', depth)
+        check_positive_int('m', m); check_positive_int('depth', depth)
         if not (isinstance(slope, (int, float)) and 0 < slope < 1):
             raise ValueError(f"slope must be in (0, 1) for leaky ReLU to be a bijection with a stable inverse, got {slope!r}")
         lo, hi = sv_range
@@ -62,21 +56,25 @@ class InvertibleMLP(nn.Module):
             self.layers.append(lin); inv.append(V / s @ U.T)
         self.register_buffer('inv_weights', torch.stack(inv).to(lin.weight.device))
 
-    def forward(self, x: Tensor) -> Tensor:
-        "φ(x) for a batch (n, m)."
-        for k, lin in enumerate(self.layers):
-            x = lin(x)
-            if k < len(self.layers) - 1: x = torch.where(x >= 0, x, self.slope * x)
-        return x
+# %% ../nbs/04_data.ipynb #a9ac2280
+@patch
+def forward(self: InvertibleMLP, x: Tensor) -> Tensor:
+    "φ(x) for a batch (n, m)."
+    for k, lin in enumerate(self.layers):
+        x = lin(x)
+        if k < len(self.layers) - 1: x = torch.where(x >= 0, x, self.slope * x)
+    return x
 
-    def inverse(self, z: Tensor) -> Tensor:
-        "φ⁻¹(z) for a batch (n, m), from the factored inverses of the weights."
-        if z.shape[-1] != self.m: raise ValueError(f"z has last dimension {z.shape[-1]}, expected m = {self.m}")
-        z = z.to(self.inv_weights.dtype)
-        for k in reversed(range(len(self.layers))):
-            if k < len(self.layers) - 1: z = torch.where(z >= 0, z, z / self.slope)
-            z = (z - self.layers[k].bias) @ self.inv_weights[k].T
-        return z
+# %% ../nbs/04_data.ipynb #3472f74b
+@patch
+def inverse(self: InvertibleMLP, z: Tensor) -> Tensor:
+    "φ⁻¹(z) for a batch (n, m), from the factored inverses of the weights."
+    if z.shape[-1] != self.m: raise ValueError(f"z has last dimension {z.shape[-1]}, expected m = {self.m}")
+    z = z.to(self.inv_weights.dtype)
+    for k in reversed(range(len(self.layers))):
+        if k < len(self.layers) - 1: z = torch.where(z >= 0, z, z / self.slope)
+        z = (z - self.layers[k].bias) @ self.inv_weights[k].T
+    return z
 
 # %% ../nbs/04_data.ipynb #2f43ca3c
 class SyntheticTask:
@@ -91,7 +89,8 @@ class SyntheticTask:
                 ):
         if not (isinstance(separation, (int, float)) and math.isfinite(separation) and separation >= 0):
             raise ValueError(f"separation must be a finite number ≥ 0, got {separation!r}")
-        m = _check_pos_int('m', m, lo=2)
+        check_positive_int('m', m)
+        if m < 2: raise ValueError(f"m must be an integer ≥ 2 (classes differ along e_1, components along e_2), got {m!r}")
         for nm, v in (('offset', offset), ('std', std)):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0): raise ValueError(f"{nm} must be a finite number > 0, got {v!r}")
         self.separation, self.m, self.offset, self.std = float(separation), m, float(offset), float(std)
@@ -101,33 +100,39 @@ class SyntheticTask:
             self.means[c, 0] = (2 * k - 1) * separation / 2; self.means[c, 1] = (2 * j - 1) * offset
         self.phi = InvertibleMLP(m, seed=seed, **phi_kw)
 
-    def sample_features(self,
-                        n: int, # number of i.i.d. draws
-                        seed: int, # seed: the same seed gives the same draws
-                       ) -> tuple[Tensor, Tensor]:
-        "n draws (z, y) from the feature-space mixture: z (n, m) float64, y (n,) int64 class labels."
-        n = _check_pos_int('n', n)
-        gen, dev = generator(seed, 'cpu'), self.means.device   # a seeded input: drawn on the CPU (the same sample on every device), moved
-        comp = torch.randint(0, 4, (n,), generator=gen, device='cpu').to(dev)
-        noise = torch.randn(n, self.m, generator=gen, dtype=torch.float64, device='cpu').to(dev)
-        return self.means[comp] + self.std * noise, self.component_class[comp]
+# %% ../nbs/04_data.ipynb #4aa7c2e7
+@patch
+def sample_features(self: SyntheticTask,
+                    n: int, # number of i.i.d. draws
+                    seed: int, # seed: the same seed gives the same draws
+                   ) -> tuple[Tensor, Tensor]:
+    "n draws (z, y) from the feature-space mixture: z (n, m) float64, y (n,) int64 class labels."
+    check_positive_int('n', n)
+    gen, dev = generator(seed, 'cpu'), self.means.device   # a seeded input: drawn on the CPU (the same sample on every device), moved
+    comp = torch.randint(0, 4, (n,), generator=gen, device='cpu').to(dev)
+    noise = torch.randn(n, self.m, generator=gen, dtype=torch.float64, device='cpu').to(dev)
+    return self.means[comp] + self.std * noise, self.component_class[comp]
 
-    def sample(self,
-               n: int, # number of i.i.d. draws
-               seed: int, # seed: the same seed gives the same draws
-              ) -> tuple[Tensor, Tensor]:
-        "n draws (x, y) from the input distribution: x = φ⁻¹(z) with z from `sample_features`."
-        z, y = self.sample_features(n, seed)
-        with torch.no_grad(): return self.phi.inverse(z), y
+# %% ../nbs/04_data.ipynb #164a7dd7
+@patch
+def sample(self: SyntheticTask,
+           n: int, # number of i.i.d. draws
+           seed: int, # seed: the same seed gives the same draws
+          ) -> tuple[Tensor, Tensor]:
+    "n draws (x, y) from the input distribution: x = φ⁻¹(z) with z from `sample_features`."
+    z, y = self.sample_features(n, seed)
+    with torch.no_grad(): return self.phi.inverse(z), y
 
-    def classifier(self,
-                   head: nn.Linear | None = None, # the classifier ψ on features (default: a fresh nn.Linear(m, 2))
-                  ) -> nn.Sequential:
-        "The model f = ψ∘φ as `nn.Sequential(phi=φ, head=ψ)`, float64, in eval mode; its feature layer is 'head'."
-        head = nn.Linear(self.m, 2).double() if head is None else head
-        if not (isinstance(head, nn.Linear) and head.in_features == self.m):
-            raise ValueError(f"head must be an nn.Linear with in_features = m = {self.m}, got {head!r}")
-        return nn.Sequential(OrderedDict(phi=self.phi, head=head)).double().eval()
+# %% ../nbs/04_data.ipynb #1ae22556
+@patch
+def classifier(self: SyntheticTask,
+               head: nn.Linear | None = None, # the classifier ψ on features (default: a fresh nn.Linear(m, 2))
+              ) -> nn.Sequential:
+    "The model f = ψ∘φ as `nn.Sequential(phi=φ, head=ψ)`, float64, in eval mode; its feature layer is 'head'."
+    head = nn.Linear(self.m, 2).double() if head is None else head
+    if not (isinstance(head, nn.Linear) and head.in_features == self.m):
+        raise ValueError(f"head must be an nn.Linear with in_features = m = {self.m}, got {head!r}")
+    return nn.Sequential(OrderedDict(phi=self.phi, head=head)).double().eval()
 
 # %% ../nbs/04_data.ipynb #8bb8df4f
 def _check_frac(name, v):
@@ -135,7 +140,6 @@ def _check_frac(name, v):
     if not (isinstance(v, float) and 0 < v < 1): raise ValueError(f"{name} must be a float in (0, 1), got {v!r}")
     return v
 
-# %% ../nbs/04_data.ipynb #a1a4a6ca
 def _as_tensors(X, y, dtype):
     "numpy arrays -> (float tensor, int64 tensor)."
     return torch.as_tensor(np.asarray(X), dtype=dtype or torch.get_default_dtype()), torch.as_tensor(np.asarray(y), dtype=torch.int64)
@@ -163,7 +167,8 @@ def mnist1d_data(num_samples: int = 5000, # total number of signals (train + tes
                 ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
     "MNIST-1D made locally by its generator (never downloaded); the global random states are left as they were."
     from mnist1d.data import get_dataset_args, make_dataset
-    num_samples = _check_pos_int('num_samples', num_samples, lo=10)
+    check_positive_int('num_samples', num_samples)
+    if num_samples < 10: raise ValueError(f"num_samples must be an integer ≥ 10 (ten classes), got {num_samples!r}")
     train_split = _check_frac('train_split', train_split)
     args = get_dataset_args(as_dict=True)
     unknown = set(overrides) - set(args)
@@ -181,7 +186,7 @@ def loaders(train: tuple[Tensor, Tensor], # (X, y) training tensors
             seed: int = 0, # seed of the training loader's shuffling
            ) -> tuple[DataLoader, DataLoader]:
     "DataLoaders for a split: the training one shuffles reproducibly, the test one keeps the order."
-    batch_size = _check_pos_int('batch_size', batch_size)
+    check_positive_int('batch_size', batch_size)
     for nm, (X, y) in (('train', train), ('test', test)):
         if len(X) != len(y): raise ValueError(f"{nm}: X has {len(X)} samples but y has {len(y)}")
     g = generator(seed)   # the loader's sampler draws its permutation on the default device: the generator must live there
@@ -213,14 +218,13 @@ def read_idx(path: str | os.PathLike, # an IDX file, plain or gzipped (by the .g
         raise ValueError(f"{path}: header announces shape {shape} ({need} data bytes) but the file holds {len(buf) - 4 - 4 * k}")
     return np.frombuffer(buf, dtype=dt, offset=4 + 4 * k).reshape(shape).astype(dt.newbyteorder('='))
 
-# %% ../nbs/04_data.ipynb #89bec7d4
+# %% ../nbs/04_data.ipynb #8f431276
 def _find(folder, name):
     "The file `name` or `name.gz` in folder, or None."
     for cand in (folder / name, folder / (name + '.gz')):
         if cand.is_file(): return cand
     return None
 
-# %% ../nbs/04_data.ipynb #8f431276
 def _load_idx_set(root, sub, cls, train, dtype):
     "Images and labels of an MNIST-style set in <root>/<sub>/raw."
     folder = Path(root) / sub / 'raw'
@@ -246,7 +250,6 @@ def load_mnist(root: str | os.PathLike, # folder holding MNIST/raw/ (torchvision
     "MNIST from torchvision's raw IDX files: images (N, 1, 28, 28) in [0, 1], labels (N,) int64."
     return _load_idx_set(root, 'MNIST', 'MNIST', train, dtype)
 
-# %% ../nbs/04_data.ipynb #06f60b2f
 def load_fashion_mnist(root: str | os.PathLike, # folder holding FashionMNIST/raw/ (torchvision layout)
                        train: bool = True, # training or test split
                        dtype=None, # float dtype of the images
@@ -254,14 +257,13 @@ def load_fashion_mnist(root: str | os.PathLike, # folder holding FashionMNIST/ra
     "FashionMNIST from torchvision's raw IDX files: images (N, 1, 28, 28) in [0, 1], labels (N,) int64."
     return _load_idx_set(root, 'FashionMNIST', 'FashionMNIST', train, dtype)
 
-# %% ../nbs/04_data.ipynb #9949cb07
+# %% ../nbs/04_data.ipynb #dafb66fc
 def _get(d, key):
     "d[key] with bytes or str keys."
     for k in (key.encode(), key):
         if k in d: return d[k]
     raise KeyError(key)
 
-# %% ../nbs/04_data.ipynb #dafb66fc
 def load_cifar10(root: str | os.PathLike, # folder holding cifar-10-batches-py/ (torchvision layout)
                  train: bool = True, # the five training batches or the test batch
                  dtype=None, # float dtype of the images
