@@ -23,7 +23,7 @@ __all__ = ['feature_dim', 'check_matrices', 'perturbed_features', 'perturbed_for
            'truncated_normal_ball', 'Minimum', 'train_to_minimum', 'project_operator_ball', 'max_feature_robustness']
 
 # %% ../nbs/03_feature_robustness.ipynb #316b4ea7
-def feature_dim(layer: nn.Module, # an nn.Linear, nn.Conv1d or nn.Conv2d
+def feature_dim(layer: nn.Module, # a layer of a type in `core.supported_layers()`
                ) -> int:
     "m: the dimension of the feature (patch) space the layer's weight acts on."
     return check_layer(layer, hint="a feature matrix A acts on one feature space").feature_dim(layer)
@@ -55,7 +55,7 @@ def _check_sigma(sigma):
     return float(sigma)
 
 # %% ../nbs/03_feature_robustness.ipynb #4fc936af
-def perturbed_features(layer: nn.Module, # the nn.Linear or nn.Conv2d
+def perturbed_features(layer: nn.Module, # a layer of a type in `core.supported_layers()`
                        inp: Tensor, # the layer's input
                        A: Tensor, # one m×m feature matrix
                       ) -> Tensor:
