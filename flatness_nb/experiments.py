@@ -15,6 +15,7 @@ from scipy import stats
 from tqdm import tqdm
 from .data import digits_data, mnist1d_data
 from .testing import generator
+from .core import check_positive_int
 from .measures import fig5_authors, measure_all
 from .flatness import (feature_normalized, layerwise_rescale, linear_chain, max_output_change,
                                   random_layerwise_factors, random_neuronwise, relative_flatness)
@@ -52,9 +53,7 @@ class Config:
         object.__setattr__(self, 'widths', tuple(int(w) for w in self.widths))
         if self.data not in DATASETS: raise ValueError(f"unknown data set {self.data!r}; choose one of {DATASETS}")
         if self.init not in INITS: raise ValueError(f"unknown initialisation {self.init!r}; choose one of {INITS}")
-        for nm in ('n_train', 'batch_size', 'epochs', 'lanczos_iters'):
-            v = getattr(self, nm)
-            if not (isinstance(v, int) and v >= 1): raise ValueError(f"{nm} must be a positive integer, got {v!r}")
+        for nm in ('n_train', 'batch_size', 'epochs', 'lanczos_iters'): check_positive_int(nm, getattr(self, nm))
         if not self.widths or min(self.widths) < 1: raise ValueError(f"widths must be positive, got {self.widths}")
         if not self.stop_loss >= 0: raise ValueError(f"stop_loss must be 0 (off) or positive, got {self.stop_loss!r}")
         for nm in ('lr', 'init_scale'):
@@ -66,7 +65,7 @@ class Config:
 
 CONFIG_FIELDS = tuple(f.name for f in fields(Config))
 
-# %% ../nbs/08_experiments.ipynb #5e0fb71d
+# %% ../nbs/08_experiments.ipynb #15d5075a
 @lru_cache(maxsize=None)
 def _full_data(name):
     "The fixed split of a data set, float64 (generated or loaded once per process)."
@@ -74,7 +73,6 @@ def _full_data(name):
     if name == 'digits': return digits_data(dtype=torch.float64)
     raise ValueError(f"unknown data set {name!r}; choose one of {DATASETS}")
 
-# %% ../nbs/08_experiments.ipynb #15d5075a
 def load_data(cfg: Config, # the run
              ) -> tuple:
     "((X_train, y_train), (X_test, y_test)) of a run, float64; the training part cut to cfg.n_train samples."
@@ -151,10 +149,6 @@ def measure_model(model: nn.Module, # float64 network in eval mode
     if cfg.with_authors: row.update(fig5_authors(model, train, seed=cfg.seed))
     return row
 
-# %% ../nbs/08_experiments.ipynb #0147a67c
-REPARAMS = ('layerwise', 'neuronwise')
-REPARAM_KINDS = REPARAMS + ('authors',)   # 'authors': NeurIPS Fig. 5's own reparameterisation (not run by default)
-
 # %% ../nbs/08_experiments.ipynb #d4b1c5e2
 def _atomic_save(obj, path):
     "torch.save to a temporary file in the target folder, then rename it into place."
@@ -180,6 +174,9 @@ def load_result(path: str | os.PathLike, # a result file written by `sweep`
     return res
 
 # %% ../nbs/08_experiments.ipynb #99d0d4a2
+REPARAMS = ('layerwise', 'neuronwise')
+REPARAM_KINDS = REPARAMS + ('authors',)   # 'authors': NeurIPS Fig. 5's own reparameterisation (not run by default)
+
 def reparameterize(model: nn.Module, # float64 ReLU MLP
                    kind: str, # 'layerwise', 'neuronwise' or 'authors'
                    seed: int = 0, # seed of the random factors
@@ -193,6 +190,13 @@ def reparameterize(model: nn.Module, # float64 ReLU MLP
     raise ValueError(f"unknown reparameterisation {kind!r}; choose one of {REPARAM_KINDS}")
 
 # %% ../nbs/08_experiments.ipynb #2e3f3d05
+def _result(cfg, out, reparam):
+    "The cached result of one config and stage, computed and written atomically if missing."
+    path = Path(out) / (reparam or 'base') / f'{cfg.key()}.pt'
+    if path.exists(): return load_result(path, cfg)
+    res = _run_one(cfg, out, reparam); _atomic_save(res, path)
+    return res
+
 def _run_one(cfg, out, reparam):
     "Train (or load) and measure one config; returns the result dict that is cached."
     tr, te = load_data(cfg)
@@ -211,14 +215,6 @@ def _run_one(cfg, out, reparam):
         row.update(measure_model(model, cfg, tr, te)); row['measure_s'] = time.perf_counter() - t1
     return dict(config=json.loads(json.dumps(asdict(cfg))), row=row, reparam=reparam,
                 state_dict={k: v.detach().clone() for k, v in model.state_dict().items()})
-
-# %% ../nbs/08_experiments.ipynb #a1a18f05
-def _result(cfg, out, reparam):
-    "The cached result of one config and stage, computed and written atomically if missing."
-    path = Path(out) / (reparam or 'base') / f'{cfg.key()}.pt'
-    if path.exists(): return load_result(path, cfg)
-    res = _run_one(cfg, out, reparam); _atomic_save(res, path)
-    return res
 
 # %% ../nbs/08_experiments.ipynb #311397f8
 def sweep(configs: Sequence[Config], # the runs
@@ -254,20 +250,18 @@ def zoo_configs(full: bool = False, # the full sweep (108 models) or the small o
     return [Config('mnist1d', 400, (32,), lr, bs, init, 1.0, s, 25, True, True, 10)
             for lr in (0.02, 0.1) for bs in (16, 128) for init in ('kaiming', 'xavier') for s in (0, 1)]
 
-# %% ../nbs/08_experiments.ipynb #9b22295a
+# %% ../nbs/08_experiments.ipynb #9a223ea0
 CORR_METHODS = ('pearson', 'spearman', 'kendall')
 HYPERS = ('lr', 'batch_size', 'init', 'init_scale', 'widths', 'n_train', 'epochs', 'data')
 NOT_MEASURES = set(CONFIG_FIELDS) | {'key', 'diverged', 'train_s', 'measure_s', 'output_change', 'train_loss', 'test_loss',
                                      'train_acc', 'test_acc', 'loss_gap', 'error_gap'}
 
-# %% ../nbs/08_experiments.ipynb #b4792833
 def _check_table(df, cols):
     "Non-empty DataFrame that has `cols`."
     if not isinstance(df, pd.DataFrame) or len(df) == 0: raise ValueError("the results table is empty")
     miss = [c for c in cols if c not in df.columns]
     if miss: raise KeyError(f"unknown column(s) {miss}; measures in this table: {measure_columns(df)}")
 
-# %% ../nbs/08_experiments.ipynb #9a223ea0
 def measure_columns(df: pd.DataFrame, # a results table from `sweep`
                    ) -> list[str]:
     "Numeric measure columns of a results table (not config fields, losses, accuracies, gaps or timings)."
@@ -282,6 +276,13 @@ def _pearson_rows(a, b):
     with np.errstate(invalid='ignore', divide='ignore'): return np.where(den > 0, (a * b).sum(1) / den, np.nan)
 
 # %% ../nbs/08_experiments.ipynb #85c5b2fa
+def _point(x, y, method):
+    "The statistic on the full sample (scipy)."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        f = dict(pearson=stats.pearsonr, spearman=stats.spearmanr, kendall=stats.kendalltau)[method]
+        return float(f(x, y).statistic)
+
 def _boot(x, y, method, idx):
     "The statistic on each bootstrap resample (rows of idx)."
     xb, yb = x[idx], y[idx]
@@ -290,14 +291,6 @@ def _boot(x, y, method, idx):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         return np.array([stats.kendalltau(a, b).statistic for a, b in zip(xb, yb)])
-
-# %% ../nbs/08_experiments.ipynb #e2caaa5c
-def _point(x, y, method):
-    "The statistic on the full sample (scipy)."
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        f = dict(pearson=stats.pearsonr, spearman=stats.spearmanr, kendall=stats.kendalltau)[method]
-        return float(f(x, y).statistic)
 
 # %% ../nbs/08_experiments.ipynb #00d43b54
 def correlations(df: pd.DataFrame, # results table: one row per model
@@ -446,10 +439,9 @@ def corr_heatmap(df: pd.DataFrame, # results table
                 square=True, cbar_kws=dict(shrink=0.7))
     return ax, C
 
-# %% ../nbs/08_experiments.ipynb #65a774d6
+# %% ../nbs/08_experiments.ipynb #51161478
 STUDIES = {}
 
-# %% ../nbs/08_experiments.ipynb #51161478
 def register_study(name: str, # study name used on the command line
                   ):
     "Decorator: register a function full -> list[Config] as a study."
