@@ -79,7 +79,7 @@ def _resolve_layers(model, layers):
     "Names and modules of the requested linear layers (default: all, in registration order)."
     if layers is None:
         ll = linear_layers(model)
-        if not ll: raise ValueError("model has no linear layers (nn.Linear or nn.Conv2d)")
+        if not ll: raise ValueError(f"model has no linear layers ({supported_layers()})")
         return list(ll), list(ll.values())
     got = [get_layer(model, l) for l in layers]
     return [n for n, _ in got], [m for _, m in got]

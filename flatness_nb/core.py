@@ -6,6 +6,7 @@
 from __future__ import annotations
 import collections.abc, contextlib, contextvars, copy, functools, inspect, math, warnings
 from dataclasses import dataclass
+from fastcore.basics import patch
 from typing import Callable, Iterable, Iterator, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
@@ -14,17 +15,16 @@ from torch.nn.attention import sdpa_kernel, SDPBackend
 from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
 # %% auto #0
-__all__ = ['EXPLICIT_ONLY', 'LAYER_ADAPTERS', 'CONV_TYPES', 'LINEAR_TYPES', 'HALF_AS', 'CHECK_SAMPLES', 'ROUTE_SAMPLES',
-           'UnsupportedLayerError', 'param_name', 'unwrap_model', 'linear_layers', 'LayerAdapter', 'register_layer',
-           'supported_layers', 'find_adapter', 'layer_adapter', 'check_layer', 'LinearAdapter', 'ConvAdapter',
-           'Conv3dAdapter', 'EmbeddingAdapter', 'get_layer', 'all_finite', 'check_eval', 'model_device_dtype', 'Inputs',
-           'check_positive_int', 'iter_batches', 'count_samples', 'exact_attention', 'model_output', 'call', 'fcall',
-           'vmap_over_samples', 'SelectOutput', 'strip_prefix', 'mha_modules', 'takes_model', 'check_forward',
-           'check_untied', 'LayerSplit', 'check_single_use', 'custom_functions', 'check_second_order', 'unfold_patches',
-           'reduce_sums', 'reduce_max', 'check_single_process', 'token_scope', 'sample_mean', 'Estimate',
-           'flatten_params', 'is_token_loss', 'token_count', 'check_labels', 'sample_loss', 'per_sample_losses',
-           'check_loss', 'first_loss_check', 'empirical_risk', 'perturbed_risks', 'is_operator', 'operator_info',
-           'as_matvec']
+__all__ = ['EXPLICIT_ONLY', 'LAYER_ADAPTERS', 'HALF_AS', 'CHECK_SAMPLES', 'ROUTE_SAMPLES', 'UnsupportedLayerError', 'param_name',
+           'unwrap_model', 'linear_layers', 'LayerAdapter', 'register_layer', 'supported_layers', 'find_adapter',
+           'layer_adapter', 'check_layer', 'LinearAdapter', 'ConvAdapter', 'Conv3dAdapter', 'EmbeddingAdapter',
+           'get_layer', 'all_finite', 'check_eval', 'model_device_dtype', 'Inputs', 'check_positive_int',
+           'iter_batches', 'count_samples', 'exact_attention', 'model_output', 'call', 'fcall', 'vmap_over_samples',
+           'SelectOutput', 'strip_prefix', 'mha_modules', 'takes_model', 'check_forward', 'check_untied', 'LayerSplit',
+           'check_single_use', 'custom_functions', 'check_second_order', 'unfold_patches', 'reduce_sums', 'reduce_max',
+           'check_single_process', 'token_scope', 'sample_mean', 'Estimate', 'flatten_params', 'is_token_loss',
+           'token_count', 'check_labels', 'sample_loss', 'per_sample_losses', 'check_loss', 'first_loss_check',
+           'empirical_risk', 'perturbed_risks', 'is_operator', 'operator_info', 'as_matvec']
 
 # %% ../nbs/00_core.ipynb #b3bb07fb
 class UnsupportedLayerError(ValueError):
@@ -80,6 +80,8 @@ class LayerAdapter:
     def feature_dim(self, layer) -> int: return self.matrix(layer, layer.weight).shape[-1]
     def cotangent_tokens(self, layer, dz: Tensor) -> Tensor:           # (r, B, *z.shape[1:]) → (r, B, T, d), tokens as in `tokens`
         return dz.reshape(*dz.shape[:2], -1, dz.shape[-1])
+    def patches(self, layer, inp: Tensor) -> Tensor:                   # a convolution's padded input patches (B, m, L)
+        raise UnsupportedLayerError(f"a {type(layer).__name__} has no patches: only a convolution sees its input through them")
 
 LAYER_ADAPTERS: dict[type, LayerAdapter] = {}
 
@@ -133,11 +135,16 @@ class ConvAdapter(LayerAdapter):
     def refusal(self, layer):
         if layer.groups != 1: return (f"a grouped convolution (groups={layer.groups}): each group's weight sees only its own "
                                       "channels, so there is no single patch space; only groups=1 is supported")
-    def patches(self, layer, x):                       # x already padded → (B, m, L)
+    def patches(self, layer, inp):                     # the input, padded as the layer pads it → (B, m, L)
+        if self.refusal(layer): raise UnsupportedLayerError(self.refusal(layer))
+        pad = layer._reversed_padding_repeated_twice
+        x = F.pad(inp, pad, mode='constant' if layer.padding_mode == 'zeros' else layer.padding_mode) if any(pad) else inp
+        return self._unfold(layer, x)
+    def _unfold(self, layer, x):                       # x already padded → (B, m, L)
         if layer.weight.dim() == 3:                     # a 1-D convolution is a 2-D one on images of height 1
             return F.unfold(x[:, :, None, :], (1, *layer.kernel_size), dilation=(1, *layer.dilation), stride=(1, *layer.stride))
         return F.unfold(x, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)
-    def tokens(self, layer, inp): return unfold_patches(layer, inp).mT
+    def tokens(self, layer, inp): return self.patches(layer, inp).mT
     def perm(self, z):                                  # token-major t·d+s ↦ channel-major s·T+t
         d, T = z.shape[1], z[0, 0].numel()
         return torch.arange(d * T, device=z.device).reshape(d, T).T.flatten()
@@ -150,7 +157,7 @@ register_layer(LinearAdapter()); register_layer(ConvAdapter());
 class Conv3dAdapter(ConvAdapter):
     "nn.Conv3d: as the other convolutions; patches by a one-hot kernel per (channel, offset), since F.unfold is 2-D only."
     types = (nn.Conv3d,)
-    def patches(self, layer, x):
+    def _unfold(self, layer, x):                       # x already padded → (B, m, L)
         c, k = x.shape[1], math.prod(layer.kernel_size)
         eye = torch.eye(k, dtype=x.dtype, device=x.device).reshape(k, 1, *layer.kernel_size).repeat(c, 1, 1, 1, 1)
         P = F.conv3d(x, eye, None, layer.stride, 0, layer.dilation, groups=c)    # channel c·k+o = offset o of channel c
@@ -174,8 +181,49 @@ class EmbeddingAdapter(LayerAdapter):
     def delta_z(self, layer, inp, M): return (self.tokens(layer, inp) @ M.mT).reshape(*inp.shape, -1)
 
 register_layer(Conv3dAdapter()); register_layer(EmbeddingAdapter());
-CONV_TYPES = tuple(t for t, a in LAYER_ADAPTERS.items() if isinstance(a, ConvAdapter))
-LINEAR_TYPES = tuple(LAYER_ADAPTERS)   # kept for code that imports them: derived from the registry
+
+# %% ../nbs/00_core.ipynb #bb38cbff
+@patch
+def perturb_features(self: LayerAdapter, layer, inp: Tensor, A: Tensor) -> Tensor:
+    "(I + A)φ for one m×m feature map A: the tokens as columns, (B, m, T)."
+    P = self.tokens(layer, inp).mT
+    return P + A @ P
+
+@patch
+def perturb_features(self: LinearAdapter, layer, inp: Tensor, A: Tensor) -> Tensor:
+    "(I + A)φ on the input's last axis, the input's shape (…, m)."
+    return inp + inp @ A.T
+
+# %% ../nbs/00_core.ipynb #88237772
+@patch
+def feature_rows(self: LayerAdapter, layer, phi: Tensor) -> Tensor:
+    "The layer input as rows of observations of its features: one row per sample."
+    return phi.reshape(len(phi), -1)
+
+@patch
+def feature_rows(self: LinearAdapter, layer, phi: Tensor) -> Tensor:
+    "A dense layer's input: every token is one more observation of the same m features."
+    return phi.reshape(-1, phi.shape[-1])
+
+@patch
+def feature_rows(self: EmbeddingAdapter, layer, phi: Tensor) -> Tensor:
+    "Refused: an embedding's input is token indices, which have no mean or spread."
+    raise UnsupportedLayerError("an nn.Embedding's input is token indices, which have no mean or spread as features; "
+                                "measure the spread at the layer that reads the embedding's output")
+
+# %% ../nbs/00_core.ipynb #e9ec752f
+LayerAdapter.why_no_vector = "its input is not one feature vector per sample"      # None where it is
+LinearAdapter.why_no_vector = None
+ConvAdapter.why_no_vector = "its features are patches, one per output position, that share input entries"
+EmbeddingAdapter.why_no_vector = "its input is token indices"
+
+@patch
+def check_vector_input(self: LayerAdapter, layer, what: str) -> int:
+    "m, where the layer's input is one feature vector per sample or token that noise can be added to; else refuse, saying why."
+    if self.why_no_vector:
+        raise UnsupportedLayerError(f"{what} perturbs the input feature vector of a layer; a {type(layer).__name__} has none: "
+                                    f"{self.why_no_vector} (of {supported_layers()}, an nn.Linear has one)")
+    return self.feature_dim(layer)
 
 # %% ../nbs/00_core.ipynb #27d22dc5
 def get_layer(model: nn.Module, # the network
@@ -747,13 +795,8 @@ def check_second_order(t: Tensor, # the quantity about to be differentiated twic
 def unfold_patches(layer: nn.Module, # a convolution of a registered type (groups=1)
                    inp: Tensor, # its input, (B, c_in, *spatial)
                   ) -> Tensor:
-    "The patches φ_{i,p} a convolution sees, (B, m, L), in the order of `weight.reshape(c_out, -1)`."
-    ad = find_adapter(layer)
-    if not isinstance(ad, ConvAdapter): raise TypeError(f"expected a convolution ({', '.join(t.__name__ for t in CONV_TYPES)}), got {type(layer).__name__}")
-    if ad.refusal(layer): raise UnsupportedLayerError(ad.refusal(layer))
-    pad = layer._reversed_padding_repeated_twice
-    x = F.pad(inp, pad, mode='constant' if layer.padding_mode == 'zeros' else layer.padding_mode) if any(pad) else inp
-    return ad.patches(layer, x)
+    "The patches φ_{i,p} a convolution sees, (B, m, L), in the order of `weight.reshape(c_out, -1)` (its adapter's `patches`)."
+    return layer_adapter(layer).patches(layer, inp)
 
 # %% ../nbs/00_core.ipynb #cb9ba59b
 _REDUCERS: list = []

@@ -8,7 +8,7 @@ import copy, warnings
 from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
-from .core import takes_model, LayerSplit, LinearAdapter, find_adapter, get_layer, sample_mean, iter_batches, linear_layers, model_device_dtype, param_name, reduce_sums
+from .core import takes_model, LayerSplit, find_adapter, get_layer, sample_mean, iter_batches, linear_layers, model_device_dtype, param_name, reduce_sums
 from .testing import generator
 from .hessian import (Estimate, hutchinson_relative_flatness, lambda_max, layer_curvature,
                                  layer_lambda_max)
@@ -62,7 +62,7 @@ def network_measures(model: nn.Module, # the network, in eval mode
                      batch_size: int = 512, # batch size used to split (X, y) tensors
                     ) -> dict:
     "The ICLR network-wise measures, plus each layer's measures under 'layers'."
-    names = list(layers) if layers is not None else [n for n, m in linear_layers(model).items() if isinstance(find_adapter(m), LinearAdapter)]
+    names = list(layers) if layers is not None else [n for n, m in linear_layers(model).items() if find_adapter(m).why_no_vector is None]
     per = [layer_measures(model, nm, data, loss_fn, lanczos_iters, batch_size) for nm in names]
     wnames = [param_name(nm) for nm in names]
     lmax = lambda_max(model, data, loss_fn, wnames, iters=lanczos_iters, batch_size=batch_size)
@@ -171,7 +171,7 @@ def feature_moments(model: nn.Module, # the network, in eval mode
     def batch(x, _):
         phi = sp.capture(x)[0]
         # an nn.Linear sees its features on the last axis; any axes between (tokens) are more observations of them
-        phi = phi.reshape(-1, phi.shape[-1]) if isinstance(sp.adapter, LinearAdapter) else phi.reshape(len(phi), -1)
+        phi = sp.adapter.feature_rows(sp.layer, phi)
         return dict(s1=phi.sum(0), s2=(phi ** 2).sum(0), t=len(phi))
     with torch.no_grad(): m, n = sample_mean(model, data, batch, batch_size, with_n=True)
     N, mu = round(m['t'] * n), m['s1'] / m['t']          # N observations: samples × tokens

@@ -12,7 +12,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad
 from scipy import special as _sps
-from .core import (call, fcall, takes_model, check_positive_int, check_single_process, exact_attention, reduce_sums, sample_mean, unfold_patches, LinearAdapter, check_layer, layer_adapter, LayerSplit, UnsupportedLayerError, check_eval, check_loss, iter_batches,
+from .core import (call, fcall, takes_model, check_positive_int, check_single_process, exact_attention, reduce_sums, sample_mean, unfold_patches, check_layer, layer_adapter, LayerSplit, UnsupportedLayerError, check_eval, check_loss, iter_batches,
                               model_device_dtype, per_sample_losses)
 from .hessian import Estimate
 
@@ -60,10 +60,7 @@ def perturbed_features(layer: nn.Module, # a layer of a type in `core.supported_
                        A: Tensor, # one m×m feature matrix
                       ) -> Tensor:
     "(I + A)φ: (…, m) for a linear layer, patches (B, m, L) for a convolution."
-    ad = layer_adapter(layer)
-    if isinstance(ad, LinearAdapter): return inp + inp @ A.T
-    P = ad.tokens(layer, inp).mT                          # (B, m, T): patches or one-hot rows as columns
-    return P + A @ P
+    return layer_adapter(layer).perturb_features(layer, inp, A)   # (B, m, T): patches or one-hot rows as columns
 
 def _delta_z(layer, inp, WA):
     "The change w A φ of the layer output: the layer's linear map with weight wA and no bias."
