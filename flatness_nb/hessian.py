@@ -13,7 +13,7 @@ from torch.func import vmap, grad, jvp, vjp, functional_call
 from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, call, fcall, takes_model, is_token_loss, token_scope, check_second_order, first_loss_check, Estimate, LayerSplit, flatten_params, sample_mean, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
                               check_layer, exact_attention, get_layer, layer_adapter, iter_batches, param_name,
                               linear_layers, model_device_dtype, per_sample_losses, reduce_sums, sample_loss)
-from .sweep import _check_dense_output_hessian, _loss_kind, QUANTITY, SweepPlan, network_curvature, sweep_batch
+from .sweep import _check_dense_output_hessian, _loss_kind, QUANTITY, SweepPlan, layer_plan, network_curvature, sweep_batch
 
 # %% auto #0
 __all__ = ['ROUTES', 'QUANTITIES', 'HVP_CHUNK', 'output_loss_hessian', 'z_jacobian', 'detect_route', 'check_exact_layer',
@@ -63,19 +63,6 @@ def _hz_full(sp, x, y, z, loss_fn):
     cols = vmap(lambda v: jvp(gL, (z,), (v,))[1])(E)   # cols[s, i] = H^z_i e_s
     return cols.reshape(d, B, d).permute(1, 2, 0)
 
-# %% ../nbs/01_hessian.ipynb #a2a6114a
-def _head_curvature_zero(g, z, c, v, name):
-    "Whether ⟨v, ∇²_z⟨c, g(z)⟩⟩ is exactly zero, reverse over reverse (a gradient that does not depend on z: zero)."
-    Z = z.detach().requires_grad_()
-    with torch.enable_grad():
-        s = (g(Z) * c).sum()
-        if not s.requires_grad: return True
-        check_second_order(s, f"the route check of layer {name!r}")
-        (gz,) = torch.autograd.grad(s, Z, create_graph=True, allow_unused=True)
-        if gz is None or not gz.requires_grad: return True   # z unused downstream (an output computed and dropped): 0
-        (r,) = torch.autograd.grad((gz * v).sum(), Z, allow_unused=True)
-    return r is None or bool((r == 0).all())
-
 # %% ../nbs/01_hessian.ipynb #6b481e05
 def detect_route(sp: LayerSplit, # model split at the layer
                  x: Tensor, # a few inputs
@@ -86,10 +73,7 @@ def detect_route(sp: LayerSplit, # model split at the layer
         with torch.no_grad(): _, z, out = sp.capture(x)
     else: z, out = captured
     if out is z: return 'last'
-    gen = torch.Generator(device=z.device).manual_seed(1234)
-    c = torch.randn(out.shape, generator=gen, dtype=out.dtype, device=out.device)
-    v = torch.randn(z.shape, generator=gen, dtype=z.dtype, device=z.device)
-    return 'gauss_newton' if _head_curvature_zero(sp.head(x), z, c, v, sp.name) else 'full'
+    return 'full' if sp.name in layer_plan(sp.model, sp.name, sp.layer, x).smooth else 'gauss_newton'
 
 ROUTES = ('auto', 'last', 'gauss_newton', 'full')
 

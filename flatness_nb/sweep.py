@@ -14,9 +14,9 @@ from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, call, fcall, takes_model, _chec
                               find_adapter, first_loss_check, linear_layers, model_device_dtype, param_name, sample_loss, sample_mean)
 
 # %% auto #0
-__all__ = ['MAX_OUTPUT_HESSIAN', 'QUANTITY', 'WEIGHT_QUANTITIES', 'BIAS_QUANTITIES', 'loss_hessian_factor', 'Quantity',
-           'layer_sums', 'module_sums', 'SweepPlan', 'make_sweep_plan', 'sweep_batch', 'NetworkCurvature',
-           'network_curvature']
+__all__ = ['MAX_OUTPUT_HESSIAN', 'QUANTITY', 'WEIGHT_QUANTITIES', 'BIAS_QUANTITIES', 'PLAN_STEPS', 'loss_hessian_factor',
+           'Quantity', 'layer_sums', 'module_sums', 'SweepPlan', 'make_sweep_plan', 'layer_plan', 'sweep_batch',
+           'NetworkCurvature', 'network_curvature']
 
 # %% ../nbs/01a_sweep.ipynb #f46778de
 def _loss_kind(loss_fn, y):
@@ -286,6 +286,10 @@ class SweepPlan:
     smooth: set[str] = field(default_factory=set)   # registered layers left out only because a smooth operation follows
     curvature: str = 'hessian'     # 'hessian' (exact blocks of H) or 'gauss_newton' (exact blocks of G)
 
+    @classmethod
+    def of_layer(cls, name: str, layer: nn.Module) -> SweepPlan:
+        "A plan covering one registered layer, whose checks were made elsewhere (the one-layer path)."
+        return cls({name: layer}, {}, {})
     @property
     def modules(self) -> dict[str, nn.Module]: return {**self.linear, **self.other}
     @property
@@ -341,8 +345,8 @@ def _linear_in_params(mod, a, gen):
     with exact_attention(): return bool(jvp(grad(F_), (e0,), (torch.ones_like(e0),))[1] == 0)
 
 # %% ../nbs/01a_sweep.ipynb #76fc7935
-def _offset_curvature(model, mods, x, gen):
-    "∂²_t ⟨c, f(x)⟩ when every output z_m of `mods` is shifted by t·u_m (random c, u): exactly 0 iff only piecewise-linear ops follow."
+def _offset_curvature(model, mods, x, gen, what="the sweep's piecewise-linearity checks"):
+    "The one zero-curvature check (the sweep's plan and the one-layer route): ∂²_t ⟨c, f(x)⟩ when every output z_m of `mods` is shifted by t·u_m (random c, u): exactly 0 iff only piecewise-linear ops follow."
     with torch.no_grad(), exact_attention(): out = call(model, x)
     c, u = _randn(out.shape, gen, out), {}
     def F_(t):
@@ -357,10 +361,18 @@ def _offset_curvature(model, mods, x, gen):
         finally:
             for h in hs: h.remove()
     t = torch.zeros((), dtype=out.dtype, device=out.device, requires_grad=True)
-    with torch.enable_grad():                           # reverse over reverse; `_check_custom_functions` guards the path
-        (g,) = torch.autograd.grad(F_(t), t, create_graph=True, allow_unused=True)
-        if g is None or not g.requires_grad: return 0.0  # ∂_t F does not depend on t (or the outputs are unused)
-        (r,) = torch.autograd.grad(g, t, allow_unused=True)
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:                                                # the graph starts at t: what runs before the modules is not on it
+        for p, _ in flags: p.requires_grad_(False)
+        with torch.enable_grad():                       # reverse over reverse
+            f = F_(t)
+            if not f.requires_grad: return 0.0          # no module ran (or none reaches the output)
+            check_second_order(f, what)                 # a custom autograd.Function after the modules could fake the zero
+            (g,) = torch.autograd.grad(f, t, create_graph=True, allow_unused=True)
+            if g is None or not g.requires_grad: return 0.0   # ∂_t F does not depend on t (or the outputs are unused)
+            (r,) = torch.autograd.grad(g, t, allow_unused=True)
+    finally:
+        for p, r_ in flags: p.requires_grad_(r_)
     return 0.0 if r is None else r.item()
 
 # %% ../nbs/01a_sweep.ipynb #48c6a74a
@@ -403,11 +415,11 @@ def _check_called_once(model, plan, x):
     return {n: io[n][0][0] for n in plan.modules}
 
 # %% ../nbs/01a_sweep.ipynb #4d57e64c
-def _check_smooth(model, plan, x, gen):
+def _check_smooth(model, plan, x, gen, what="the sweep's piecewise-linearity checks"):
     "Drop modules after which a smooth operation runs (one joint check; per module only if the joint one fails)."
     mods = plan.modules
-    if not mods or _offset_curvature(model, mods, x, gen) == 0: return
-    bad = [n for n in mods if _offset_curvature(model, {n: mods[n]}, x, gen) != 0]
+    if not mods or _offset_curvature(model, mods, x, gen, what) == 0: return
+    bad = list(mods) if len(mods) == 1 else [n for n in mods if _offset_curvature(model, {n: mods[n]}, x, gen, what) != 0]
     plan.smooth |= {n for n in bad if n in plan.linear}
     _drop(plan, bad, "a smooth operation follows its module (tanh, GELU, softmax, LayerNorm on its path to the output), "
                      "so its Hessian block has a curvature term besides the Gauss–Newton one")
@@ -436,6 +448,23 @@ def _check_custom_functions(model, plan, x):
         for p, r in flags: p.requires_grad_(r)
     check_second_order(out, "the sweep's piecewise-linearity checks")
 
+# %% ../nbs/01a_sweep.ipynb #19cceca6
+def _step_called_once(model, plan, c): c['inp'] = _check_called_once(model, plan, c['xs'])
+def _step_custom_functions(model, plan, c): _check_custom_functions(model, plan, c['xr'])
+def _step_linear(model, plan, c):
+    _drop(plan, [n for n in plan.other if not _linear_in_params(plan.other[n], c['inp'][n][:ROUTE_SAMPLES], c['gen'])],
+          "its module's output is not linear in it, so its Hessian block has a curvature term")
+def _step_smooth(model, plan, c): _check_smooth(model, plan, c['xr'], c['gen'])
+def _step_single_use(model, plan, c): _check_single_use(model, plan, c['xs'], c['gen'])
+
+PLAN_STEPS = (   # (what it checks, the step, Hessian only), in the order they run
+    ('runs once, one tensor in and out', _step_called_once, False),     # gives the inputs the linearity step reads
+    ('no custom autograd.Function after it', _step_custom_functions, True),   # guards the two exact-zero checks
+    ('linear in its own parameters', _step_linear, True),
+    ('nothing smooth after it', _step_smooth, True),
+    ('its parameters used by its own call only', _step_single_use, False),
+)
+
 # %% ../nbs/01a_sweep.ipynb #26749f31
 def make_sweep_plan(model: nn.Module, # the network, in eval mode
                     x: Tensor, # the first batch of inputs (its first CHECK_SAMPLES samples are used)
@@ -445,15 +474,23 @@ def make_sweep_plan(model: nn.Module, # the network, in eval mode
                    ) -> SweepPlan:
     "Sort every parameter into covered (exact from one sweep) and rest (with the reason), checking on the first batch."
     if curvature not in ('hessian', 'gauss_newton'): raise ValueError(f"curvature must be 'hessian' or 'gauss_newton', got {curvature!r}")
-    plan = SweepPlan(*_candidates(model, layers), curvature=curvature)
-    gen, xs, xr = torch.Generator(device=x.device).manual_seed(seed), x[:CHECK_SAMPLES], x[:ROUTE_SAMPLES]
-    inp = _check_called_once(model, plan, xs)
-    if curvature == 'hessian':                          # exact-zero curvature checks: structural, so a few samples
-        _check_custom_functions(model, plan, xr)
-        _drop(plan, [n for n in plan.other if not _linear_in_params(plan.other[n], inp[n][:ROUTE_SAMPLES], gen)],
-              "its module's output is not linear in it, so its Hessian block has a curvature term")
-        _check_smooth(model, plan, xr, gen)
-    _check_single_use(model, plan, xs, gen)
+    plan = SweepPlan(*_candidates(model, layers), curvature=curvature)   # adapter refusals, tying, parametrizations
+    c = dict(gen=torch.Generator(device=x.device).manual_seed(seed), xs=x[:CHECK_SAMPLES], xr=x[:ROUTE_SAMPLES])
+    for _, step, hessian_only in PLAN_STEPS:            # exact-zero curvature checks: structural, so a few samples (xr)
+        if curvature == 'hessian' or not hessian_only: step(model, plan, c)
+    return plan
+
+# %% ../nbs/01a_sweep.ipynb #4f2926b4
+def layer_plan(model: nn.Module, # the network, in eval mode
+               name: str, # the layer's dotted name
+               layer: nn.Module, # the layer (a registered type)
+               x: Tensor, # a few inputs (the property is structural)
+               seed: int = 1234, # seed of the random check
+              ) -> SweepPlan:
+    "The sweep's plan for one layer: covered if only piecewise-linear operations follow it, else in `smooth`."
+    plan = SweepPlan.of_layer(name, layer)
+    gen = torch.Generator(device=layer.weight.device).manual_seed(seed)
+    _check_smooth(model, plan, x, gen, f"the route check of layer {name!r}")
     return plan
 
 # %% ../nbs/01a_sweep.ipynb #f4c91f37
