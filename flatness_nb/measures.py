@@ -20,12 +20,11 @@ from .flatness import network_measures
 __all__ = ['fisher_rao_norm', 'fisher_rao_euler', 'PacBayes', 'pac_bayes_flatness', 'weight_norms', 'exact_layers', 'measure_all',
            'fisher_rao_authors', 'pac_bayes_sigma_authors', 'pac_bayes_bound_authors', 'fig5_authors']
 
-# %% ../nbs/07_measures.ipynb #af45a9ef
+# %% ../nbs/07_measures.ipynb #245ed8bb
 def _params(model):
     "Trainable parameters, detached, by name."
     return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
 
-# %% ../nbs/07_measures.ipynb #245ed8bb
 @takes_model
 def fisher_rao_norm(model: nn.Module, # the network, in eval mode
                     data, # (X, y) tensors or an iterable of (x, y) batches
@@ -59,7 +58,7 @@ def fisher_rao_euler(model: nn.Module, # a bias-free network of linear layers wi
     first = lambda x, y: check_loss(loss_fn, call(model, x), y)       # token losses refused before the pass
     with torch.no_grad(): return len(lin) ** 2 * sample_mean(model, data, batch, batch_size, first)
 
-# %% ../nbs/07_measures.ipynb #1a9e2627
+# %% ../nbs/07_measures.ipynb #6b23c3a2
 @dataclass
 class PacBayes:
     "Result of the PAC-Bayes flatness search."
@@ -69,7 +68,6 @@ class PacBayes:
     stderr: float    # its standard error
     draws: int       # noise draws
 
-# %% ../nbs/07_measures.ipynb #6b23c3a2
 @takes_model
 def pac_bayes_flatness(model: nn.Module, # the network, in eval mode
                        data, # (X, y) tensors or an iterable of (x, y) batches
@@ -132,6 +130,7 @@ def _probe_data(data, batch_size, k=ROUTE_SAMPLES):
     x, y = next(iter(iter_batches(data, batch_size)))
     return [(x[:k], y[:k])]
 
+# %% ../nbs/07_measures.ipynb #a27f5062
 def _columns(model, loss_fn, pac_bayes, compression, lanczos_iters, seed, batch_size, eig_k=0) -> dict:
     "measure_all's measures: name → function (train, test) → its columns."
     def risks(tr, te):
