@@ -17,6 +17,9 @@ __all__ = ['DistributedError', 'sharded_sums', 'shard', 'init_from_env', 'self_c
 class DistributedError(RuntimeError):
     "Another rank failed; this rank stopped instead of waiting for it."
 
+def _raise_if_failed(bad):
+    if bad: raise DistributedError(f"rank(s) {bad} failed (see their own error messages); stopping this rank too")
+
 # %% ../nbs/10_distributed.ipynb #a98b4b87
 def _comm_device(group):
     "Device that collectives on `group` need: CUDA for NCCL, CPU otherwise."
@@ -29,10 +32,6 @@ def _exchange_flags(failed: bool, group):
     flags[dist.get_rank(group)] = int(failed)
     dist.all_reduce(flags, group=group)
     return flags.nonzero().flatten().tolist()
-
-# %% ../nbs/10_distributed.ipynb #ca0f2b50
-def _raise_if_failed(bad):
-    if bad: raise DistributedError(f"rank(s) {bad} failed (see their own error messages); stopping this rank too")
 
 # %% ../nbs/10_distributed.ipynb #69735cc5
 def _make_reducer(group):
@@ -118,27 +117,6 @@ def _check_models():
     Xc, yc = torch.randn(37, 1, 8, 8), torch.randint(0, 3, (37,))
     return [(mlp, (Xm, ym)), (cnn, [(Xc[i:i + 6], yc[i:i + 6]) for i in range(0, 37, 6)])]
 
-# %% ../nbs/10_distributed.ipynb #688a8618
-def _all_measures(model, data):
-    "Every library measure of `model` on `data`, as a flat dict of floats."
-    from flatness_nb.core import empirical_risk, linear_layers
-    from flatness_nb.hessian import (dense_hessian, hutchinson_relative_flatness, lambda_max, layer_curvature,
-                                     network_hessian_trace)
-    from flatness_nb.flatness import feature_spread
-    out = {'risk': empirical_risk(model, data), 'lambda_max': lambda_max(model, data, iters=30)}
-    e = network_hessian_trace(model, data, max_probes=64, min_probes=64, probes_per_pass=16)
-    out['network_trace'], out['network_trace_se'] = e.value, e.stderr
-    out['dense_trace'] = dense_hessian(model, data).trace().item()
-    for nm, mod in linear_layers(model).items():
-        h = hutchinson_relative_flatness(model, nm, data, max_probes=32, min_probes=32, probes_per_pass=16)
-        out[f'{nm}.kappa_hutchinson'] = h.value
-        c = layer_curvature(model, nm, data)       # exact for every layer here, the convolution included
-        out.update({f'{nm}.kappa': c.relative_flatness, f'{nm}.trace': c.trace, f'{nm}.wdiag': c.weighted_diagonal,
-                    f'{nm}.rho_sum': c.rho.sum().item(), f'{nm}.bias_trace': c.bias_hessian.trace().item(),
-                    f'{nm}.spread': feature_spread(model, nm, data).sum().item()})
-    out.update(_more_measures(model, data))
-    return out
-
 # %% ../nbs/10_distributed.ipynb #ec33d0a3
 def _floats(obj, prefix):
     "Every float inside a (nested) dataclass or tuple, by dotted name."
@@ -154,6 +132,13 @@ def _one_hot(data, k):
     oh = lambda t: F.one_hot(t, k).to(torch.get_default_dtype())
     if isinstance(data, tuple): return data[0], oh(data[1])
     return [(x, oh(t)) for x, t in data]
+
+# %% ../nbs/10_distributed.ipynb #df777ca0
+def _rel_diff(a: float, b: float) -> float:
+    "Relative difference of a from b; 0 for equal values (inf and NaN included), inf when only one is NaN or inf."
+    if a == b or (math.isnan(a) and math.isnan(b)): return 0.0
+    d = abs(a - b) / max(abs(b), 1e-300)
+    return math.inf if math.isnan(d) else d
 
 # %% ../nbs/10_distributed.ipynb #36ce972e
 def _more_measures(model, data):
@@ -178,6 +163,27 @@ def _more_measures(model, data):
     else: out.update(_floats(sharpness_split(model, Y, min_probes=32, max_probes=32, probes_per_pass=16), 'split'))
     return out
 
+# %% ../nbs/10_distributed.ipynb #688a8618
+def _all_measures(model, data):
+    "Every library measure of `model` on `data`, as a flat dict of floats."
+    from flatness_nb.core import empirical_risk, linear_layers
+    from flatness_nb.hessian import (dense_hessian, hutchinson_relative_flatness, lambda_max, layer_curvature,
+                                     network_hessian_trace)
+    from flatness_nb.flatness import feature_spread
+    out = {'risk': empirical_risk(model, data), 'lambda_max': lambda_max(model, data, iters=30)}
+    e = network_hessian_trace(model, data, max_probes=64, min_probes=64, probes_per_pass=16)
+    out['network_trace'], out['network_trace_se'] = e.value, e.stderr
+    out['dense_trace'] = dense_hessian(model, data).trace().item()
+    for nm, mod in linear_layers(model).items():
+        h = hutchinson_relative_flatness(model, nm, data, max_probes=32, min_probes=32, probes_per_pass=16)
+        out[f'{nm}.kappa_hutchinson'] = h.value
+        c = layer_curvature(model, nm, data)       # exact for every layer here, the convolution included
+        out.update({f'{nm}.kappa': c.relative_flatness, f'{nm}.trace': c.trace, f'{nm}.wdiag': c.weighted_diagonal,
+                    f'{nm}.rho_sum': c.rho.sum().item(), f'{nm}.bias_trace': c.bias_hessian.trace().item(),
+                    f'{nm}.spread': feature_spread(model, nm, data).sum().item()})
+    out.update(_more_measures(model, data))
+    return out
+
 # %% ../nbs/10_distributed.ipynb #a60bfeb5
 def self_check(fail_rank: int | None = None, # put a NaN into this rank's shard (to show the failure path)
               ) -> float:
@@ -196,13 +202,6 @@ def self_check(fail_rank: int | None = None, # put a NaN into this rank's shard 
         if multi.keys() != single.keys(): raise RuntimeError(f"measures differ: {set(multi) ^ set(single)}")
         worst = max([worst] + [_rel_diff(multi[k], single[k]) for k in single])
     return worst
-
-# %% ../nbs/10_distributed.ipynb #df777ca0
-def _rel_diff(a: float, b: float) -> float:
-    "Relative difference of a from b; 0 for equal values (inf and NaN included), inf when only one is NaN or inf."
-    if a == b or (math.isnan(a) and math.isnan(b)): return 0.0
-    d = abs(a - b) / max(abs(b), 1e-300)
-    return math.inf if math.isnan(d) else d
 
 # %% ../nbs/10_distributed.ipynb #c08c4d6d
 def time_sharded(n: int = 2000, # samples
