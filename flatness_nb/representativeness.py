@@ -8,7 +8,7 @@ import math
 from typing import Callable
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
-from .core import (Inputs, call, takes_model, check_single_process, LayerSplit, LinearAdapter, sample_mean, UnsupportedLayerError, check_loss, empirical_risk, iter_batches,
+from .core import (Inputs, call, takes_model, check_positive_int, check_single_process, LayerSplit, sample_mean, UnsupportedLayerError, check_loss, empirical_risk, iter_batches,
                               model_device_dtype, per_sample_losses)
 from .hessian import Estimate
 from .flatness import relative_flatness
@@ -26,12 +26,6 @@ def _check_pos(name, v):
     if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
     return float(v)
-
-# %% ../nbs/05_representativeness.ipynb #21db5013
-def _check_count(name, v, lo):
-    "v must be an int ≥ lo."
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise ValueError(f"{name} must be an integer ≥ {lo}, got {v!r}")
-    return v
 
 # %% ../nbs/05_representativeness.ipynb #054422db
 @takes_model
@@ -58,7 +52,7 @@ def kernel_noise(phi: Tensor, # features, (B, m)
                  generator: torch.Generator | None = None, # random generator
                 ) -> Tensor:
     "Draws ξ ∼ λ_i = law of Aφ_i, A ∼ 𝒜_δ (Prop. 2), for every row: shape (draws, B, m)."
-    delta, sigma = _check_pos('delta', delta), _check_pos('sigma', sigma); _check_count('draws', draws, 1)
+    delta, sigma = _check_pos('delta', delta), _check_pos('sigma', sigma); check_positive_int('draws', draws)
     if phi.dim() != 2: raise ValueError(f"phi must be a (B, m) matrix of feature vectors, got shape {tuple(phi.shape)}")
     B, m = phi.shape
     r = prop2_radii(draws * B, m, delta, sigma, generator=generator, dtype=phi.dtype, device=phi.device).reshape(draws, B, 1)
@@ -81,10 +75,10 @@ def smoothed_risk(model: nn.Module, # the network, in eval mode
     "(1/n) Σ_i E_{ξ∼λ_i} ℓ(ψ(w, φ_i + ξ), y_i), labels held fixed, by Monte Carlo over K draws."
     check_single_process('smoothed_risk')
     delta, sigma = _check_pos('delta', delta), _check_pos('sigma', sigma)
-    draws, chunk = _check_count('draws', draws, 2), _check_count('chunk', chunk, 1)
+    check_positive_int('draws', draws); check_positive_int('chunk', chunk)
+    if draws < 2: raise ValueError(f"draws must be an integer ≥ 2 (for a standard error), got {draws!r}")
     sp = LayerSplit(model, layer)
-    if not isinstance(sp.adapter, LinearAdapter):
-        raise UnsupportedLayerError(f"smoothed_risk perturbs the input vector of an nn.Linear; {sp.name!r} is a {type(sp.layer).__name__}")
+    sp.adapter.check_vector_input(sp.layer, f"smoothed_risk at {sp.name!r}")   # Δz = w ξ needs one feature vector
     dev, dt = model_device_dtype(model)
     gen = torch.Generator(device=dev).manual_seed(seed)
     W = sp.weight.detach()
@@ -187,7 +181,8 @@ def representativeness_estimate(fit: Callable[[Tensor, Tensor], nn.Module], # fi
         raise TypeError("data must be (X, y) tensors: the estimator indexes random subsets of S")
     X, y = data
     if len(X) != len(y): raise ValueError(f"X has {len(X)} samples but y has {len(y)}")
-    _check_count('n_splits', n_splits, 2)
+    check_positive_int('n_splits', n_splits)
+    if n_splits < 2: raise ValueError(f"n_splits must be an integer ≥ 2 (for a standard error), got {n_splits!r}")
     if not (isinstance(train_frac, float) and 0 < train_frac < 1): raise ValueError(f"train_frac must be a float in (0, 1), got {train_frac!r}")
     k = int(train_frac * len(X))
     if k < 2 or len(X) - k < 1: raise ValueError(f"a split of {len(X)} samples at train_frac={train_frac} leaves {k} for training and {len(X) - k} held out")
@@ -211,7 +206,7 @@ def bound_estimate(rep: Estimate, # representativeness estimate
                   ) -> Estimate:
     "Estimate of the generalisation gap: rep + δ²κ/(2m) (a heuristic, not a certified bound)."
     check_single_process('bound_estimate')
-    delta = _check_pos('delta', delta); _check_count('m', m, 1)
+    delta = _check_pos('delta', delta); check_positive_int('m', m)
     return Estimate(rep.value + delta ** 2 * kappa / (2 * m), rep.stderr, rep.n)
 
 # %% ../nbs/05_representativeness.ipynb #5a88551d
