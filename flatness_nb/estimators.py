@@ -17,7 +17,7 @@ from .sweep import make_sweep_plan, network_curvature
 
 # %% auto #0
 __all__ = ['OPERATORS', 'ggn_vp', 'hutchpp_trace', 'residual_trace', 'exact_ggn_traces', 'TraceSplit', 'gauss_newton_traces',
-           'split_trace', 'hutchpp_op']
+           'split_trace', 'control_variate', 'hutchpp_op']
 
 # %% ../nbs/01b_estimators.ipynb #317b8df4
 def _forward(model, p, x):
@@ -209,9 +209,11 @@ class TraceSplit:
     gauss_newton: Estimate # exact: stderr 0, n 0
     residual: Estimate # Hutchinson with its standard error
     total: Estimate # their sum; stderr and n are the residual's
+    control: float | None = None # β of the control variate (None: none, the plain split)
     def table(self) -> str:
         "The split as a markdown table that names the exact part."
-        rows = [('gauss_newton', 'exact', self.gauss_newton), ('residual', 'estimated', self.residual),
+        how = 'estimated' if self.control is None else f'estimated, control variate β = {self.control:.3g}'
+        rows = [('gauss_newton', 'exact', self.gauss_newton), ('residual', how, self.residual),
                 ('total', 'exact + estimated', self.total)]
         return "| part | how | value | stderr |\n|---|---|---|---|\n" + "\n".join(f"| {p} | {h} | {e.value:.6g} | {e.stderr:.2g} |" for p, h, e in rows)
     def _repr_markdown_(self): return self.table()
@@ -225,6 +227,14 @@ def _gn_sum(gn_exact, names):
     bad = [n for n in names if not math.isfinite(gn_exact[n])]
     if bad: raise ValueError(f"gn_exact is NaN or inf for {bad}: pass finite exact traces (or gn_exact=None)")
     return math.fsum(gn_exact[n] for n in names)
+
+# %% ../nbs/01b_estimators.ipynb #6eaf8c23
+def _check_control(control):
+    "Refuse a control that is not None, 'optimal' or a finite number β."
+    ok = control is None or control == 'optimal' or (isinstance(control, (int, float)) and not isinstance(control, bool)
+                                                    and math.isfinite(control))
+    if not ok: raise ValueError(f"control must be None (the split), 'optimal' or a finite number β (0: the split, "
+                                f"-1: plain Hutchinson), got {control!r}")
 
 # %% ../nbs/01b_estimators.ipynb #ebf2eb8e
 @takes_model
@@ -257,16 +267,83 @@ def split_trace(model: nn.Module, # the network, in eval mode
                 params: Sequence[str] | None = None, # parameter names (default: all)
                 gn_exact: dict[str, float] | None = None, # exact Tr G_pp per parameter name; None: `gauss_newton_traces`
                 seed: int = 0, # seed of the residual's probes
+                control: str | float | None = None, # None: the split; 'optimal': β̂ from the probes; a number: that β
                 batch_size: int = 512, # batch size used to split (X, y) tensors
                 **kw, # passed to `residual_trace` (blockwise, min_probes, max_probes, rtol, probes_per_pass)
                ) -> TraceSplit:
     "Tr(H) over `params` split into the exact Gauss–Newton trace and the estimated residual Tr(H − G)."
-    names = list(_params(model, params))
-    gn = _gn_sum(gn_exact if gn_exact is not None else gauss_newton_traces(model, data, loss_fn, names, batch_size), names)
+    names = list(_params(model, params)); _check_control(control)
+    gd = gn_exact if gn_exact is not None else gauss_newton_traces(model, data, loss_fn, names, batch_size)
+    gn = _gn_sum(gd, names)
     same = _gn_exact_blocks(model, data, names, batch_size)   # these: H block = G block, residual exactly 0
     rest = [n for n in names if n not in same]
-    res = residual_trace(model, data, loss_fn, rest, seed, batch_size, **kw) if rest else Estimate(0.0, 0.0, 0)
-    return TraceSplit(Estimate(gn, 0.0, 0), res, Estimate(gn + res.value, res.stderr, res.n))
+    beta = None
+    if not rest: res = Estimate(0.0, 0.0, 0)
+    elif control is None: res = residual_trace(model, data, loss_fn, rest, seed, batch_size, **kw)
+    else: res, beta = _controlled_residual(model, data, loss_fn, rest, _gn_sum(gd, rest), control, seed, batch_size, **kw)
+    return TraceSplit(Estimate(gn, 0.0, 0), res, Estimate(gn + res.value, res.stderr, res.n), beta)
+
+# %% ../nbs/01b_estimators.ipynb #42c4ac9c
+def _gn_quad_batch(model, loss_fn, p0, V, blocks):
+    "(x, y) ↦ per probe Σ_i Σ_b (J_{i,b} v_b)ᵀ H^ℓ_i (J_{i,b} v_b): vᵀGv on the block diagonal."
+    def batch(x, y):
+        Hl = output_loss_hessian(loss_fn, _forward(model, p0, x), y)
+        tot = 0.0
+        for b in blocks:                                 # one jvp per block and probe, vmapped over the probes
+            f = lambda w: _forward(model, w, x)
+            Jv = vmap(lambda v: jvp(f, ({n: p0[n] for n in b},), (v,))[1])({n: V[n] for n in b})
+            Jv = Jv.reshape(len(Jv), len(x), -1)
+            tot = tot + torch.einsum('pbi,bij,pbj->p', Jv, Hl, Jv)
+        return tot
+    return batch
+
+# %% ../nbs/01b_estimators.ipynb #6d78a6df
+def control_variate(r: Tensor, # per-probe values whose mean is estimated, (s,)
+                    b: Tensor, # per-probe values of the control, same probes, (s,)
+                    mean_b: float, # the control's exact mean
+                    control: str | float = 'optimal', # 'optimal': β̂ = cov(r, b)/var(b) from the values; a number: β
+                   ) -> tuple[Estimate, float]:
+    "Mean of r − β(b − mean_b) with its standard error, and the β used."
+    _check_control(control); s = len(r)
+    if control == 'optimal':
+        db = b - b.mean(); vb = (db * db).sum()
+        beta, dof = (((r - r.mean()) * db).sum() / vb).item() if vb > 0 else 0.0, s - 2
+    else: beta, dof = float(control), s - 1
+    z = r - beta * (b - mean_b)
+    se = math.sqrt(((z - z.mean()) ** 2).sum().item() / dof / s) if dof > 0 else float('inf')
+    return Estimate(z.mean().item(), se, s), beta
+
+# %% ../nbs/01b_estimators.ipynb #faee910a
+def _rb_sampler(model, data, loss_fn, names, seed, batch_size, blockwise=True):
+    "p ↦ (2, p) values (r, b) = (vᵀRv, vᵀGv) on the block diagonal for the next p of the residual's own probes."
+    p0 = _params(model, names); check_eval(model)
+    dev, dt = model_device_dtype(model)
+    gen = torch.Generator(device=dev).manual_seed(seed)           # the residual's own probes, drawn in the same order
+    blocks = _blocks(p0, blockwise)
+    def sample(p):
+        V = {k: _probe((p, *v.shape), gen, 'rademacher', dt, dev) for k, v in p0.items()}
+        rb, gb = _residual_batch(model, loss_fn, p0, V, blocks), _gn_quad_batch(model, loss_fn, p0, V, blocks)
+        with torch.no_grad():
+            q = sample_mean(model, data, lambda x, y: torch.stack([rb(x, y), gb(x, y)]), batch_size,
+                            first_loss_check(model, loss_fn), loss_fn=loss_fn)
+        if not torch.isfinite(q).all(): raise ValueError("a probe's quadratic form is NaN or inf: the loss is not finite "
+                                                         "or not twice differentiable near these weights")
+        return q.to(torch.float64).cpu()
+    return sample
+
+def _controlled_residual(model, data, loss_fn, names, trG, control, seed, batch_size, blockwise=True,
+                         probes_per_pass=8, min_probes=16, max_probes=512, rtol=0.02):
+    "The residual Tr(H − G) over `names` with the control b = vᵀGv (exact mean trG): (Estimate, β), hutchinson's stopping rule."
+    for nm, v in dict(probes_per_pass=probes_per_pass, min_probes=min_probes, max_probes=max_probes).items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{nm} must be a positive integer, got {v!r}")
+    sample, R = _rb_sampler(model, data, loss_fn, names, seed, batch_size, blockwise), torch.zeros(2, 0, dtype=torch.float64)
+    while R.shape[1] < max_probes:
+        R = torch.cat([R, sample(min(probes_per_pass, max_probes - R.shape[1]))], 1)
+        if R.shape[1] >= min_probes:
+            e, beta = control_variate(R[0], R[1], trG, control)
+            if e.stderr <= rtol * abs(e.value): break
+    return control_variate(R[0], R[1], trG, control)
+
 
 # %% ../nbs/01b_estimators.ipynb #52fc35b9
 from .core import as_matvec, operator_info
