@@ -10,17 +10,18 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, functional_call
-from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, call, fcall, takes_model, is_token_loss, token_scope, check_second_order, first_loss_check, Estimate, LayerSplit, flatten_params, sample_mean, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
+from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, call, check_positive_int, supported_layers, fcall, takes_model, is_token_loss, token_scope, check_second_order, first_loss_check, Estimate, LayerSplit, flatten_params, sample_mean, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
                               check_layer, exact_attention, get_layer, layer_adapter, iter_batches, param_name,
                               linear_layers, model_device_dtype, per_sample_losses, reduce_sums, sample_loss)
-from .sweep import _check_dense_output_hessian, _loss_kind, QUANTITY, SweepPlan, layer_plan, network_curvature, sweep_batch
+from .testing import oracle_summaries   # kept importable here: flatness_nb.hessian.oracle_summaries
+from .sweep import _closed_form, _dense_output_hessian, QUANTITY, SweepPlan, layer_plan, network_curvature, sweep_batch
 
 # %% auto #0
 __all__ = ['ROUTES', 'QUANTITIES', 'HVP_CHUNK', 'output_loss_hessian', 'z_jacobian', 'detect_route', 'check_exact_layer',
            'token_view', 'hz_batch', 'curvature_request', 'CurvaturePlan', 'make_plan', 'LayerCurvature',
-           'curvature_sums', 'layer_curvature', 'layer_hessian_trace', 'dense_hessian', 'oracle_summaries',
-           'layer_dense_hessian', 'hvp', 'hutchinson', 'hutchinson_relative_flatness', 'hutchinson_trace',
-           'network_hessian_trace', 'lanczos_max', 'lambda_max', 'layer_lambda_max', 'lambda_max_op', 'hutchinson_op']
+           'curvature_sums', 'layer_curvature', 'layer_hessian_trace', 'dense_hessian', 'layer_dense_hessian', 'hvp',
+           'hutchinson', 'hutchinson_relative_flatness', 'hutchinson_trace', 'network_hessian_trace', 'lanczos_max',
+           'lambda_max', 'layer_lambda_max', 'lambda_max_op', 'hutchinson_op']
 
 # %% ../nbs/01_hessian.ipynb #bc94f6fb
 def output_loss_hessian(loss_fn: Callable, # a standard PyTorch loss
@@ -30,16 +31,10 @@ def output_loss_hessian(loss_fn: Callable, # a standard PyTorch loss
                        ) -> Tensor:
     "Per-sample Hessians H^ℓ_i of the loss in the (flattened) output, shape (B, k, k)."
     B = len(out); o = out.reshape(B, -1); k = o.shape[1]
-    kind = _loss_kind(loss_fn, y) if closed_form else None
-    if kind == 'ce' and out.dim() == 2:
-        p = o.softmax(-1)
-        return torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
-    if kind in ('mse_mean', 'mse_sum'):
-        c = 2.0 / k if kind == 'mse_mean' else 2.0
-        return (c * torch.eye(k, dtype=o.dtype, device=o.device)).expand(B, k, k)
-    _check_dense_output_hessian(k)
-    f = lambda oo, t: sample_loss(loss_fn, oo.reshape(out.shape[1:]), t)
-    return vmap(torch.func.hessian(f))(o, y)
+    kind, v = _closed_form(loss_fn, out, y) if closed_form else (None, None)   # the closed forms live in the sweep
+    if kind == 'ce': return torch.diag_embed(v) - v[:, :, None] * v[:, None, :]  # v = softmax(o): diag(p) − ppᵀ
+    if kind == 'mse': return (v * torch.eye(k, dtype=o.dtype, device=o.device)).expand(B, k, k)   # v = c: c·I
+    return _dense_output_hessian(loss_fn, out, y)
 
 # %% ../nbs/01_hessian.ipynb #2ee9c4d6
 def z_jacobian(sp: LayerSplit, # model split at the layer
@@ -121,7 +116,7 @@ _TOKEN = {q: e.hz_token for q, e in QUANTITY.items() if e.hz_token}  # the same 
 # %% ../nbs/01_hessian.ipynb #11a9607b
 def _sweep_sums(sp, x, y, loss_fn, want):
     "Sums for one layer on the last or Gauss–Newton route, from the sweep (one forward pass, one backward pass per loss-factor column)."
-    s = sweep_batch(sp.model, SweepPlan({sp.name: sp.layer}, {}, {}), x, y, loss_fn, want)
+    s = sweep_batch(sp.model, SweepPlan.of_layer(sp.name, sp.layer), x, y, loss_fn, want)
     return {q: s[(q, sp.name)] for q in want}
 
 # %% ../nbs/01_hessian.ipynb #02e35971
@@ -296,16 +291,6 @@ def dense_hessian(model: nn.Module, # the network, in eval mode
     batch = lambda x, y: torch.func.jacfwd(grad(lambda f: L(unflat(f), x, y)))(flat0)
     with torch.no_grad(): return sample_mean(model, data, batch, batch_size, first, loss_fn=loss_fn)
 
-# %% ../nbs/01_hessian.ipynb #09854ae1
-def oracle_summaries(H: Tensor, # dense Hessian of one layer's weight, (dm, dm)
-                     W: Tensor, # the weight, (d, m)
-                    ) -> dict[str, Tensor]:
-    "Block traces, diagonal and column terms ρ(j) read off a dense layer Hessian (for checks)."
-    d, m = W.shape
-    H4 = H.reshape(d, m, d, m)
-    return dict(block_traces=torch.einsum('atbt->ab', H4), diagonal=torch.diagonal(H, 0).reshape(d, m),
-                rho=torch.einsum('aj,ajbj,bj->j', W, H4, W))
-
 # %% ../nbs/01_hessian.ipynb #aa0dcf8c
 @takes_model
 def layer_dense_hessian(model: nn.Module, # the network, in eval mode
@@ -319,12 +304,6 @@ def layer_dense_hessian(model: nn.Module, # the network, in eval mode
     H = dense_hessian(model, data, loss_fn, [param_name(name)], **kw)
     i = layer_adapter(mod).matrix(mod, torch.arange(H.shape[0], device=H.device).reshape(mod.weight.shape)).flatten()
     return H[i][:, i]
-
-# %% ../nbs/01_hessian.ipynb #3aceaceb
-def _relerr(a, b):
-    "Relative error ‖a − b‖ / max(‖b‖, tiny)."
-    a, b = torch.as_tensor(a), torch.as_tensor(b)
-    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 # %% ../nbs/01_hessian.ipynb #ff553b33
 def _check_dirs(model, vecs):
@@ -384,8 +363,7 @@ def hutchinson(draw: Callable[[int], dict[str, Tensor]], # draw(p) -> p probe di
                rtol: float = 0.02, # stop once stderr <= rtol * |mean|
               ) -> Estimate:
     "Mean of quadratic forms over random probes, with the standard error and the stopping rule above."
-    for nm, v in dict(probes_per_pass=probes_per_pass, min_probes=min_probes, max_probes=max_probes).items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{nm} must be a positive integer, got {v!r}")
+    for nm, v in dict(probes_per_pass=probes_per_pass, min_probes=min_probes, max_probes=max_probes).items(): check_positive_int(nm, v)
     vals = []
     while len(vals) < max_probes:
         q = quad(draw(min(probes_per_pass, max_probes - len(vals))))
@@ -416,7 +394,7 @@ def _quad(model, data, loss_fn, batch_size):
 # %% ../nbs/01_hessian.ipynb #36764ae5
 @takes_model
 def hutchinson_relative_flatness(model: nn.Module, # the network, in eval mode
-                                 layer: str | nn.Module, # a linear layer (nn.Linear, nn.Conv1d or nn.Conv2d)
+                                 layer: str | nn.Module, # a layer of a registered type (see `supported_layers()`)
                                  data, # (X, y) tensors or an iterable of (x, y) batches
                                  loss_fn: Callable = F.cross_entropy, # a standard PyTorch loss
                                  dist: str = 'rademacher', # entries of the feature matrices A
@@ -490,7 +468,7 @@ def lanczos_max(matvec: Callable[[Tensor], Tensor], # symmetric linear map on fl
                 tol: float = 1e-10, # relative residual at which the top Ritz value is accepted
                ) -> float:
     "Largest eigenvalue of a symmetric operator by Lanczos with full re-orthogonalisation."
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1: raise ValueError(f"iters must be a positive integer, got {iters!r}")
+    check_positive_int('iters', iters)
     if not (torch.isfinite(v0).all() and v0.norm() > 0): raise ValueError("the start vector must be finite and non-zero")
     N = v0.numel(); Q, a, b = [], [], []
     q = v0 / v0.norm()

@@ -46,6 +46,20 @@ def _drop_null(S, v):
     keep = torch.ones_like(v, dtype=torch.bool).scatter_(1, j[:, None], False)
     return SQ.mT[keep].reshape(len(S), -1, S.shape[1]).mT
 
+# %% ../nbs/01a_sweep.ipynb #a9adbe44
+def _closed_form(loss_fn, out, y):
+    "('ce', p) with H^ℓ = diag(p) − ppᵀ, ('mse', c) with H^ℓ = c·I, or (None, None): the loss Hessian's closed form."
+    B = len(out); o = out.reshape(B, -1); k = o.shape[1]
+    kind = _loss_kind(loss_fn, y)
+    if kind == 'ce' and out.dim() == 2: return 'ce', o.softmax(-1)
+    if kind in ('mse_mean', 'mse_sum'): return 'mse', 2.0 / k if kind == 'mse_mean' else 2.0
+    return None, None
+
+def _dense_output_hessian(loss_fn, out, y):
+    "Per-sample (k, k) Hessians of the loss in the flattened output, by `torch.func.hessian` (no closed form)."
+    B = len(out); o = out.reshape(B, -1); _check_dense_output_hessian(o.shape[1])
+    return vmap(torch.func.hessian(lambda oo, t: sample_loss(loss_fn, oo.reshape(out.shape[1:]), t)))(o, y)
+
 # %% ../nbs/01a_sweep.ipynb #0a603480
 def loss_hessian_factor(loss_fn: Callable, # a standard PyTorch loss
                         out: Tensor, # batch of model outputs (B, …)
@@ -53,17 +67,15 @@ def loss_hessian_factor(loss_fn: Callable, # a standard PyTorch loss
                        ) -> tuple[Tensor, Tensor]:
     "S (B, k, r) and signs σ (B, r) with H^ℓ_i = S_i diag(σ_i) S_iᵀ for every sample (closed forms for cross-entropy and MSE)."
     B = len(out); o = out.reshape(B, -1); k = o.shape[1]
-    kind = _loss_kind(loss_fn, y)
-    if kind == 'ce' and out.dim() == 2:
-        p = o.softmax(-1); sp = p.sqrt()
-        S = torch.diag_embed(sp) - p[:, :, None] * sp[:, None, :]
+    kind, v = _closed_form(loss_fn, out, y)
+    if kind == 'ce':                                     # v = p: S = diag(√p) − p√pᵀ, its null column dropped
+        sp = v.sqrt()
+        S = torch.diag_embed(sp) - v[:, :, None] * sp[:, None, :]
         S = _drop_null(S, sp) if k > 1 else S
         return S, torch.ones(B, S.shape[2], dtype=o.dtype, device=o.device)
-    if kind in ('mse_mean', 'mse_sum'):
-        c = 2.0 / k if kind == 'mse_mean' else 2.0
-        return (math.sqrt(c) * torch.eye(k, dtype=o.dtype, device=o.device)).expand(B, k, k), torch.ones(B, k, dtype=o.dtype, device=o.device)
-    _check_dense_output_hessian(k)
-    H = vmap(torch.func.hessian(lambda oo, t: sample_loss(loss_fn, oo.reshape(out.shape[1:]), t)))(o, y)
+    if kind == 'mse':                                    # v = c: S = √c·I
+        return (math.sqrt(v) * torch.eye(k, dtype=o.dtype, device=o.device)).expand(B, k, k), torch.ones(B, k, dtype=o.dtype, device=o.device)
+    H = _dense_output_hessian(loss_fn, out, y)
     lam, U = torch.linalg.eigh((H + H.mT) / 2)
     return U * lam.abs().sqrt()[:, None, :], lam.sign()
 
