@@ -662,7 +662,7 @@ class NMLSBounds:
     n: int
 
 @takes_model
-def nmls_bounds(model: nn.Module, # a network of nn.Linear / nn.Conv1d / nn.Conv2d layers (any activations), in eval mode
+def nmls_bounds(model: nn.Module, # a network of nn.Linear and nn.Conv1d/2d/3d layers (any activations), in eval mode
                 data, # (X, y) tensors or an iterable of (x, y) batches (labels are ignored)
                 batch_size: int = 128, # batch size used to split (X, y) tensors
                ) -> NMLSBounds:
