@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_hessian.ipynb #b7520787
 from __future__ import annotations
-import math
+import math, time, warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
@@ -17,11 +17,12 @@ from .testing import oracle_summaries   # kept importable here: flatness_nb.hess
 from .sweep import _closed_form, _dense_output_hessian, QUANTITY, SweepPlan, layer_plan, network_curvature, sweep_batch
 
 # %% auto #0
-__all__ = ['ROUTES', 'QUANTITIES', 'HVP_CHUNK', 'output_loss_hessian', 'z_jacobian', 'detect_route', 'check_exact_layer',
-           'token_view', 'hz_batch', 'curvature_request', 'CurvaturePlan', 'make_plan', 'LayerCurvature',
-           'curvature_sums', 'layer_curvature', 'layer_hessian_trace', 'dense_hessian', 'layer_dense_hessian', 'hvp',
-           'hutchinson', 'hutchinson_relative_flatness', 'hutchinson_trace', 'network_hessian_trace', 'lanczos_max',
-           'lambda_max', 'layer_lambda_max', 'lambda_max_op', 'hutchinson_op']
+__all__ = ['ROUTES', 'QUANTITIES', 'FULL_ROUTE_WARN', 'HVP_CHUNK', 'output_loss_hessian', 'z_jacobian', 'detect_route',
+           'check_exact_layer', 'token_view', 'hz_batch', 'curvature_request', 'CurvaturePlan', 'make_plan',
+           'full_route_cost', 'LayerCurvature', 'curvature_sums', 'layer_curvature', 'layer_hessian_trace',
+           'dense_hessian', 'layer_dense_hessian', 'hvp', 'hutchinson', 'hutchinson_relative_flatness',
+           'hutchinson_trace', 'network_hessian_trace', 'lanczos_max', 'lambda_max', 'layer_lambda_max',
+           'lambda_max_op', 'hutchinson_op']
 
 # %% ../nbs/01_hessian.ipynb #bc94f6fb
 def output_loss_hessian(loss_fn: Callable, # a standard PyTorch loss
@@ -168,6 +169,39 @@ def make_plan(sp: LayerSplit, # model split at an exact-route layer
     token, sweep = per != sp.weight.shape[0], route in ('last', 'gauss_newton')   # several tokens (or positions) per sample
     return CurvaturePlan(route, per, sweep, max(1, max_hz_elements // per ** 2) if token and not sweep else 0)
 
+# %% ../nbs/01_hessian.ipynb #2b5f0375
+FULL_ROUTE_WARN = 2 ** 20   # products (T·d per sample × samples) above which a full-route run warns with its cost
+
+def _n_samples(data):
+    "Number of samples in `data` when it can be told without a pass (whole (X, y) tensors, a sized dataset), else None."
+    if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[1]): return len(data[1])
+    ds = getattr(data, 'dataset', data if isinstance(data, torch.utils.data.Dataset) else None)
+    try: return len(ds) if ds is not None else None
+    except TypeError: return None
+
+def full_route_cost(sp: LayerSplit, # model split at the layer
+                    x: Tensor, y: Tensor, # the first batch
+                    loss_fn: Callable, # a standard PyTorch loss
+                    plan: CurvaturePlan, # from `make_plan`
+                    n: int | None, # samples in the data (None: unknown, the first batch's size is a lower bound)
+                    max_products: int | None = None, # refuse above this many products (None: never)
+                   ) -> int:
+    "Products the full route will run (0 on the other routes); warn above FULL_ROUTE_WARN, raise above max_products."
+    check_positive_int('max_products', max_products, allow_none=True)
+    if plan.route != 'full': return 0
+    N, least = plan.per * (n or len(x)), '' if n else 'at least '
+    what = (f"layer {sp.name!r} is on the full route: T·d = {plan.per} Hessian-vector products per sample, {least}{N:,} "
+            f"for {least}{n or len(x)} samples")
+    todo = ("estimate it with hutchinson_trace or split_trace (exact Gauss–Newton part, estimated residual), or use "
+            "route='gauss_newton' where the head is piecewise linear")
+    if max_products is not None and N > max_products: raise ValueError(f"{what}, above max_products={max_products:,}; {todo}")
+    if N > FULL_ROUTE_WARN:
+        k = min(len(y), 2); t0 = time.perf_counter()
+        with torch.no_grad(): hz_batch(sp, x[:k], y[:k], loss_fn, 'full')
+        sec = (time.perf_counter() - t0) / k * (n or len(x))
+        warnings.warn(f"{what}, about {sec:.0f} s (timed on {k} samples); {todo}; max_products= refuses such runs", stacklevel=3)
+    return N
+
 # %% ../nbs/01_hessian.ipynb #8bce7cfb
 @dataclass
 class LayerCurvature:
@@ -227,6 +261,7 @@ def layer_curvature(model: nn.Module, # the network, in eval mode
                     max_hz_elements: int = 2 ** 24, # token inputs: samples per H^z chunk are capped so B·(T·d)² stays below this
                     want: Sequence[str] | None = None, # quantities to compute (see `curvature_request`); None: all
                     plan: CurvaturePlan | None = None, # a plan made earlier for this layer and data (default: from the first batch)
+                    max_products: int | None = None, # full route: refuse above this many Hessian-vector products (T·d per sample)
                    ) -> LayerCurvature:
     "Exact curvature of E_emp with respect to one layer, streamed over `data`: only the requested quantities."
     want = curvature_request(want, columns)
@@ -234,6 +269,7 @@ def layer_curvature(model: nn.Module, # the network, in eval mode
     plans = [plan] if plan is not None else []
     def first(x, y):
         if not plans: plans.append(make_plan(sp, x, y, loss_fn, route, max_hz_elements))
+        full_route_cost(sp, x, y, loss_fn, plans[0], _n_samples(data), max_products)   # before the data pass
     def batch(x, y):
         with torch.no_grad(): return curvature_sums(sp, x, y, loss_fn, plans[0], want)   # the sweep turns gradients on itself
     m, n = sample_mean(model, data, batch, batch_size, first, with_n=True, loss_fn=loss_fn)
