@@ -12,20 +12,13 @@ from .core import (Inputs, call, takes_model, check_positive_int, check_single_p
                               model_device_dtype, per_sample_losses)
 from .hessian import Estimate
 from .flatness import relative_flatness
-from .robustness import prop2_radii
+from .robustness import prop2_radii, _check_pos   # the one positive-number check
 from .data import SyntheticTask
 from .testing import generator
 
 # %% auto #0
 __all__ = ['true_risk', 'kernel_noise', 'smoothed_risk', 'representativeness', 'fit_logistic_head', 'layer_features',
            'scott_delta', 'representativeness_estimate', 'bound_estimate', 'synthetic_trial']
-
-# %% ../nbs/05_representativeness.ipynb #f5fcb310
-def _check_pos(name, v):
-    "v must be a finite number > 0."
-    if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
-    return float(v)
 
 # %% ../nbs/05_representativeness.ipynb #054422db
 @takes_model

@@ -42,17 +42,19 @@ def check_matrices(A: Tensor, # one m×m matrix or a stack (p, m, m)
         raise ValueError("A must be a floating tensor with finite entries")
     return A
 
+def _check_pos(name, v, hint=''):
+    "v as a float, refused unless it is a finite number > 0 (a bool is refused); `hint` ends the message."
+    if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {v!r}{hint}")
+    return float(v)
+
 def _check_delta(delta):
     "δ must be a finite positive number."
-    if not (isinstance(delta, (int, float)) and math.isfinite(delta) and delta > 0):
-        raise ValueError(f"delta must be a finite number > 0, got {delta!r}; flip the sign of A for negative perturbations")
-    return float(delta)
+    return _check_pos('delta', delta, "; flip the sign of A for negative perturbations")
 
 def _check_sigma(sigma):
     "σ must be a finite positive number."
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
-    return float(sigma)
+    return _check_pos('sigma', sigma)
 
 # %% ../nbs/03_feature_robustness.ipynb #4fc936af
 def perturbed_features(layer: nn.Module, # a layer of a type in `core.supported_layers()`
