@@ -135,7 +135,7 @@ def curvature_request(want: Sequence[str] | None = None, # quantities (QUANTITIE
     got = {_ALIASES.get(w, w) for w in want}
     return tuple(q for q in QUANTITIES if q in got and QUANTITY[q].implied_by not in got)   # blocks give the trace
 
-# %% ../nbs/01_hessian.ipynb #37d1cbb0
+# %% ../nbs/01_hessian.ipynb #c5520890
 @dataclass
 class CurvaturePlan:
     "How a layer's curvature is computed, decided once from the first batch."
@@ -144,7 +144,6 @@ class CurvaturePlan:
     sweep: bool       # last or Gauss–Newton route: sums from the sweep (one backward per loss-factor column, no H^z)
     chunk: int        # samples per H^z chunk (B·(T·d)² ≤ max_hz_elements), 0 = whole batch
 
-# %% ../nbs/01_hessian.ipynb #c5520890
 def make_plan(sp: LayerSplit, # model split at an exact-route layer
               x: Tensor, y: Tensor, # the first batch
               loss_fn: Callable, # a standard PyTorch loss

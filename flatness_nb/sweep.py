@@ -228,6 +228,19 @@ def _bn_grads(mod, a, dz):
     if mod.bias is not None: g['bias'] = dz.sum(red)
     return g
 
+# %% ../nbs/01a_sweep.ipynb #a31e3cf6
+def _is_eval_bn(m):
+    "A BatchNorm module in eval mode with running statistics, torch's own forward and no hooks of its own: an affine map per channel."
+    return (isinstance(m, nn.modules.batchnorm._BatchNorm) and type(m).forward is nn.modules.batchnorm._BatchNorm.forward
+            and not m.training and m.running_mean is not None and not m._forward_hooks and not m._forward_pre_hooks)
+
+def _eval_bn_affine(mod, inp, out):
+    "Forward hook: the eval-mode BatchNorm's output as x·a + c (same value), whose backward is one multiplication."
+    x = inp[0]; shape = (1, -1) + (1,) * (x.dim() - 2)
+    a = torch.rsqrt(mod.running_var + mod.eps) * (mod.weight if mod.weight is not None else 1)
+    c = (mod.bias if mod.bias is not None else 0) - mod.running_mean * a
+    return x * a.detach().to(x.dtype).view(shape) + c.detach().to(x.dtype).view(shape)
+
 # %% ../nbs/01a_sweep.ipynb #f16e8008
 def module_sums(mod: nn.Module, # a module with parameters of its own, linear in them
                 a: Tensor, # its input on a batch
@@ -241,19 +254,6 @@ def module_sums(mod: nn.Module, # a module with parameters of its own, linear in
         v2 = v.reshape(*v.shape[:2], -1) ** 2
         out.update({('param_' + q, k): QUANTITY[q].of_module(s, v2, v.shape[2:]) for q in want})
     return out
-
-# %% ../nbs/01a_sweep.ipynb #a31e3cf6
-def _is_eval_bn(m):
-    "A BatchNorm module in eval mode with running statistics, torch's own forward and no hooks of its own: an affine map per channel."
-    return (isinstance(m, nn.modules.batchnorm._BatchNorm) and type(m).forward is nn.modules.batchnorm._BatchNorm.forward
-            and not m.training and m.running_mean is not None and not m._forward_hooks and not m._forward_pre_hooks)
-
-def _eval_bn_affine(mod, inp, out):
-    "Forward hook: the eval-mode BatchNorm's output as x·a + c (same value), whose backward is one multiplication."
-    x = inp[0]; shape = (1, -1) + (1,) * (x.dim() - 2)
-    a = torch.rsqrt(mod.running_var + mod.eps) * (mod.weight if mod.weight is not None else 1)
-    c = (mod.bias if mod.bias is not None else 0) - mod.running_mean * a
-    return x * a.detach().to(x.dtype).view(shape) + c.detach().to(x.dtype).view(shape)
 
 # %% ../nbs/01a_sweep.ipynb #9182aba3
 def _record(model, mods, x):
