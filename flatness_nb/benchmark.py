@@ -4,10 +4,11 @@
 
 # %% ../nbs/11_benchmark.ipynb #eb41e4c0
 from __future__ import annotations
-import argparse, contextlib, copy, json, subprocess, sys, time, warnings
+import argparse, contextlib, copy, json, math, subprocess, sys, time, warnings
 from functools import partial
+from typing import Callable
 import torch, torch.nn as nn, torch.nn.functional as F
-from .core import iter_batches, model_device_dtype, param_name
+from .core import SelectOutput, iter_batches, model_device_dtype, param_name
 from .testing import device_name   # the FLATNESS_DEVICE switch
 from .hessian import hvp, layer_curvature, layer_hessian_trace, network_hessian_trace
 from .flatness import relative_flatness
@@ -16,9 +17,9 @@ from .zoo import LeNet5, ResNet18, SmallViT  # LeNet5: the model lives in the zo
 
 # %% auto #0
 __all__ = ['PEERS', 'BENCH_MODELS', 'METHODS', 'LAYER_METHODS', 'NETWORK_METHODS', 'ESTIMATES', 'REPEAT_BELOW', 'SyntheticImages',
-           'forward_backward', 'dense_column_time', 'run_benchmark', 'peak_memory_mb', 'process_scaling',
-           'format_report', 'peer_status', 'bench_setup', 'Unsupported', 'run_row', 'bench_plan', 'run_model',
-           'format_model', 'main', 'split_at_equal_time']
+           'forward_backward', 'dense_column_time', 'peak_memory_mb', 'process_scaling', 'format_report',
+           'run_benchmark', 'peer_status', 'bench_setup', 'Unsupported', 'run_row', 'bench_plan', 'format_model',
+           'run_model', 'main', 'split_at_equal_time']
 
 # %% ../nbs/11_benchmark.ipynb #0badc8a2
 class SyntheticImages(torch.utils.data.Dataset):
@@ -29,11 +30,11 @@ class SyntheticImages(torch.utils.data.Dataset):
         from flatness_nb.testing import generator; g = generator(int(i))   # on the default device, where torch.randn draws
         return torch.randn(3, 32, 32, generator=g), torch.randint(0, self.k, (), generator=g)
 
-# %% ../nbs/11_benchmark.ipynb #b8e44d49
+# %% ../nbs/11_benchmark.ipynb #35e928cd
 def _sync(dev):
+    "Wait for the work queued on a CUDA device; nothing to wait for on the CPU."
     if dev.type == 'cuda': torch.cuda.synchronize()
 
-# %% ../nbs/11_benchmark.ipynb #fff90e07
 def _timed(f, dev, repeat=1):
     "Best wall time of `repeat` calls of f (after synchronising the device)."
     best, out = float('inf'), None
@@ -44,76 +45,26 @@ def _timed(f, dev, repeat=1):
 
 # %% ../nbs/11_benchmark.ipynb #7652e73b
 def forward_backward(model, data, batch_size=500):
-    "One forward + backward pass of the mean cross-entropy over the data (the cost unit t_fb)."
+    "One forward + backward pass of the cross-entropy over the data in batches (the cost unit t_fb); `.grad` holds the sum's gradient."
     dev, dt = model_device_dtype(model)
     model.zero_grad(set_to_none=True)
     for x, y in iter_batches(data, batch_size, dev, dt):
-        (F.cross_entropy(model(x), y, reduction='sum') / 1).backward()
+        F.cross_entropy(model(x), y, reduction='sum').backward()
 
 # %% ../nbs/11_benchmark.ipynb #995f0a1d
-def dense_column_time(model, layer, data, n_cols=16, batch_size=500):
-    "Seconds per Hessian column of the dense method, from one vectorised pass computing `n_cols` columns."
+def _dense_columns(model, layer, data, n_cols=16, batch_size=500):
+    "The first `n_cols` columns of the layer's Hessian, from one vectorised pass of Hessian-vector products."
     w = dict(model.named_parameters())[param_name(layer)]
     E = torch.zeros(n_cols, w.numel(), dtype=w.dtype, device=w.device)
     E[torch.arange(n_cols), torch.arange(n_cols)] = 1
-    t, _ = _timed(lambda: hvp(model, data, F.cross_entropy, {param_name(layer): E.reshape(n_cols, *w.shape)}, batch_size),
-                  w.device)
+    V = {param_name(layer): E.reshape(n_cols, *w.shape)}
+    return hvp(model, data, F.cross_entropy, V, batch_size)[param_name(layer)]
+
+def dense_column_time(model, layer, data, n_cols=16, batch_size=500):
+    "Seconds per Hessian column of the dense method, from one vectorised pass computing `n_cols` columns."
+    dev = dict(model.named_parameters())[param_name(layer)].device
+    t, _ = _timed(lambda: _dense_columns(model, layer, data, n_cols, batch_size), dev)
     return t / n_cols
-
-# %% ../nbs/11_benchmark.ipynb #504e130e
-def run_benchmark(n: int = 2000, # number of samples
-                  device: str = 'cpu', # 'cpu' or 'cuda'
-                  dtype: str = 'float32', # model and data dtype
-                  batch_size: int = 500, # batch size for every pass
-                  dense_cols: int = 16, # dense-method columns actually timed (the rest extrapolated)
-                  memory: bool = True, # also measure peak memory at n and 10n in fresh processes
-                  extra: bool = True, # also the compression row (vmap vs loop) and, on CPU, 1 vs 2 processes
-                  seed: int = 0, # seed of the model's weights
-                  layers: tuple = ('fc3', 'fc2', 'fc1', 'conv2', 'conv1'), # layers to time
-                 ) -> dict:
-    "Time κ^φ_Tr of LeNet5's layers against t_fb and the dense method; returns a dict of measured ratios."
-    torch.manual_seed(seed)
-    dev = torch.device(device); dt = getattr(torch, dtype)
-    model = LeNet5().to(dev, dt).eval()
-    from flatness_nb.testing import generator; g = generator(seed)   # on the default device, where torch.randn draws
-    X, y = torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)
-    data = (X.to(dev, dt), y.to(dev))
-    forward_backward(model, data, batch_size)  # warm-up
-    fb = lambda: _timed(lambda: forward_backward(model, data, batch_size), dev, repeat=3)[0]
-    res = dict(device=str(dev), dtype=dtype, n=n, threads=torch.get_num_threads(), t_fb_s=fb(), layers={})
-    for name in layers:
-        layer_curvature(model, name, (X[:batch_size].to(dev, dt), y[:batch_size].to(dev)), want=('kappa',))  # warm-up
-        t_fb = fb()   # re-measured next to each layer, so a change in machine load affects both sides of the ratio
-        t_ours, c = _timed(lambda: layer_curvature(model, name, data, batch_size=batch_size, want=('kappa',)), dev, repeat=3)
-        dm = dict(model.named_parameters())[param_name(name)].numel()
-        t_dense = dense_column_time(model, name, data, dense_cols, batch_size) * dm
-        t_fb = min(t_fb, fb())
-        res['layers'][name] = dict(route=c.route, kappa=c.relative_flatness, t_fb_s=t_fb, ours_s=t_ours,
-                                   ours_over_tfb=t_ours / t_fb, dense_params=dm, dense_s_extrapolated=t_dense,
-                                   dense_cols_timed=dense_cols, dense_over_tfb=t_dense / t_fb, speedup=t_dense / t_ours,
-                                   dense_hessian_bytes=dm * dm * torch.finfo(dt).bits // 8)
-    if memory:
-        res['memory'] = {m: peak_memory_mb(m, device, dtype, batch_size) for m in (n, 10 * n)}
-        res['memory_ratio'] = res['memory'][10 * n] / res['memory'][n]
-        res['memory_fc1'] = peak_memory_mb(n, device, dtype, batch_size, layer='fc1')
-        res['memory_baseline'] = peak_memory_mb(n, device, dtype, batch_size, layer=None)
-    if extra:
-        from flatness_nb.compression import benchmark_compression
-        res['compression'] = benchmark_compression(n)
-        if dev.type == 'cpu': res['distributed'] = process_scaling(n)
-    return res
-
-# %% ../nbs/11_benchmark.ipynb #7dd5f69a
-def _memory_child(n, device, dtype, batch_size, layer='fc2'):
-    "Run in a fresh process: κ of `layer` on streamed synthetic images; print peak memory in MB."
-    torch.set_num_threads(1)  # nbdev_test runs two notebooks at once on 2 cores
-    dev = torch.device(device); model = LeNet5().to(dev, getattr(torch, dtype)).eval()
-    dl = torch.utils.data.DataLoader(SyntheticImages(n), batch_size=batch_size)
-    if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats()
-    if layer is not None: layer_curvature(model, layer, dl, want=('kappa',))
-    else: next(iter(dl))   # baseline: interpreter, torch, model and one batch, no measure
-    if dev.type == 'cuda': print(torch.cuda.max_memory_allocated() / 2**20)
-    else: print(_peak_rss_mb())
 
 # %% ../nbs/11_benchmark.ipynb #19844f0c
 def _peak_rss_mb():
@@ -125,7 +76,18 @@ def _peak_rss_mb():
         import resource
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-# %% ../nbs/11_benchmark.ipynb #4089e597
+# %% ../nbs/11_benchmark.ipynb #b153dded
+def _memory_child(n, device, dtype, batch_size, layer='fc2'):
+    "Run in a fresh process: κ of `layer` on streamed synthetic images; print peak memory in MB."
+    torch.set_num_threads(1)  # nbdev_test runs two notebooks at once on 2 cores
+    dev = torch.device(device); model = LeNet5().to(dev, getattr(torch, dtype)).eval()
+    dl = torch.utils.data.DataLoader(SyntheticImages(n), batch_size=batch_size)
+    if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats()
+    if layer is not None: layer_curvature(model, layer, dl, want=('kappa',))
+    else: next(iter(dl))   # baseline: interpreter, torch, model and one batch, no measure
+    if dev.type == 'cuda': print(torch.cuda.max_memory_allocated() / 2**20)
+    else: print(_peak_rss_mb())
+
 def peak_memory_mb(n, device='cpu', dtype='float32', batch_size=500, layer='fc2'):
     "Peak memory (MB; resident set on CPU, allocated on CUDA) of a fresh process computing κ of `layer` on n streamed samples."
     code = f"from flatness_nb.benchmark import _memory_child; _memory_child({n}, {device!r}, {dtype!r}, {batch_size}, {layer!r})"
@@ -170,10 +132,58 @@ def format_report(r: dict) -> str:
                      f"{d['two_processes_s']:.3f} s (speed-up {d['speedup']:.2f})")
     return '\n'.join(lines)
 
-# %% ../nbs/11_benchmark.ipynb #0d56dddf
+# %% ../nbs/11_benchmark.ipynb #504e130e
+def run_benchmark(n: int = 2000, # number of samples
+                  device: str = 'cpu', # 'cpu' or 'cuda'
+                  dtype: str = 'float32', # model and data dtype
+                  batch_size: int = 500, # batch size for every pass
+                  dense_cols: int = 16, # dense-method columns actually timed (the rest extrapolated)
+                  memory: bool = True, # also measure peak memory at n and 10n in fresh processes
+                  extra: bool = True, # also the compression row (vmap vs loop) and, on CPU, 1 vs 2 processes
+                  seed: int = 0, # seed of the model's weights
+                  layers: tuple = ('fc3', 'fc2', 'fc1', 'conv2', 'conv1'), # layers to time
+                 ) -> dict:
+    "Time κ^φ_Tr of LeNet5's layers against t_fb and the dense method; returns a dict of measured ratios."
+    torch.manual_seed(seed)
+    dev = torch.device(device); dt = getattr(torch, dtype)
+    model = LeNet5().to(dev, dt).eval()
+    from flatness_nb.testing import generator; g = generator(seed)   # on the default device, where torch.randn draws
+    X, y = torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)
+    data = (X.to(dev, dt), y.to(dev))
+    forward_backward(model, data, batch_size)  # warm-up
+    fb = lambda: _timed(lambda: forward_backward(model, data, batch_size), dev, repeat=3)[0]
+    res = dict(device=str(dev), dtype=dtype, n=n, threads=torch.get_num_threads(), t_fb_s=fb(), layers={})
+    for name in layers:
+        layer_curvature(model, name, (X[:batch_size].to(dev, dt), y[:batch_size].to(dev)), want=('kappa',))  # warm-up
+        t_fb = fb()   # re-measured next to each layer, so a change in machine load affects both sides of the ratio
+        t_ours, c = _timed(lambda: layer_curvature(model, name, data, batch_size=batch_size, want=('kappa',)), dev, repeat=3)
+        dm = dict(model.named_parameters())[param_name(name)].numel()
+        t_dense = dense_column_time(model, name, data, dense_cols, batch_size) * dm
+        t_fb = min(t_fb, fb())
+        res['layers'][name] = dict(route=c.route, kappa=c.relative_flatness, t_fb_s=t_fb, ours_s=t_ours,
+                                   ours_over_tfb=t_ours / t_fb, dense_params=dm, dense_s_extrapolated=t_dense,
+                                   dense_cols_timed=dense_cols, dense_over_tfb=t_dense / t_fb, speedup=t_dense / t_ours,
+                                   dense_hessian_bytes=dm * dm * torch.finfo(dt).bits // 8)
+    if memory:
+        res['memory'] = {m: peak_memory_mb(m, device, dtype, batch_size) for m in (n, 10 * n)}
+        res['memory_ratio'] = res['memory'][10 * n] / res['memory'][n]
+        res['memory_fc1'] = peak_memory_mb(n, device, dtype, batch_size, layer='fc1')
+        res['memory_baseline'] = peak_memory_mb(n, device, dtype, batch_size, layer=None)
+    if extra:
+        from flatness_nb.compression import benchmark_compression
+        res['compression'] = benchmark_compression(n)
+        if dev.type == 'cpu': res['distributed'] = process_scaling(n)
+    return res
+
+# %% ../nbs/11_benchmark.ipynb #ce0fd9b9
+def _short(e: BaseException, n: int = 160) -> str:
+    "First line of an exception's message, cut to n characters."
+    s = (str(e).strip().splitlines() or [''])[0]
+    return s if len(s) <= n else s[:n - 1] + '…'
+
+# %% ../nbs/11_benchmark.ipynb #4af546f8
 PEERS = {'curvlinops': 'curvlinops-for-pytorch', 'backpack': 'backpack-for-pytorch'}  # import name: pip name
 
-# %% ../nbs/11_benchmark.ipynb #c9c55bfe
 def peer_status() -> dict:
     "For each peer: {'version': installed version or None, 'reason': why it cannot be used, or None}."
     from importlib import import_module
@@ -184,12 +194,6 @@ def peer_status() -> dict:
         except Exception as e: out[mod] = dict(version=None, reason=f"{type(e).__name__}: {_short(e)}")
     return out
 
-# %% ../nbs/11_benchmark.ipynb #ce0fd9b9
-def _short(e: BaseException, n: int = 160) -> str:
-    "First line of an exception's message, cut to n characters."
-    s = (str(e).strip().splitlines() or [''])[0]
-    return s if len(s) <= n else s[:n - 1] + '…'
-
 # %% ../nbs/11_benchmark.ipynb #4b4ced2d
 BENCH_MODELS = {
     'lenet5': dict(factory=lambda **kw: LeNet5(), n=2000, batch_size=500, tiny={}, layers=('fc1', 'fc2', 'conv2')),
@@ -198,6 +202,12 @@ BENCH_MODELS = {
     'vit': dict(factory=lambda **kw: SmallViT(**kw), n=256, batch_size=128, tiny=dict(dim=16, heads=2, mlp=32),
                 layers=('head', 'blocks.0.fc1', 'blocks.0.fc2')),
 }
+
+# %% ../nbs/11_benchmark.ipynb #8cb6c3c0
+def _spec(name):
+    "The BENCH_MODELS entry, or a one-line error naming the choices."
+    if name not in BENCH_MODELS: raise ValueError(f"unknown model {name!r}; choose from {sorted(BENCH_MODELS)}")
+    return BENCH_MODELS[name]
 
 # %% ../nbs/11_benchmark.ipynb #14a90c4e
 def bench_setup(name: str, # a key of BENCH_MODELS
@@ -215,12 +225,6 @@ def bench_setup(name: str, # a key of BENCH_MODELS
     ds = SyntheticImages(n)
     X, y = torch.stack([ds[i][0] for i in range(n)]), torch.stack([ds[i][1] for i in range(n)])
     return model, [(a.to(device, dt), b.to(device)) for a, b in zip(X.split(batch_size), y.split(batch_size))]
-
-# %% ../nbs/11_benchmark.ipynb #8cb6c3c0
-def _spec(name):
-    "The BENCH_MODELS entry, or a one-line error naming the choices."
-    if name not in BENCH_MODELS: raise ValueError(f"unknown model {name!r}; choose from {sorted(BENCH_MODELS)}")
-    return BENCH_MODELS[name]
 
 # %% ../nbs/11_benchmark.ipynb #e0adb335
 def _params(model, layer):
@@ -256,10 +260,6 @@ def _curvlinops(model, batches, layer, kind='hutchinson', matvecs=10):
                               check_deterministic=False, num_data=n)
     return dict(value=(hutchinson_trace if kind == 'hutchinson' else hutchpp_trace)(A, matvecs).item())
 
-# %% ../nbs/11_benchmark.ipynb #be266909
-class Unsupported(RuntimeError):
-    "A peer cannot run on this model; the message says why."
-
 # %% ../nbs/11_benchmark.ipynb #d5970306
 def _backpack_sum(model, batches, layer, ext, converter):
     "Σ over the block of BackPACK's diagonal `ext` ('DiagGGNExact' or 'DiagHessian'), batch means weighted by batch size."
@@ -276,7 +276,10 @@ def _backpack_sum(model, batches, layer, ext, converter):
             m.zero_grad(set_to_none=True)
     return total
 
-# %% ../nbs/11_benchmark.ipynb #50a3dd56
+# %% ../nbs/11_benchmark.ipynb #8b58f3d1
+class Unsupported(RuntimeError):
+    "A peer cannot run on this model; the message says why."
+
 def _backpack(model, batches, layer, ext='DiagGGNExact'):
     "BackPACK's block trace: as the model is, else through its torch.fx converter; both failures' reasons if neither runs."
     why = []
@@ -321,7 +324,7 @@ def _proc_kb(key):
         with open('/proc/self/status') as f: return next(int(l.split()[1]) for l in f if l.startswith(key + ':'))
     except (OSError, StopIteration): return None
 
-# %% ../nbs/11_benchmark.ipynb #f0847a90
+# %% ../nbs/11_benchmark.ipynb #073e7906
 def _trim_heap():
     "Hand freed heap memory back to the OS (glibc's malloc_trim), so the resident set is what is in use; a no-op elsewhere."
     try: import ctypes; ctypes.CDLL('libc.so.6').malloc_trim(0)
@@ -336,7 +339,6 @@ def _mem_reset(dev):
     except OSError: return False
     return _proc_kb('VmHWM') is not None
 
-# %% ../nbs/11_benchmark.ipynb #96c0076b
 def _mem_peak(dev, ok=True):
     "Absolute peak memory (MB) since `_mem_reset` (which returned `ok`): VmHWM on the CPU, the allocator's peak on CUDA; else None."
     if not ok: return None
@@ -370,14 +372,13 @@ def _measure(model, batches, method, layer, dev, t_fb=None):
     except Exception as e: return dict(error=f"{type(e).__name__}: {_short(e)}")
     return dict(seconds=t, cpu_s=c, peak_mb=peak, **out)
 
-# %% ../nbs/11_benchmark.ipynb #7b69e08f
+# %% ../nbs/11_benchmark.ipynb #6fc33202
 def _t_fb(model, batches, dev):
     "Warm up (two passes over the first full batch), then the best of three passes over the batches: (wall s, CPU s)."
     for _ in range(2): forward_backward(model, batches[:1])   # full-size batches: kernels for 2 samples are not the ones timed
     runs = [_clocked(lambda: forward_backward(model, batches), dev)[:2] for _ in range(3)]
     return min(w for w, _ in runs), min(c for _, c in runs)
 
-# %% ../nbs/11_benchmark.ipynb #f2b1c0de
 def _fb_baseline(model, batches, dev):
     "t_fb (wall s, CPU s) by `_t_fb`, and the absolute peak memory (MB) of those forward+backward passes, or None."
     ok = _mem_reset(dev); t, c = _t_fb(model, batches, dev)
@@ -406,6 +407,23 @@ def _read_json(p, timeout):
     line = p.stdout.readline()
     return json.loads(line) if line.strip() else {}
 
+# %% ../nbs/11_benchmark.ipynb #b3ce6376
+def _tail(f):
+    "Last line of a child's stderr file."
+    f.seek(0); lines = [l for l in f.read().splitlines() if l.strip()]
+    return _short(lines[-1]) if lines else 'no message'
+
+# %% ../nbs/11_benchmark.ipynb #70c772ca
+def _finish(r, budget):
+    "Set a row's t_fb ratios, its peak memory over its forward+backward peak, and its status."
+    if r.get('seconds') is not None: r['t_fb'] = r['seconds'] / r['t_fb_s']
+    if r.get('cpu_s') is not None and r.get('t_fb_cpu_s'): r['cpu_t_fb'] = r['cpu_s'] / r['t_fb_cpu_s']
+    if r.get('peak_mb') is not None and r.get('fb_peak_mb'): r['peak_over_fb'] = r['peak_mb'] / r['fb_peak_mb']
+    if 'unsupported' in r: r['status'] = 'unsupported: ' + r['unsupported']
+    elif 'error' in r: r['status'] = 'error: ' + r['error']
+    elif 'status' not in r: r['status'] = '> budget' if r.get('t_fb', 0) > budget else 'ok'
+    return r
+
 # %% ../nbs/11_benchmark.ipynb #eb34b6b4
 def run_row(spec: dict, # model, n, batch_size, tiny, device, dtype, seed, threads, mem_gb, method, layer
             budget: float, # stop the row after budget·t_fb seconds
@@ -426,12 +444,6 @@ def run_row(spec: dict, # model, n, batch_size, tiny, device, dtype, seed, threa
         finally:
             if p.poll() is None: p.kill()
             p.wait()
-
-# %% ../nbs/11_benchmark.ipynb #b3ce6376
-def _tail(f):
-    "Last line of a child's stderr file."
-    f.seek(0); lines = [l for l in f.read().splitlines() if l.strip()]
-    return _short(lines[-1]) if lines else 'no message'
 
 # %% ../nbs/11_benchmark.ipynb #15b3f690
 def bench_plan(layers: tuple, # layer names
@@ -457,17 +469,6 @@ def _skip_reason(rows, block, method, budget):
     cost = min(r.get('t_fb', float('inf')), r.get('cpu_t_fb', float('inf')))   # CPU time: less distorted by load
     if cost < float('inf') and f * cost > budget: return f"skipped: predicted {f * cost:.0f} t_fb > budget"
 
-# %% ../nbs/11_benchmark.ipynb #70c772ca
-def _finish(r, budget):
-    "Set a row's t_fb ratios, its peak memory over its forward+backward peak, and its status."
-    if r.get('seconds') is not None: r['t_fb'] = r['seconds'] / r['t_fb_s']
-    if r.get('cpu_s') is not None and r.get('t_fb_cpu_s'): r['cpu_t_fb'] = r['cpu_s'] / r['t_fb_cpu_s']
-    if r.get('peak_mb') is not None and r.get('fb_peak_mb'): r['peak_over_fb'] = r['peak_mb'] / r['fb_peak_mb']
-    if 'unsupported' in r: r['status'] = 'unsupported: ' + r['unsupported']
-    elif 'error' in r: r['status'] = 'error: ' + r['error']
-    elif 'status' not in r: r['status'] = '> budget' if r.get('t_fb', 0) > budget else 'ok'
-    return r
-
 # %% ../nbs/11_benchmark.ipynb #dab30a2f
 def _add_errors(rows):
     "Relative error of every peer row and of our estimators against our exact Tr(H) of the same block."
@@ -475,6 +476,30 @@ def _add_errors(rows):
     for r in rows:
         if (METHODS[r['method']][0] or r['method'] in ESTIMATES) and r.get('value') is not None and r['block'] in ref:
             r['rel_err'] = abs(r['value'] - ref[r['block']]) / abs(ref[r['block']])
+
+# %% ../nbs/11_benchmark.ipynb #14a8b185
+def _usable_peers(peers, say):
+    "Installed peers when `peers` is on; one line for each that is missing or switched off."
+    if not peers: say("peers off (--no-peers): curvlinops and BackPACK rows left out"); return set()
+    ok = set()
+    for p, v in peer_status().items():
+        if v['version']: ok.add(p)
+        else: say(f"{PEERS[p]} not usable ({v['reason']}): its rows are left out; pip install -e \".[bench]\" adds it")
+    return ok
+
+# %% ../nbs/11_benchmark.ipynb #d7507c28
+def format_model(r: dict) -> str:
+    "A readable table of a `run_model` result."
+    base = next((x for x in r['rows'] if x['method'] == 'forward+backward'), {})
+    f = lambda v, fmt: '' if v is None else format(v, fmt)
+    lines = [f"{r['model']}{' (tiny)' if r['tiny'] else ''}: n={r['n']}, batches of {r['batch_size']}, {r['dtype']}, "
+             f"{r['device']}{', math attention' if r.get('math_attention') else ''}; budget {r['budget']:g} t_fb; t_fb = {f(base.get('t_fb_s'), '.3f')} s; peers {r['peers'] or 'off'}",
+             f"{'block':15}{'method':17}{'t/t_fb':>8}{'cpu/t_fb':>9}{'value':>18}{'rel.err':>9}{'peak MB':>9}{'fb MB':>8}{'peak/fb':>8}  status"]
+    for x in r['rows']:
+        v = f(x.get('value'), '.5g') + (f"±{x['stderr']:.2g}" if x.get('stderr') else '')
+        lines.append(f"{x['block']:15}{x['method']:17}{f(x.get('t_fb'), '8.2f'):>8}{f(x.get('cpu_t_fb'), '9.2f'):>9}{v:>18}{f(x.get('rel_err'), '9.1e'):>9}"
+                     f"{f(x.get('peak_mb'), '9.0f'):>9}{f(x.get('fb_peak_mb'), '8.0f'):>8}{f(x.get('peak_over_fb'), '8.2f'):>8}  {x['status']}")
+    return '\n'.join(lines)
 
 # %% ../nbs/11_benchmark.ipynb #94e68aed
 def run_model(name: str, # a key of BENCH_MODELS
@@ -514,29 +539,28 @@ def run_model(name: str, # a key of BENCH_MODELS
     _add_errors(rows)
     return dict(cfg, budget=budget, peers={p: v['version'] for p, v in peer_status().items()} if peers else {}, rows=rows)
 
-# %% ../nbs/11_benchmark.ipynb #14a8b185
-def _usable_peers(peers, say):
-    "Installed peers when `peers` is on; one line for each that is missing or switched off."
-    if not peers: say("peers off (--no-peers): curvlinops and BackPACK rows left out"); return set()
-    ok = set()
-    for p, v in peer_status().items():
-        if v['version']: ok.add(p)
-        else: say(f"{PEERS[p]} not usable ({v['reason']}): its rows are left out; pip install -e \".[bench]\" adds it")
-    return ok
+# %% ../nbs/11_benchmark.ipynb #0800cb55
+def _lenet_main(a):
+    "The LeNet5 benchmark (no --models): run, print, return."
+    r = run_benchmark(a.n or 2000, a.device, a.dtype, a.batch_size or 500, memory=not a.no_memory, extra=not a.no_extra)
+    print(format_report(r)); return r
 
-# %% ../nbs/11_benchmark.ipynb #d7507c28
-def format_model(r: dict) -> str:
-    "A readable table of a `run_model` result."
-    base = next((x for x in r['rows'] if x['method'] == 'forward+backward'), {})
-    f = lambda v, fmt: '' if v is None else format(v, fmt)
-    lines = [f"{r['model']}{' (tiny)' if r['tiny'] else ''}: n={r['n']}, batches of {r['batch_size']}, {r['dtype']}, "
-             f"{r['device']}{', math attention' if r.get('math_attention') else ''}; budget {r['budget']:g} t_fb; t_fb = {f(base.get('t_fb_s'), '.3f')} s; peers {r['peers'] or 'off'}",
-             f"{'block':15}{'method':17}{'t/t_fb':>8}{'cpu/t_fb':>9}{'value':>18}{'rel.err':>9}{'peak MB':>9}{'fb MB':>8}{'peak/fb':>8}  status"]
-    for x in r['rows']:
-        v = f(x.get('value'), '.5g') + (f"±{x['stderr']:.2g}" if x.get('stderr') else '')
-        lines.append(f"{x['block']:15}{x['method']:17}{f(x.get('t_fb'), '8.2f'):>8}{f(x.get('cpu_t_fb'), '9.2f'):>9}{v:>18}{f(x.get('rel_err'), '9.1e'):>9}"
-                     f"{f(x.get('peak_mb'), '9.0f'):>9}{f(x.get('fb_peak_mb'), '8.0f'):>8}{f(x.get('peak_over_fb'), '8.2f'):>8}  {x['status']}")
-    return '\n'.join(lines)
+# %% ../nbs/11_benchmark.ipynb #e05bb3db
+def _model_names(models: str, p):
+    "The names in `--models` ('all' or comma-separated); `p.error` (exit code 2) names any unknown one."
+    names = sorted(BENCH_MODELS) if models == 'all' else [m.strip() for m in models.split(',') if m.strip()]
+    bad = [m for m in names if m not in BENCH_MODELS]
+    if bad or not names: p.error(f"unknown model(s) {bad}; choose from {sorted(BENCH_MODELS)} or 'all'")
+    return names
+
+def _models_main(a, p):
+    "The side-by-side benchmark of each model in --models: run, print a table per model, return all rows."
+    out = {}
+    for m in _model_names(a.models, p):
+        out[m] = run_model(m, a.n, a.batch_size, a.budget, a.peers, a.device, a.dtype, a.tiny, threads=a.threads,
+                           math_attention=a.math_attention, progress=True)
+        print(format_model(out[m]), flush=True)
+    return out
 
 # %% ../nbs/11_benchmark.ipynb #615bf5ab
 def main(argv=None):
@@ -560,34 +584,11 @@ def main(argv=None):
     if a.out:
         with open(a.out, 'w') as f: json.dump(r, f, indent=1)
 
-# %% ../nbs/11_benchmark.ipynb #0800cb55
-def _lenet_main(a):
-    "The LeNet5 benchmark (no --models): run, print, return."
-    r = run_benchmark(a.n or 2000, a.device, a.dtype, a.batch_size or 500, memory=not a.no_memory, extra=not a.no_extra)
-    print(format_report(r)); return r
-
-# %% ../nbs/11_benchmark.ipynb #e05bb3db
-def _models_main(a, p):
-    "The side-by-side benchmark of each model in --models: run, print a table per model, return all rows."
-    names = sorted(BENCH_MODELS) if a.models == 'all' else [m.strip() for m in a.models.split(',') if m.strip()]
-    bad = [m for m in names if m not in BENCH_MODELS]
-    if bad or not names: p.error(f"unknown model(s) {bad}; choose from {sorted(BENCH_MODELS)} or 'all'")
-    out = {}
-    for m in names:
-        out[m] = run_model(m, a.n, a.batch_size, a.budget, a.peers, a.device, a.dtype, a.tiny, threads=a.threads,
-                           math_attention=a.math_attention, progress=True)
-        print(format_model(out[m]), flush=True)
-    return out
-
 # %% ../nbs/11_benchmark.ipynb #342fb636
 #| eval: false
 if __name__ == '__main__': main()
 
 # %% ../nbs/11_benchmark.ipynb #735bd2e1
-import math
-from typing import Callable
-from .core import SelectOutput
-
 def _peer_trace(model, data, names, kind, matvecs, seed, loss_fn):
     "curvlinops' Hutchinson or Hutch++ trace of the Hessian block of `names`, seeded."
     from curvlinops import HessianLinearOperator, hutchinson_trace, hutchpp_trace
