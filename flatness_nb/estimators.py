@@ -306,6 +306,8 @@ def control_variate(r: Tensor, # per-probe values whose mean is estimated, (s,)
     "Mean of r − β(b − mean_b) with its standard error, and the β used."
     _check_control(control); s = len(r)
     if control == 'optimal':
+        if s < 3: raise ValueError(f"control='optimal' fits β from the probes and needs at least 3 of them, got {s}: "
+                                   "use more probes or a fixed β")
         db = b - b.mean(); vb = (db * db).sum()
         beta, dof = (((r - r.mean()) * db).sum() / vb).item() if vb > 0 else 0.0, s - 2
     else: beta, dof = float(control), s - 1
