@@ -13,7 +13,7 @@ from .core import Estimate
 from fastcore.basics import patch
 from .operators import (GGNOperator, HessianOperator, ResidualOperator,
                                    as_matvec, operator_info, resolve_params)
-from .hessian import hutchinson_op, lambda_max_op   # estimators on any operator
+from .hessian import hutchinson_op, lambda_max_op   # on any operator
 from .estimators import hutchpp_op
 from functools import partial
 from operator import attrgetter
@@ -88,6 +88,45 @@ def _start(n, gen, dt, dev, v0):
         raise ValueError(f"v0 must be a finite non-zero vector of size {n}")
     return q / q.norm()
 
+# %% ../nbs/15_spectrum.ipynb #1a2862e6
+def _extend(mv: Callable, # v ↦ A v
+            Q: Tensor, # the basis (m, N): rows 0..j filled, orthonormal
+            T: Tensor, # Qᵀ A Q so far, (m, m), float64; filled in place
+            j: int, # the row to multiply next
+            gen: torch.Generator, # for a fresh vector if the Krylov space closes
+           ) -> Tensor:
+    "Grow the basis to m rows (one product each), filling T; returns the residual r."
+    m = len(Q)
+    while j < m:                                # grow the basis: one product each
+        w = mv(Q[j])
+        if not torch.isfinite(w).all():
+            raise ValueError("an operator product is NaN or inf")
+        r, h = _orth(w, Q[:j + 1])
+        T[:j + 1, j] = T[j, :j + 1] = h.double()
+        if j + 1 < m:
+            top = max(T[:j + 1, :j + 1].abs().max().item(), 1e-300)
+            big = r.norm() > 1e-10 * top
+            Q[j + 1] = r / r.norm() if big else _fresh(Q[:j + 1], gen)
+        j += 1
+    return r
+
+# %% ../nbs/15_spectrum.ipynb #17e72088
+def _thick_restart(Q: Tensor, # the full basis (j, N) and beyond; rewritten in place
+                   T: Tensor, # (m, m); becomes diag(θ_keep) in its first p rows
+                   S: Tensor, # eigenvectors of T[:j, :j], (j, j)
+                   theta: Tensor, # its eigenvalues
+                   keep: Tensor, # indices of the Ritz pairs kept (p of them)
+                   r: Tensor, # the residual of the full basis
+                   scale: float, # largest |θ|, for the test of a vanishing r
+                   gen: torch.Generator, # for a fresh vector if r vanishes
+                  ) -> int:
+    "Keep p Ritz vectors as Q's first rows (T = diag θ there), go on from r; returns p."
+    p, j, beta = len(keep), len(S), r.norm().item()
+    Q[:p] = S[:, keep].T.to(Q.dtype) @ Q[:j]; Q[p:] = 0
+    T.zero_(); T[range(p), range(p)] = theta[keep]
+    Q[p] = r / beta if beta > 1e-10 * scale else _fresh(Q[:p], gen)
+    return p
+
 # %% ../nbs/15_spectrum.ipynb #0b74d5ca
 def eigenpairs(op, # an operator: anything with `@` and a square `shape`
                k: int = 6, # number of eigenpairs
@@ -113,27 +152,14 @@ def eigenpairs(op, # an operator: anything with `@` and a square `shape`
     T = torch.zeros(m, m, dtype=torch.float64)
     Q[0] = _start(n, gen, dt, dev, v0); j = used = restarts = 0
     while True:
-        while j < m:                                # grow the basis: one product each
-            w = mv(Q[j]); used += 1
-            if not torch.isfinite(w).all():
-                raise ValueError("an operator product is NaN or inf")
-            r, h = _orth(w, Q[:j + 1])
-            T[:j + 1, j] = T[j, :j + 1] = h.double()
-            if j + 1 < m:
-                top = max(T[:j + 1, :j + 1].abs().max().item(), 1e-300)
-                big = r.norm() > 1e-10 * top
-                Q[j + 1] = r / r.norm() if big else _fresh(Q[:j + 1], gen)
-            j += 1
+        r = _extend(mv, Q, T, j, gen); used += m - j; j = m
         theta, S = torch.linalg.eigh(T[:j, :j]); idx = _order(theta, which)
         beta, scale = r.norm().item(), max(theta.abs().max().item(), 1e-300)
         est = beta * S[j - 1, idx[:k]].abs()           # ‖A Q s − θ Q s‖ = ‖r‖ |s_m|
         converged = j == n or bool((est <= tol * scale).all())
         if converged or used >= budget: break
-        p = min(k + (m - k) // 2, j - 1); keep = idx[:p]   # thick restart: p best Ritz
-        Q[:p] = S[:, keep].T.to(dt) @ Q[:j]; Q[p:] = 0
-        T.zero_(); T[range(p), range(p)] = theta[keep]
-        Q[p] = r / beta if beta > 1e-10 * scale else _fresh(Q[:p], gen)
-        j = p; restarts += 1
+        p = min(k + (m - k) // 2, j - 1)                # thick restart: p best Ritz
+        j = _thick_restart(Q, T, S, theta, idx[:p], r, scale, gen); restarts += 1
     sel = idx[:k]; V = Q[:j].T @ S[:, sel].to(dt); lam = theta[sel]
     if not exact_residuals:
         return Eigenpairs(lam, V, est.clone(), used, converged, restarts, which)
@@ -311,7 +337,8 @@ def plot(self: SpectralDensity,
     from matplotlib.figure import Figure
     s = self.default_sigma() if sigma is None else sigma
     lo, hi = self.support(); pad = 3 * s
-    grid = torch.linspace(lo - pad, hi + pad, points); d = self.density(grid, s).numpy(force=True)
+    grid = torch.linspace(lo - pad, hi + pad, points)
+    d = self.density(grid, s).numpy(force=True)
     if axes is None: fig = Figure(figsize=(8, 3)); axes = fig.subplots(1, 2)
     fig = axes[0].figure
     axes[0].semilogy(grid.numpy(force=True), np.maximum(d, 1e-12))
@@ -440,13 +467,14 @@ def _density_record(s: BlockSpectrum) -> dict:
 
 # %% ../nbs/15_spectrum.ipynb #60507782
 def cmd_spectrum(a, # the parsed arguments
-                 cli, # the CLI's module, handed in by it (this chapter never imports it)
+                 cli, # the CLI's module, handed in by it (never imported here)
                 ):
     "`flatness-nb spectrum`: eigenpairs and densities of a saved model on a dataset."
     from pathlib import Path
-    (LOSSES, _check_model_on_data, _fmt_rows, check_device, check_out, load_data, load_model,
-     write_rows) = attrgetter('LOSSES', '_check_model_on_data', '_fmt_rows', 'check_device',
-                              'check_out', 'load_data', 'load_model', 'write_rows')(cli)
+    (LOSSES, _check_model_on_data, _fmt_rows, check_device, check_out, load_data,
+     load_model, write_rows) = attrgetter(
+        'LOSSES', '_check_model_on_data', '_fmt_rows', 'check_device', 'check_out',
+        'load_data', 'load_model', 'write_rows')(cli)
     dev = check_device(a.device); check_out(a.out); torch.manual_seed(a.seed)
     model = load_model(a.model, a.factory, dev, a.dtype)
     X, y = load_data(a.data, a.dtype, a.split)
@@ -468,7 +496,7 @@ def cmd_spectrum(a, # the parsed arguments
 
 # %% ../nbs/15_spectrum.ipynb #20bc80a4
 def add_spectrum_parser(sub, # the `add_subparsers()` object of the flatness-nb parser
-                        cli, # the CLI's module, handed in by it (this chapter never imports it)
+                        cli, # the CLI's module, handed in by it (never imported here)
                         parents: Sequence = (), # parent parsers (e.g. the --debug flag)
                        ):
     "Add the `spectrum` command and its options; returns its parser."
@@ -531,6 +559,7 @@ def _eig_as_eigh(T, eigenvectors=True):
     w, V = torch.linalg.eigh(T)
     return torch.stack([w, 0 * w], 1), V
 
+# %% ../nbs/15_spectrum.ipynb #e9bdc0ca
 def _pyhessian_top(model, X, y, k, tol, max_iter):
     "PyHessian's top-k by power iteration, (X, y) one batch: values, products, seconds."
     ph = importlib.import_module('pyhessian.hessian')   # the module, not the class
@@ -571,6 +600,7 @@ def _curvlinops_op(model, X, y, batch_size):
                               check_deterministic=False)
     A._matmat = _Counter(A._matmat, lambda X: X[0].shape[-1]); return A
 
+# %% ../nbs/15_spectrum.ipynb #ac4c6341
 def _curvlinops_top(model, X, y, k, tol, batch_size):
     "curvlinops' operator through ARPACK: top-k by magnitude, products, seconds."
     from scipy.sparse.linalg import eigsh
@@ -585,7 +615,8 @@ def _curvlinops_density(model, X, y, steps, probes, batch_size):
     grid, dens = lanczos_approximate_spectrum(A, steps, num_points=2048,
                                               num_repeats=probes)
     dens, sec = dens.double().clamp_min(0), time.perf_counter() - t0
-    return grid.double().numpy(force=True), (dens / dens.sum()).numpy(force=True), A._matmat.n, sec
+    return (grid.double().numpy(force=True), (dens / dens.sum()).numpy(force=True),
+            A._matmat.n, sec)
 
 # %% ../nbs/15_spectrum.ipynb #b0beabe9
 def spectrum_benchmark(model: nn.Module, # the network, in eval mode
