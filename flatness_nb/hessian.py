@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, functional_call
-from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, call, check_positive_int, supported_layers, fcall, takes_model, is_token_loss, token_scope, check_second_order, first_loss_check, Estimate, LayerSplit, flatten_params, sample_mean, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
+from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, call, check_positive_int, fcall, takes_model, is_token_loss, token_scope, check_second_order, first_loss_check, Estimate, LayerSplit, flatten_params, sample_mean, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
                               check_layer, exact_attention, get_layer, layer_adapter, iter_batches, param_name,
                               linear_layers, model_device_dtype, per_sample_losses, reduce_sums, sample_loss)
 from .testing import oracle_summaries   # kept importable here: flatness_nb.hessian.oracle_summaries
