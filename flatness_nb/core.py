@@ -15,58 +15,22 @@ from torch.nn.attention import sdpa_kernel, SDPBackend
 from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
 # %% auto #0
-__all__ = ['EXPLICIT_ONLY', 'LAYER_ADAPTERS', 'HALF_AS', 'CHECK_SAMPLES', 'ROUTE_SAMPLES', 'UnsupportedLayerError', 'param_name',
-           'unwrap_model', 'linear_layers', 'LayerAdapter', 'register_layer', 'supported_layers', 'find_adapter',
-           'layer_adapter', 'check_layer', 'LinearAdapter', 'ConvAdapter', 'Conv3dAdapter', 'EmbeddingAdapter',
-           'get_layer', 'all_finite', 'check_eval', 'model_device_dtype', 'Inputs', 'check_positive_int',
-           'iter_batches', 'count_samples', 'exact_attention', 'model_output', 'call', 'fcall', 'vmap_over_samples',
-           'SelectOutput', 'strip_prefix', 'mha_modules', 'takes_model', 'check_forward', 'check_untied', 'LayerSplit',
-           'check_single_use', 'custom_functions', 'check_second_order', 'unfold_patches', 'reduce_sums', 'reduce_max',
-           'check_single_process', 'token_scope', 'sample_mean', 'Estimate', 'flatten_params', 'is_token_loss',
-           'token_count', 'check_labels', 'sample_loss', 'per_sample_losses', 'check_loss', 'first_loss_check',
-           'empirical_risk', 'perturbed_risks', 'is_operator', 'operator_info', 'as_matvec']
+__all__ = ['LAYER_ADAPTERS', 'EXPLICIT_ONLY', 'HALF_AS', 'CHECK_SAMPLES', 'ROUTE_SAMPLES', 'UnsupportedLayerError',
+           'LayerAdapter', 'register_layer', 'supported_layers', 'find_adapter', 'layer_adapter', 'check_layer',
+           'LinearAdapter', 'ConvAdapter', 'Conv3dAdapter', 'EmbeddingAdapter', 'param_name', 'unwrap_model',
+           'linear_layers', 'get_layer', 'all_finite', 'check_eval', 'model_device_dtype', 'Inputs',
+           'check_positive_int', 'iter_batches', 'count_samples', 'exact_attention', 'model_output', 'call', 'fcall',
+           'vmap_over_samples', 'SelectOutput', 'strip_prefix', 'mha_modules', 'takes_model', 'check_forward',
+           'check_untied', 'LayerSplit', 'check_single_use', 'custom_functions', 'check_second_order', 'unfold_patches',
+           'reduce_sums', 'reduce_max', 'check_single_process', 'token_scope', 'sample_mean', 'Estimate',
+           'flatten_params', 'is_token_loss', 'token_count', 'check_labels', 'sample_loss', 'per_sample_losses',
+           'check_loss', 'first_loss_check', 'empirical_risk', 'perturbed_risks', 'is_operator', 'operator_info',
+           'as_matvec']
 
-# %% ../nbs/00_core.ipynb #b3bb07fb
+# %% ../nbs/00_core.ipynb #6563e66e
 class UnsupportedLayerError(ValueError):
     "The layer is not one the registry knows, or its configuration has no exact factorisation."
 
-# %% ../nbs/00_core.ipynb #3c9ecc04
-def param_name(layer_name: str, # dotted name of a module ('' when the module is the model itself)
-               attr: str = 'weight', # the parameter's attribute name
-              ) -> str:
-    "The parameter's name in `model.named_parameters()`: 'fc.weight', or 'weight' when the layer is the whole model."
-    return f"{layer_name}.{attr}" if layer_name else attr
-
-# %% ../nbs/00_core.ipynb #ddab703a
-_PREFIXED = ((nn.DataParallel, 'module'), (nn.parallel.DistributedDataParallel, 'module'))
-
-def unwrap_model(model: nn.Module, # the network, maybe wrapped by torch.compile, DDP or DataParallel
-                ) -> tuple[nn.Module, str]:
-    "The module the user wrote and the name prefix its wrappers add ('_orig_mod.', 'module.', nested in order)."
-    pre = ''
-    while True:
-        if type(model).__name__ == 'OptimizedModule' and hasattr(model, '_orig_mod'): pre, model = pre + '_orig_mod.', model._orig_mod
-        elif isinstance(model, tuple(t for t, _ in _PREFIXED)): pre, model = pre + 'module.', model.module
-        else: return model, pre
-
-# %% ../nbs/00_core.ipynb #05c821fe
-def _functional_linears(model):
-    "Names of linear modules that their parent applies functionally (nn.MultiheadAttention's out_proj): hooks never fire."
-    return {param_name(n, c) for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)
-            and '_fnb_checked' not in m.__dict__ for c, _ in m.named_children()}    # (not while `mha_modules` runs it)
-
-# %% ../nbs/00_core.ipynb #954ec3cf
-EXPLICIT_ONLY: list[type] = []   # layer types measured only where named (the packed input projection of attention, below)
-
-def linear_layers(model: nn.Module, # the network
-                 ) -> dict[str, nn.Module]:
-    "The model's layers of a registered type (see `supported_layers`) that run as modules, by dotted name, in registration order."
-    model = unwrap_model(model)[0]                   # torch.compile, DDP: the user's own names
-    skip = _functional_linears(model)
-    return {n: m for n, m in model.named_modules() if find_adapter(m) is not None and n not in skip
-            and not isinstance(m, tuple(EXPLICIT_ONLY))}
-
-# %% ../nbs/00_core.ipynb #6563e66e
 class LayerAdapter:
     "How the exact routes see one layer type: z = w φ + b with w a (d, m) matrix and φ as (B, T, m) tokens."
     types: tuple = ()   # the module types this adapter covers
@@ -92,12 +56,10 @@ def register_layer(adapter: LayerAdapter, # an adapter instance; its `types` are
     for t in adapter.types: LAYER_ADAPTERS[t] = adapter
     return adapter
 
-# %% ../nbs/00_core.ipynb #082d1f78
 def supported_layers() -> str:
     "The registered layer types, for messages: 'nn.Linear, nn.Conv1d, …'."
     return ', '.join(f"nn.{t.__name__}" if getattr(nn, t.__name__, None) is t else t.__name__ for t in LAYER_ADAPTERS)
 
-# %% ../nbs/00_core.ipynb #ec8440e1
 def find_adapter(layer: nn.Module, # any module
                 ) -> LayerAdapter | None:
     "The adapter registered for the layer's type (or its nearest registered base class), or None."
@@ -112,7 +74,6 @@ def layer_adapter(layer: nn.Module, # a layer of a registered type
                                                "(register a LayerAdapter for a new type)")
     return ad
 
-# %% ../nbs/00_core.ipynb #0ea2ace9
 def check_layer(layer: nn.Module, # a layer of a registered type
                 name: str = '', # its dotted name, for the message
                 hint: str = "use method='hutchinson'", # the way out, appended to the reason
@@ -127,6 +88,8 @@ def check_layer(layer: nn.Module, # a layer of a registered type
 class LinearAdapter(LayerAdapter):
     "nn.Linear: φ is the input's last axis; leading axes between batch and features are tokens."
     types = (nn.Linear,)
+
+register_layer(LinearAdapter());
 
 # %% ../nbs/00_core.ipynb #96b038fc
 class ConvAdapter(LayerAdapter):
@@ -151,7 +114,7 @@ class ConvAdapter(LayerAdapter):
     def delta_z(self, layer, inp, M): return layer._conv_forward(inp, self.unmatrix(layer, M), None)
     def cotangent_tokens(self, layer, dz): return dz.flatten(3).mT   # channel-major (r, B, d, *spatial) → (r, B, T, d)
 
-register_layer(LinearAdapter()); register_layer(ConvAdapter());
+register_layer(ConvAdapter());
 
 # %% ../nbs/00_core.ipynb #648de069
 class Conv3dAdapter(ConvAdapter):
@@ -162,6 +125,8 @@ class Conv3dAdapter(ConvAdapter):
         eye = torch.eye(k, dtype=x.dtype, device=x.device).reshape(k, 1, *layer.kernel_size).repeat(c, 1, 1, 1, 1)
         P = F.conv3d(x, eye, None, layer.stride, 0, layer.dilation, groups=c)    # channel c·k+o = offset o of channel c
         return P.reshape(len(x), c * k, -1)
+
+register_layer(Conv3dAdapter());
 
 # %% ../nbs/00_core.ipynb #85a77a77
 class EmbeddingAdapter(LayerAdapter):
@@ -180,7 +145,7 @@ class EmbeddingAdapter(LayerAdapter):
         return oh if layer.padding_idx is None else oh * (inp.reshape(len(inp), -1, 1) != layer.padding_idx)
     def delta_z(self, layer, inp, M): return (self.tokens(layer, inp) @ M.mT).reshape(*inp.shape, -1)
 
-register_layer(Conv3dAdapter()); register_layer(EmbeddingAdapter());
+register_layer(EmbeddingAdapter());
 
 # %% ../nbs/00_core.ipynb #bb38cbff
 @patch
@@ -224,6 +189,42 @@ def check_vector_input(self: LayerAdapter, layer, what: str) -> int:
         raise UnsupportedLayerError(f"{what} perturbs the input feature vector of a layer; a {type(layer).__name__} has none: "
                                     f"{self.why_no_vector} (of {supported_layers()}, an nn.Linear has one)")
     return self.feature_dim(layer)
+
+# %% ../nbs/00_core.ipynb #3c9ecc04
+def param_name(layer_name: str, # dotted name of a module ('' when the module is the model itself)
+               attr: str = 'weight', # the parameter's attribute name
+              ) -> str:
+    "The parameter's name in `model.named_parameters()`: 'fc.weight', or 'weight' when the layer is the whole model."
+    return f"{layer_name}.{attr}" if layer_name else attr
+
+# %% ../nbs/00_core.ipynb #ddab703a
+_PREFIXED = ((nn.DataParallel, 'module'), (nn.parallel.DistributedDataParallel, 'module'))
+
+def unwrap_model(model: nn.Module, # the network, maybe wrapped by torch.compile, DDP or DataParallel
+                ) -> tuple[nn.Module, str]:
+    "The module the user wrote and the name prefix its wrappers add ('_orig_mod.', 'module.', nested in order)."
+    pre = ''
+    while True:
+        if type(model).__name__ == 'OptimizedModule' and hasattr(model, '_orig_mod'): pre, model = pre + '_orig_mod.', model._orig_mod
+        elif isinstance(model, tuple(t for t, _ in _PREFIXED)): pre, model = pre + 'module.', model.module
+        else: return model, pre
+
+# %% ../nbs/00_core.ipynb #05c821fe
+def _functional_linears(model):
+    "Names of linear modules that their parent applies functionally (nn.MultiheadAttention's out_proj): hooks never fire."
+    return {param_name(n, c) for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)
+            and '_fnb_checked' not in m.__dict__ for c, _ in m.named_children()}    # (not while `mha_modules` runs it)
+
+# %% ../nbs/00_core.ipynb #954ec3cf
+EXPLICIT_ONLY: list[type] = []   # layer types measured only where named (the packed input projection of attention, below)
+
+def linear_layers(model: nn.Module, # the network
+                 ) -> dict[str, nn.Module]:
+    "The model's layers of a registered type (see `supported_layers`) that run as modules, by dotted name, in registration order."
+    model = unwrap_model(model)[0]                   # torch.compile, DDP: the user's own names
+    skip = _functional_linears(model)
+    return {n: m for n, m in model.named_modules() if find_adapter(m) is not None and n not in skip
+            and not isinstance(m, tuple(EXPLICIT_ONLY))}
 
 # %% ../nbs/00_core.ipynb #27d22dc5
 def get_layer(model: nn.Module, # the network
@@ -548,7 +549,6 @@ def _check_mha(self, out, query, *args):
                                     f"change {(mine - ref).abs().max().item():.3g}); measure its out_proj with hutchinson_trace")
     self._fnb_checked = True
 
-# %% ../nbs/00_core.ipynb #b7068985
 @contextlib.contextmanager
 def mha_modules(model: nn.Module, # the network
                ):
@@ -622,11 +622,10 @@ def takes_model(f: Callable, # a measure whose argument `model` is the network
         return f(*b.args, **b.kwargs)
     return g
 
-# %% ../nbs/00_core.ipynb #1a0023f0
+# %% ../nbs/00_core.ipynb #ceeb23c5
 CHECK_SAMPLES = 16   # the first batch's samples on which the forward-pass contract is checked (cheap next to a pass)
 ROUTE_SAMPLES = 4    # samples of the exact-zero curvature checks: forward-mode AD through a CNN costs ~30 forward passes per sample on a CPU
 
-# %% ../nbs/00_core.ipynb #ceeb23c5
 def check_forward(model: nn.Module, # the network, in eval mode
                   x: Tensor, # a batch of inputs
                  ) -> Tensor:
@@ -698,49 +697,28 @@ class LayerSplit:
         "The layer's weight as a d×m matrix (a convolution's kernel flattened over input channels and positions)."
         return self.adapter.matrix(self.layer, self.layer.weight)
 
-    def _run(self, x, hook):
-        "Run the model on `x` with `hook` on the layer; check the layer ran once and the output is a tensor."
-        calls = []
-        def h(mod, inp, out):
-            calls.append(1)
-            return hook(inp[0], out)
-        handle = self.layer.register_forward_hook(h)
-        try:
-            with exact_attention(): out = call(self.model, x)
-        finally: handle.remove()
-        if len(calls) == 0 and isinstance(self.layer, _PackedInProjection):
-            raise UnsupportedLayerError(
-                f"layer {self.name!r} is the packed input projection of an nn.MultiheadAttention called as cross-attention (query "
-                "is not key and value), so no single linear call gives q, k and v; measure its parameters with hutchinson_trace "
-                f"or dense_hessian(params=[{param_name(self.name)!r}]), or network_hessian_trace, which does so")
-        if len(calls) == 0: raise ValueError(f"layer {self.name!r} was not called in the model's forward pass")
-        if len(calls) > 1: raise ValueError(f"layer {self.name!r} was called {len(calls)} times in one forward pass; "
-                                            "a layer used more than once (weight tying) has no single feature map φ")
-        _check_output(out)
-        return out
-
-    def capture(self,
-                x: Tensor, # a batch of inputs
-               ) -> tuple[Tensor, Tensor, Tensor]:
-        "Features φ(x), layer output z and model output for a batch; the output *is* z when the model returns z untouched."
-        first = not self._checked
-        if first: check_forward(self.model, x[:CHECK_SAMPLES]); self._checked = True
-        got = {}
-        def hook(inp, out):                  # the rest of the network gets a copy: in-place ops after the layer leave φ, z intact
-            got.update(phi=inp.clone(), z=out, zc=out.clone()); got['v'] = got['zc']._version
-            return got['zc']
-        out = self._run(x, hook)
-        if not all_finite(out): raise ValueError(f"model output contains NaN or inf on a batch of {len(x)} samples")
-        if out is got['zc'] and out._version == got['v']: out = got['z']   # the model returns the layer's output, unmodified
-        if first: check_single_use(self, x[:ROUTE_SAMPLES])   # structural: a few samples tell
-        return got['phi'], got['z'], out
-
-    def head(self,
-             x: Tensor, # the batch of inputs that fixes everything not downstream of the layer
-            ) -> Callable[[Tensor], Tensor]:
-        "g: z ↦ model output on `x` with the layer's output replaced by z (transformable by `torch.func`)."
-        def g(z): return self._run(x, lambda inp, out: z.clone())   # a copy: in-place ops downstream never write into z
-        return g
+# %% ../nbs/00_core.ipynb #db2ce4b9
+@patch
+def _run(self: LayerSplit, x, hook):
+    "Run the model on `x` with `hook` on the layer; check the layer ran once and the output is a tensor."
+    calls = []
+    def h(mod, inp, out):
+        calls.append(1)
+        return hook(inp[0], out)
+    handle = self.layer.register_forward_hook(h)
+    try:
+        with exact_attention(): out = call(self.model, x)
+    finally: handle.remove()
+    if len(calls) == 0 and isinstance(self.layer, _PackedInProjection):
+        raise UnsupportedLayerError(
+            f"layer {self.name!r} is the packed input projection of an nn.MultiheadAttention called as cross-attention (query "
+            "is not key and value), so no single linear call gives q, k and v; measure its parameters with hutchinson_trace "
+            f"or dense_hessian(params=[{param_name(self.name)!r}]), or network_hessian_trace, which does so")
+    if len(calls) == 0: raise ValueError(f"layer {self.name!r} was not called in the model's forward pass")
+    if len(calls) > 1: raise ValueError(f"layer {self.name!r} was called {len(calls)} times in one forward pass; "
+                                        "a layer used more than once (weight tying) has no single feature map φ")
+    _check_output(out)
+    return out
 
 # %% ../nbs/00_core.ipynb #16214bc0
 def check_single_use(sp, # a LayerSplit
@@ -765,6 +743,33 @@ def check_single_use(sp, # a LayerSplit
         raise ValueError(f"the model uses the weight of layer {sp.name!r} outside the layer's own call (e.g. F.linear(h, "
                          "layer.weight) in forward, a tied head), so f = g(wφ(x)+b) does not hold; measure it with hutchinson_trace "
                          f"or dense_hessian with params=[{name!r}], or use a separate parameter")
+
+# %% ../nbs/00_core.ipynb #aa390d5b
+@patch
+def capture(self: LayerSplit,
+            x: Tensor, # a batch of inputs
+           ) -> tuple[Tensor, Tensor, Tensor]:
+    "Features φ(x), layer output z and model output for a batch; the output *is* z when the model returns z untouched."
+    first = not self._checked
+    if first: check_forward(self.model, x[:CHECK_SAMPLES]); self._checked = True
+    got = {}
+    def hook(inp, out):                  # the rest of the network gets a copy: in-place ops after the layer leave φ, z intact
+        got.update(phi=inp.clone(), z=out, zc=out.clone()); got['v'] = got['zc']._version
+        return got['zc']
+    out = self._run(x, hook)
+    if not all_finite(out): raise ValueError(f"model output contains NaN or inf on a batch of {len(x)} samples")
+    if out is got['zc'] and out._version == got['v']: out = got['z']   # the model returns the layer's output, unmodified
+    if first: check_single_use(self, x[:ROUTE_SAMPLES])   # structural: a few samples tell
+    return got['phi'], got['z'], out
+
+# %% ../nbs/00_core.ipynb #769414b0
+@patch
+def head(self: LayerSplit,
+         x: Tensor, # the batch of inputs that fixes everything not downstream of the layer
+        ) -> Callable[[Tensor], Tensor]:
+    "g: z ↦ model output on `x` with the layer's output replaced by z (transformable by `torch.func`)."
+    def g(z): return self._run(x, lambda inp, out: z.clone())   # a copy: in-place ops downstream never write into z
+    return g
 
 # %% ../nbs/00_core.ipynb #b4290b66
 def custom_functions(t: Tensor, # a tensor with a graph (a loss, a model output)
@@ -801,27 +806,23 @@ def unfold_patches(layer: nn.Module, # a convolution of a registered type (group
 # %% ../nbs/00_core.ipynb #cb9ba59b
 _REDUCERS: list = []
 
-# %% ../nbs/00_core.ipynb #1212fd1e
 def reduce_sums(*sums):
     "Combine partial sums (tensors or numbers) over all workers taking part; the identity in a single process."
     return _REDUCERS[-1](sums, 'sum') if _REDUCERS else sums
 
-# %% ../nbs/00_core.ipynb #7258ca7a
 def reduce_max(*maxima):
     "Combine partial maxima (tensors elementwise, or numbers) over all workers taking part; the identity in a single process."
     return _REDUCERS[-1](maxima, 'max') if _REDUCERS else maxima
 
-# %% ../nbs/00_core.ipynb #978c8497
 def check_single_process(name: str, # the measure's name, for the message
                         ):
     "Refuse to run a measure whose loops do not reduce across processes while data are sharded (no silent shard-local value)."
     if _REDUCERS: raise NotImplementedError(f"{name} does not combine partial results across processes (it is not built from "
                                             "sums and maxima over samples); call it on the full data in one process")
 
-# %% ../nbs/00_core.ipynb #9c0c1610
+# %% ../nbs/00_core.ipynb #75dc0b10
 def _add(a, b): return {k: a[k] + b[k] for k in a} if isinstance(a, dict) else a + b
 
-# %% ../nbs/00_core.ipynb #75dc0b10
 _TOKENS = contextvars.ContextVar('flatness_nb_tokens', default=False)   # inside a pass whose samples are tokens
 
 @contextlib.contextmanager
@@ -878,11 +879,10 @@ def flatten_params(params: dict[str, Tensor], # tensors by name (e.g. parameters
     def unflatten(v): return {k: t.reshape(tuple(v.shape[:-1]) + tuple(s)) for k, t, s in zip(names, v.split(sizes, -1), shapes)}
     return torch.cat([p.reshape(-1) for p in params.values()]), unflatten
 
-# %% ../nbs/00_core.ipynb #68c5eced
+# %% ../nbs/00_core.ipynb #34410640
 _CLASS_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss, nn.MultiMarginLoss)
 _CLASS_FNS = (F.cross_entropy, F.nll_loss, F.multi_margin_loss)
 
-# %% ../nbs/00_core.ipynb #34410640
 def _loss_option(loss_fn, key, default=None):
     "An option of a loss module or of a functools.partial of a loss function (e.g. weight, reduction, ignore_index)."
     if isinstance(loss_fn, nn.Module): return getattr(loss_fn, key, default)
