@@ -9,8 +9,9 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, vmap
-from .core import (all_finite, check_eval, first_loss_check, flatten_params,
-                              model_device_dtype, per_sample_losses, sample_mean)
+from .core import (all_finite, check_eval, check_positive_int, first_loss_check,
+                              flatten_params, model_device_dtype, per_sample_losses,
+                              sample_mean)
 from .testing import generator
 from operator import attrgetter
 
@@ -287,11 +288,7 @@ class Landscape:
     chunk: int               # grid points per vmapped call (1: a plain loop)
     seconds: float = 0.      # wall time of the evaluation
 
-def _check_chunk(chunk):
-    bad = isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1
-    if chunk is not None and bad:
-        raise ValueError(f"chunk must be a positive integer or None, got {chunk!r}")
-
+# %% ../nbs/16_landscape.ipynb #9a9daa9b
 def landscape(model: nn.Module, # the network, in eval mode
               data, # (X, y) tensors or an iterable of (x, y) batches
               dirs, # `Directions`, a dict of tensors (1-D) or a list of 1 or 2 dicts
@@ -305,7 +302,7 @@ def landscape(model: nn.Module, # the network, in eval mode
     "E_emp(θ* + Σ_k c_k d_k) at every point c of a 1-D or 2-D grid (one data pass)."
     d = check_directions(model, dirs)
     coords, C = grid_points(grid, len(d))
-    _check_chunk(chunk)
+    check_positive_int('chunk', chunk, allow_none=True)
     dev, dt = model_device_dtype(model); C = C.to(dev, dt)
     p0 = {n: v.detach() for n, v in model.named_parameters()}
     D = {n: torch.stack([ax[n] for ax in d.axes]) for n in p0
@@ -365,6 +362,7 @@ def _checkpoint_vector(c, i, names, p0):
     if not all_finite(v): raise ValueError(f"checkpoint {i} contains NaN or inf")
     return v
 
+# %% ../nbs/16_landscape.ipynb #d010034c
 def _pca_axes(model, checkpoints, names, k):
     "Top-k principal axes of the checkpoints minus the final weights, and the path."
     dev, dt = model_device_dtype(model)
@@ -399,8 +397,7 @@ def directions(model: nn.Module, # the network (in eval mode for kind='eigen')
               ) -> Directions:
     "k directions through the model's weights for a loss landscape, as `Directions`."
     if kind not in KINDS: raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    check_positive_int('k', k)
     if norm == 'auto': norm = 'filter' if kind == 'random' else None
     if kind != 'random' and norm is not None: raise ValueError(
         f"norm={norm!r} applies to random directions only; {kind} directions are "
