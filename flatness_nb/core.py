@@ -21,11 +21,11 @@ __all__ = ['LAYER_ADAPTERS', 'EXPLICIT_ONLY', 'HALF_AS', 'CHECK_SAMPLES', 'ROUTE
            'linear_layers', 'get_layer', 'all_finite', 'check_eval', 'model_device_dtype', 'Inputs',
            'check_positive_int', 'iter_batches', 'count_samples', 'exact_attention', 'model_output', 'call', 'fcall',
            'vmap_over_samples', 'SelectOutput', 'strip_prefix', 'mha_modules', 'takes_model', 'check_forward',
-           'check_untied', 'LayerSplit', 'check_single_use', 'custom_functions', 'check_second_order', 'unfold_patches',
-           'reduce_sums', 'reduce_max', 'check_single_process', 'token_scope', 'sample_mean', 'Estimate',
-           'flatten_params', 'is_token_loss', 'token_count', 'check_labels', 'sample_loss', 'per_sample_losses',
-           'check_loss', 'first_loss_check', 'empirical_risk', 'perturbed_risks', 'is_operator', 'operator_info',
-           'as_matvec']
+           'check_untied', 'capture', 'LayerSplit', 'check_single_use', 'custom_functions', 'check_second_order',
+           'unfold_patches', 'reduce_sums', 'reduce_max', 'check_single_process', 'token_scope', 'sample_mean',
+           'Estimate', 'flatten_params', 'is_token_loss', 'token_count', 'check_labels', 'sample_loss',
+           'per_sample_losses', 'check_loss', 'first_loss_check', 'empirical_risk', 'perturbed_risks', 'is_operator',
+           'operator_info', 'as_matvec']
 
 # %% ../nbs/00_core.ipynb #6563e66e
 class UnsupportedLayerError(ValueError):
@@ -672,6 +672,26 @@ def check_untied(model: nn.Module, # the network
                              "untie it (assign an nn.Parameter copy) to measure the layer alone, or use hutchinson_trace or "
                              f"dense_hessian with params=[{uses[0]!r}] for the shared tensor")
 
+# %% ../nbs/00_core.ipynb #169eb4a3
+def capture(model: nn.Module, # the network
+            modules: dict[str, nn.Module], # the modules to watch, by name
+            x, # a batch of inputs: a tensor or `Inputs`
+            edit: Callable | None = None, # edit(name, inputs, output) → the output the rest of the network sees (None: as is)
+           ) -> tuple[dict[str, list], object]:
+    "One forward pass with hooks on `modules`: each module's calls as (inputs, output) in order, and the model's output."
+    calls = {n: [] for n in modules}
+    def hook(name):
+        def h(mod, inp, out):
+            calls[name].append((inp, out))
+            return None if edit is None else edit(name, inp, out)
+        return h
+    hs = [m.register_forward_hook(hook(n)) for n, m in modules.items()]
+    try:
+        with exact_attention(): out = call(model, x)
+    finally:
+        for h in hs: h.remove()
+    return calls, out
+
 # %% ../nbs/00_core.ipynb #5ab17fca
 class LayerSplit:
     "A model split at one linear layer: f(x) = g(w φ(x) + b)."
@@ -701,14 +721,8 @@ class LayerSplit:
 @patch
 def _run(self: LayerSplit, x, hook):
     "Run the model on `x` with `hook` on the layer; check the layer ran once and the output is a tensor."
-    calls = []
-    def h(mod, inp, out):
-        calls.append(1)
-        return hook(inp[0], out)
-    handle = self.layer.register_forward_hook(h)
-    try:
-        with exact_attention(): out = call(self.model, x)
-    finally: handle.remove()
+    calls, out = capture(self.model, {self.name: self.layer}, x, lambda n, inp, o: hook(inp[0], o))
+    calls = calls[self.name]
     if len(calls) == 0 and isinstance(self.layer, _PackedInProjection):
         raise UnsupportedLayerError(
             f"layer {self.name!r} is the packed input projection of an nn.MultiheadAttention called as cross-attention (query "
