@@ -90,3 +90,11 @@ def test_transformer_encoder_layer_self_attention():
     enc = enc.double().eval(); data = _data()
     c = layer_curvature(enc, '2.self_attn.in_proj', data, want=('trace',))
     assert rel_err(c.trace, _plain_hessian(enc, '2.self_attn.in_proj_weight', data).trace().item()) <= TOL
+
+def test_names_captured_outside_a_measure_still_act():
+    "An operator resolves 'att.in_proj_weight' outside the context and multiplies inside it: the owner's name must still act."
+    from flatness_nb.operators import HessianOperator
+    model, data = _SelfAttn().double().eval(), _data()
+    op = HessianOperator(model, data); assert 'att.in_proj_weight' in op.names
+    H, V = dense_hessian(model, data), torch.randn(op.shape[0], 3)
+    assert rel_err(op @ V, H @ V) <= TOL
