@@ -9,8 +9,8 @@ import itertools
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import patch
-from .core import (all_finite, check_positive_int, check_second_order, first_loss_check,
-                              flatten_params, mha_modules,
+from .core import (all_finite, check_positive_int, check_second_order,
+                              first_loss_check, flatten_params, mha_modules,
                               sample_mean, unwrap_model)
 from .hessian import (HVP_CHUNK, _hvp_batch, _hvp_chunk, _loss_of_params,
                                  _named_params)
@@ -84,8 +84,9 @@ def _pass(self: CurvatureOperator, M: Tensor) -> Tensor:
     "Rows of M (k, N) times the operator, one pass over the data."
     V = self._unflat(M)
     first = None if self._checked else first_loss_check(self.model, self.loss_fn)
-    with torch.no_grad(), mha_modules(self.model):   # attention's out_proj as a module
-        out = sample_mean(self.model, self.data, self._batch(V), self.batch_size, first,
+    fn = self._batch(V)        # outside mha_modules: the model's own parameter names
+    with torch.no_grad(), mha_modules(self.model):   # attention's projections as modules
+        out = sample_mean(self.model, self.data, fn, self.batch_size, first,
                           loss_fn=self.loss_fn)
     self._checked = True; self.passes += 1; self.matvecs += len(M)
     return torch.cat([out[k].reshape(len(M), -1) for k in self.names], 1)
@@ -273,5 +274,6 @@ def to_scipy(self: CurvatureOperator):
                           dtype=dt)
 
 # %% ../nbs/14_operators.ipynb #519b1aaa
-# defined in 00_core, so that the estimators of 01_hessian and 01b_estimators take operators too
+# defined in 00_core, so that the estimators of 01_hessian and 01b_estimators take
+# operators too
 from .core import _scipy_op, as_matvec, is_operator, operator_info

@@ -83,3 +83,28 @@ def test_one_at_a_time(setting, reuse):
     op = HessianOperator(m, d, batch_size=8, reuse_graph=reuse, batched=False)
     assert rel_err(op @ V, ref) < 1e-12 and rel_err(op @ V, ref) < 1e-12
     assert op.block('3').batched is False
+
+
+class _Att(nn.Module):
+    "Self-attention then a head: every measure runs the attention's projections as modules (core.mha_modules)."
+    def __init__(self):
+        super().__init__()
+        self.att, self.head = nn.MultiheadAttention(4, 1, batch_first=True), nn.Linear(4, 3)
+    def forward(self, x): return self.head(self.att(x, x, x, need_weights=False)[0].mean(1))
+
+
+@pytest.mark.parametrize('kind', [HessianOperator, ResidualOperator])
+def test_attention_dense(kind):
+    "The packed input projection is measured under the model's own names (a regression: it once got no gradient)."
+    torch.manual_seed(0)
+    m = _Att().double().eval()
+    d = (torch.randn(12, 5, 4, dtype=torch.float64), torch.randint(0, 3, (12,)))
+    op = kind(m, d)
+    assert op.names[:2] == ['att.in_proj_weight', 'att.in_proj_bias']
+    M = op @ torch.eye(op.shape[0], dtype=torch.float64)
+    H = dense_hessian(m, d)
+    if kind is HessianOperator: assert rel_err(M, H) < 1e-10
+    else: assert rel_err(M, H - GGNOperator(m, d) @ torch.eye(op.shape[0], dtype=torch.float64)) < 1e-10
+    blk = HessianOperator(m, d, params='att.in_proj_weight')
+    i = slice(0, blk.shape[0])
+    assert rel_err(blk @ torch.eye(blk.shape[0], dtype=torch.float64), H[i, i]) < 1e-10
