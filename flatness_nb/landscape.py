@@ -9,8 +9,8 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, vmap
-from .core import (all_finite, check_eval, check_positive_int, first_loss_check,
-                              flatten_params, model_device_dtype, per_sample_losses,
+from .core import (all_finite, check_eval, check_positive_int,
+                              first_loss_check, flatten_params, model_device_dtype, per_sample_losses,
                               sample_mean)
 from .testing import generator
 from operator import attrgetter
@@ -49,6 +49,7 @@ def _scale(d, w, mode):
     s = torch.where(dn > 0, wn / dn.clamp_min(torch.finfo(d.dtype).tiny), 0 * dn)
     return (_rows(d) * s[:, None]).reshape(d.shape) if mode == 'filter' else d * s[0]
 
+# %% ../nbs/16_landscape.ipynb #eb524ef7
 def normalize_direction(d: dict[str, Tensor], # raw direction by parameter name
                         params: dict[str, Tensor], # the weights θ, by the same names
                         norm: str | None = 'filter', # filter, layer, element or None
@@ -112,6 +113,7 @@ def _check_axis(i, ax, p0):
     if all(v.count_nonzero() == 0 for v in ax.values()):
         raise ValueError(f"direction {i} is zero everywhere: the landscape is a point")
 
+# %% ../nbs/16_landscape.ipynb #afeaa57d
 def check_directions(model: nn.Module, # the network
                      dirs, # Directions, a dict of tensors (one axis) or a list of them
                     ) -> Directions:
@@ -143,6 +145,7 @@ def _axis(a, what):
     if not torch.isfinite(t).all(): raise ValueError(f"{what} contains NaN or inf")
     return t
 
+# %% ../nbs/16_landscape.ipynb #06c1267f
 def grid_points(grid, # 1-D: coordinates; 2-D: a pair (xs, ys), or one sequence for both
                 k: int, # number of directions (1 or 2)
                ) -> tuple[list[Tensor], Tensor]:
@@ -178,6 +181,7 @@ def forward_bytes(model: nn.Module, # the network
         for h in hs: h.remove()
     return max(tot[0], x.numel() * x.element_size())
 
+# %% ../nbs/16_landscape.ipynb #ef4bd4b7
 def grid_chunk(model: nn.Module, # the network
                x: Tensor, # the first batch of inputs
                points: int, # number of grid points
@@ -212,6 +216,7 @@ def input_layers(model: nn.Module, # the network
         for h in hs: h.remove()
     return [n for n in mods if calls.get(n) == 1 and free[n]]
 
+# %% ../nbs/16_landscape.ipynb #0c62857b
 class _Stop(Exception): pass
 
 def _inputs(model, x, names):
@@ -229,6 +234,7 @@ def _inputs(model, x, names):
         for h in hs: h.remove()
     return got
 
+# %% ../nbs/16_landscape.ipynb #eb0a7869
 def first_layer_terms(model: nn.Module, # the network
                       x: Tensor, # a batch of inputs
                       names: Sequence[str], # layers from `input_layers`
@@ -266,6 +272,7 @@ def _point_fn(model, p0, D, loss_fn, acc):
         return per_sample_losses(loss_fn, out, y).sum(), correct
     return f
 
+# %% ../nbs/16_landscape.ipynb #f02eeb7f
 def _grid_sums(f, C, x, y, chunk, terms):
     "Σ losses and # correct of one batch at every grid point: a loop (chunk 1) or vmap."
     if chunk == 1: parts = [torch.stack([torch.stack(f(c, x, y, terms))]) for c in C]
@@ -449,6 +456,7 @@ def _contour(self, ax, X, Y, Z, levels):
     ax.plot([0], [0], '*', color='k', ms=9, label=r'$\theta^*$')
     ax.legend(loc='best')
 
+# %% ../nbs/16_landscape.ipynb #8b08bf8d
 @patch
 def plot(self: Landscape,
          kind: str = 'both', # 2-D: 'contour', 'surface' or 'both'
@@ -484,7 +492,7 @@ def plot(self: Landscape,
 
 # %% ../nbs/16_landscape.ipynb #aaba473b
 def add_landscape_parser(sub, # the subparsers of a parser (`add_subparsers()`)
-                         cli, # the CLI's module, handed in by it (this chapter never imports it)
+                         cli, # the CLI's module, handed in by it (never imported here)
                          parents: Sequence = (), # parsers of options all commands share
                         ) -> argparse.ArgumentParser:
     "Add the `landscape` command to `sub` and return its parser."
@@ -530,13 +538,14 @@ def _grid_range(a, dirs, cli):
     m = 1.2 * max(tr.abs().max().item(), 1e-12)
     return -m, m
 
+# %% ../nbs/16_landscape.ipynb #3df80bda
 def cmd_landscape(a, # the parsed arguments
-                  cli, # the CLI's module, handed in by it (this chapter never imports it)
+                  cli, # the CLI's module, handed in by it (never imported here)
                  ):
     "`flatness-nb landscape`: a saved model's loss landscape as JSON and PNG."
     (CLIError, LOSSES, check_device, check_file, check_out, load_data,
-     load_model) = attrgetter('CLIError', 'LOSSES', 'check_device', 'check_file', 'check_out',
-                              'load_data', 'load_model')(cli)
+     load_model) = attrgetter('CLIError', 'LOSSES', 'check_device', 'check_file',
+                              'check_out', 'load_data', 'load_model')(cli)
     dev = check_device(a.device); check_out(a.out)
     if (a.kind == 'pca') != bool(a.checkpoint): raise CLIError(
         "--checkpoint files (dims + 1 or more) are needed by --kind pca, only there")
@@ -578,6 +587,7 @@ def _clock(f, sync):
     sync(); w, c = time.perf_counter(), time.process_time(); f(); sync()
     return time.perf_counter() - w, time.process_time() - c
 
+# %% ../nbs/16_landscape.ipynb #db84badb
 def grid_point_cost(model: nn.Module, # the network, in eval mode
                     batches: list, # the data as (x, y) batches on the model's device
                     rows: int = 51, # rows of the size × size grid evaluated
