@@ -31,22 +31,16 @@ PENALTY_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 def _resolve(model, layers):
     "[(name, module)] for one layer or a list of them, each of a supported type."
-    if isinstance(layers, (str, nn.Module)):
-        layers = [layers]
+    if isinstance(layers, (str, nn.Module)): layers = [layers]
     out = []
     for l in layers:
         name, mod = get_layer(model, l)
-        if not isinstance(mod, PENALTY_TYPES) or (
-            isinstance(mod, (nn.Conv1d, nn.Conv2d)) and mod.groups != 1
-        ):
-            raise ValueError(
-                f"layer {name!r} is a {type(mod).__name__}: the penalty supports "
-                "nn.Linear and nn.Conv1d/"
-                "nn.Conv2d with groups=1"
-            )
+        grouped = isinstance(mod, (nn.Conv1d, nn.Conv2d)) and mod.groups != 1
+        if not isinstance(mod, PENALTY_TYPES) or grouped:
+            raise ValueError(f"layer {name!r} is a {type(mod).__name__}: the penalty "
+                             "supports nn.Linear and nn.Conv1d/nn.Conv2d with groups=1")
         out.append((name, mod))
-    if not out:
-        raise ValueError("layers is empty: name at least one layer to penalise")
+    if not out: raise ValueError("layers is empty: name at least one layer to penalise")
     return out
 
 # %% ../nbs/17_training.ipynb #80900fcb
@@ -361,22 +355,19 @@ class FlatTrainer:
 @patch
 def _ctx(self: FlatTrainer):
     "The forward passes' autocast context (mixed precision), or none."
-    return (
-        torch.autocast(**self.autocast) if self.autocast else contextlib.nullcontext()
-    )
+    if not self.autocast: return contextlib.nullcontext()
+    return torch.autocast(**self.autocast)
 
 @patch
 def _scale(self: FlatTrainer, t):
+    "The loss scaled by the GradScaler (mixed precision), or as it is."
     return self.scaler.scale(t) if self.scaler is not None else t
 
 @patch
 def _no_sync(self: FlatTrainer):
     "DDP: no all-reduce in the ascent pass (each replica uses its own gradient)."
-    return (
-        self.model.no_sync()
-        if isinstance(self.model, nn.parallel.DistributedDataParallel)
-        else contextlib.nullcontext()
-    )
+    ddp = isinstance(self.model, nn.parallel.DistributedDataParallel)
+    return self.model.no_sync() if ddp else contextlib.nullcontext()
 
 # %% ../nbs/17_training.ipynb #15332cc1
 @patch
@@ -385,21 +376,15 @@ def _objective(self: FlatTrainer, x, y, penalty: bool):
     if not (penalty and self.lam > 0):
         return self.loss_fn(self.model(x), y), None
     if self.method == "fam":
-        return self.loss_fn(self.model(x), y), fam_authors(
-            self.net, self.layers, (x, y), self.loss_fn
-        )
-    mods = [
-        get_layer(self.net, l)[1]
-        for l in (
-            [self.layers] if isinstance(self.layers, (str, nn.Module)) else self.layers
-        )
-    ]
+        return (self.loss_fn(self.model(x), y),
+                fam_authors(self.net, self.layers, (x, y), self.loss_fn))
+    lays = [self.layers] if isinstance(self.layers, (str, nn.Module)) else self.layers
+    mods = [get_layer(self.net, l)[1] for l in lays]
     if not self._checked:
         check_penalty_route(self.net, mods, x, self.route)
         self._checked = True
-    return loss_and_penalty(
-        self.model, mods, (x, y), self.loss_fn, self.normalized, self.route, check=False
-    )
+    return loss_and_penalty(self.model, mods, (x, y), self.loss_fn, self.normalized,
+                            self.route, check=False)
 
 # %% ../nbs/17_training.ipynb #6dba73d2
 @patch
@@ -430,7 +415,7 @@ def _perturbation(self: FlatTrainer, grads):
 # %% ../nbs/17_training.ipynb #64f41a01
 @patch
 def _finish(self: FlatTrainer, loss, kappa):
-    "Unscale once (mixed precision), clip the final gradient, step the base optimiser; kappa is None where the method has none."
+    "Unscale once (mixed precision), clip, step; kappa is None where none was computed."
     if self.scaler is not None:
         self.scaler.unscale_(self.opt)
     if self.clip is not None:
@@ -453,12 +438,10 @@ def _first_pass(self: FlatTrainer, x, y, pen: bool):
             self._scale(loss).backward()
             g, pg = [p.grad for p in self.params], None
         else:
-            g = torch.autograd.grad(
-                self._scale(loss), self.params, retain_graph=True, allow_unused=True
-            )
-            pg = torch.autograd.grad(
-                self._scale(self.lam * kap), self.params, allow_unused=True
-            )
+            g = torch.autograd.grad(self._scale(loss), self.params, retain_graph=True,
+                                    allow_unused=True)
+            pg = torch.autograd.grad(self._scale(self.lam * kap), self.params,
+                                     allow_unused=True)
     return loss, kap, g, pg
 
 # %% ../nbs/17_training.ipynb #f5f07dcf
@@ -505,15 +488,13 @@ def step(self: FlatTrainer, batch: tuple[Tensor, Tensor]) -> dict:  # (x, y)
     self.opt.zero_grad(set_to_none=True)
     pen = self.method in ("flat", "sam+flat", "fam")
     if self.method in ("base", "flat", "fam"):
-        with self._ctx():
-            loss, kap = self._objective(x, y, pen)
+        with self._ctx(): loss, kap = self._objective(x, y, pen)
         self._scale(loss if kap is None else loss + self.lam * kap).backward()
         return self._finish(loss, kap)
     rng = _rng_state(x.device)
     loss, kap, g, pg = self._first_pass(x, y, pen)
     self._second_pass(x, y, self._perturbation(g), rng)
-    if pg is not None:
-        self._add_penalty_grad(pg)
+    if pg is not None: self._add_penalty_grad(pg)
     return self._finish(loss, kap)
 
 # %% ../nbs/17_training.ipynb #0038e5dc
@@ -527,15 +508,11 @@ def _fam_neuronwise(L, W, hessian="autograd_fast"):
     if hessian == "autograd":
         H = H.permute(1, 0, 2, 3)  # their loop's layout (m, d, d, m)
     if H.shape[1] < d:
-        raise ValueError(
-            f"their loop reads H[:, j, i, :] for j < {d} on an axis of "
-            f"length {H.shape[1]} "
-            "(an IndexError in their code): the layer must have d ≤ m"
-        )
+        raise ValueError(f"their loop reads H[:, j, i, :] for j < {d} on an axis of "
+                         f"length {H.shape[1]} (an IndexError in their code): the "
+                         "layer must have d ≤ m")
     r = min(H.shape[0], H.shape[3])  # torch.trace of a non-square slice
-    C = (
-        torch.diagonal(H[:r, :d, :, :r], dim1=0, dim2=3).sum(-1).T
-    )  # C[i, j] = trace(H[:, j, i, :])
+    C = torch.diagonal(H[:r, :d, :, :r], dim1=0, dim2=3).sum(-1).T  # tr H[:, j, i, :]
     return ((W @ W.T) * C).sum() / m
 
 # %% ../nbs/17_training.ipynb #1964b679
@@ -660,14 +637,10 @@ def flatness_log(
     with _eval_mode(model):
         tr = network_hessian_trace(model, data, loss_fn)
         c = compression_measures(model, data)
-        return dict(
-            kappa=relative_flatness(model, layer, data, loss_fn),
-            trace=float(tr.value),
-            trace_se=float(tr.stderr),
-            lambda_max=lambda_max(model, data, loss_fn, iters=lanczos_iters),
-            mls=c.mls,
-            nmls=c.nmls,
-        )
+        return dict(kappa=relative_flatness(model, layer, data, loss_fn),
+                    trace=float(tr.value), trace_se=float(tr.stderr),
+                    lambda_max=lambda_max(model, data, loss_fn, iters=lanczos_iters),
+                    mls=c.mls, nmls=c.nmls)
 
 # %% ../nbs/17_training.ipynb #49b12f56
 def accuracy(
@@ -726,7 +699,7 @@ def write_curves(
 
 # %% ../nbs/17_training.ipynb #3cc704a5
 def _epoch(tr, train, perm, batch_size, now, spent, time_budget):
-    "One epoch's steps in `perm` order: (losses, step time), up to inf/NaN or the budget."
+    "One epoch's steps in `perm` order: (losses, step time), to inf/NaN or the budget."
     losses = []
     for i in range(0, len(perm), batch_size):
         t = now()
