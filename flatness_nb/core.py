@@ -677,6 +677,7 @@ def capture(model: nn.Module, # the network
             modules: dict[str, nn.Module], # the modules to watch, by name
             x, # a batch of inputs: a tensor or `Inputs`
             edit: Callable | None = None, # edit(name, inputs, output) → the output the rest of the network sees (None: as is)
+            before: Sequence[tuple[nn.Module, Callable]] = (), # (module, forward hook) pairs that run before the watchers
            ) -> tuple[dict[str, list], object]:
     "One forward pass with hooks on `modules`: each module's calls as (inputs, output) in order, and the model's output."
     calls = {n: [] for n in modules}
@@ -685,7 +686,8 @@ def capture(model: nn.Module, # the network
             calls[name].append((inp, out))
             return None if edit is None else edit(name, inp, out)
         return h
-    hs = [m.register_forward_hook(hook(n)) for n, m in modules.items()]
+    hs = [m.register_forward_hook(h) for m, h in before]   # registered first, so they run first
+    hs += [m.register_forward_hook(hook(n)) for n, m in modules.items()]
     try:
         with exact_attention(): out = call(model, x)
     finally:

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad, jvp, vjp, vmap
-from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, call, fcall, takes_model, _check_output, _functional_linears, all_finite, check_labels, check_second_order, exact_attention,
+from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, call, capture, fcall, takes_model, _check_output, _functional_linears, all_finite, check_labels, check_second_order, exact_attention,
                               find_adapter, first_loss_check, linear_layers, model_device_dtype, param_name, sample_loss, sample_mean)
 
 # %% auto #0
@@ -259,18 +259,12 @@ def module_sums(mod: nn.Module, # a module with parameters of its own, linear in
 def _record(model, mods, x):
     "One forward pass with graph: each module's input (a detached copy) and output z_m (kept in the graph), and the output."
     rec = {}
-    def hook(name):
-        def h(mod, inp, out):
-            z = out if out.requires_grad else out.detach().requires_grad_()
-            rec.setdefault(name, []).append((inp[0].detach().clone(), z))
-            return z.clone()                             # downstream in-place ops work on a copy and leave z intact
-        return h
-    hs = [m.register_forward_hook(_eval_bn_affine) for m in model.modules() if _is_eval_bn(m)]   # first: the recorder sees x·a + c
-    hs += [m.register_forward_hook(hook(n)) for n, m in mods.items()]
-    try:
-        with torch.enable_grad(), exact_attention(): out = call(model, x)
-    finally:
-        for h in hs: h.remove()
+    def keep(name, inp, out):
+        z = out if out.requires_grad else out.detach().requires_grad_()
+        rec.setdefault(name, []).append((inp[0].detach().clone(), z))
+        return z.clone()                                 # downstream in-place ops work on a copy and leave z intact
+    bns = [(m, _eval_bn_affine) for m in model.modules() if _is_eval_bn(m)]   # first: the recorder sees x·a + c
+    with torch.enable_grad(): out = capture(model, mods, x, keep, before=bns)[1]
     return rec, out
 
 # %% ../nbs/01a_sweep.ipynb #194d8035
@@ -333,16 +327,8 @@ def _candidates(model, layers):
 # %% ../nbs/01a_sweep.ipynb #509184a4
 def _calls(model, mods, x):
     "How many times each module runs in one forward pass; each module's positional inputs and output on its first call."
-    n, io = {k: 0 for k in mods}, {}
-    def hook(name):
-        def h(mod, i, out): n[name] += 1; io.setdefault(name, (i, out))
-        return h
-    hs = [m.register_forward_hook(hook(k)) for k, m in mods.items()]
-    try:
-        with torch.no_grad(), exact_attention(): call(model, x)
-    finally:
-        for h in hs: h.remove()
-    return n, io
+    with torch.no_grad(): calls = capture(model, mods, x)[0]
+    return {k: len(v) for k, v in calls.items()}, {k: v[0] for k, v in calls.items() if v}
 
 # %% ../nbs/01a_sweep.ipynb #13b4967b
 def _randn(shape, gen, like): return torch.randn(shape, generator=gen, dtype=like.dtype, device=like.device)
@@ -361,23 +347,15 @@ def _offset_curvature(model, mods, x, gen, what="the sweep's piecewise-linearity
     "The one zero-curvature check (the sweep's plan and the one-layer route): ∂²_t ⟨c, f(x)⟩ when every output z_m of `mods` is shifted by t·u_m (random c, u): exactly 0 iff only piecewise-linear ops follow."
     with torch.no_grad(), exact_attention(): out = call(model, x)
     c, u = _randn(out.shape, gen, out), {}
-    def F_(t):
-        def hook(name):
-            def h(mod, i, o):
-                if name not in u: u[name] = _randn(o.shape, gen, o)
-                return o + t * u[name]
-            return h
-        hs = [m.register_forward_hook(hook(k)) for k, m in mods.items()]
-        try:
-            with exact_attention(): return (call(model, x) * c).sum()
-        finally:
-            for h in hs: h.remove()
+    def shift(name, i, o):
+        if name not in u: u[name] = _randn(o.shape, gen, o)
+        return o + t * u[name]
     t = torch.zeros((), dtype=out.dtype, device=out.device, requires_grad=True)
     flags = [(p, p.requires_grad) for p in model.parameters()]
     try:                                                # the graph starts at t: what runs before the modules is not on it
         for p, _ in flags: p.requires_grad_(False)
         with torch.enable_grad():                       # reverse over reverse
-            f = F_(t)
+            f = (capture(model, mods, x, shift)[1] * c).sum()
             if not f.requires_grad: return 0.0          # no module ran (or none reaches the output)
             check_second_order(f, what)                 # a custom autograd.Function after the modules could fake the zero
             (g,) = torch.autograd.grad(f, t, create_graph=True, allow_unused=True)
