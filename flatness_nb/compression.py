@@ -4,10 +4,12 @@
 
 # %% ../nbs/06_compression.ipynb #b643f9d8
 from __future__ import annotations
-import math, time, warnings
+import math, time
 from dataclasses import dataclass
 from typing import Callable, Sequence
+import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch import Tensor
 from torch.func import vmap, jacrev, jacfwd, jvp, vjp, functional_call
 from fastcore.basics import patch
@@ -167,6 +169,7 @@ _CONV_F = {1: (F.conv1d, F.conv_transpose1d), 2: (F.conv2d, F.conv_transpose2d),
 
 def conv_operator(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, # the convolution (its bias is ignored: the map is linear)
                   input_shape: Sequence[int], # (C, L), (C, H, W) or (C, D, H, W) of one input
+                  dtype: torch.dtype | None = None, # dtype of the maps (None: the weight's)
                  ) -> tuple[Callable, Callable, tuple]:
     "The convolution as a linear map A on batches of inputs, its adjoint Aᵀ (transposed convolution), and A's output shape."
     nd = conv.weight.dim() - 2 if getattr(conv, 'transposed', None) is False else 0   # nn.ConvNd, not transposed
@@ -177,7 +180,7 @@ def conv_operator(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, # the convolution (it
     if isinstance(conv.padding, str) or conv.padding_mode != 'zeros':
         raise UnsupportedLayerError(f"conv_operator needs numeric zero padding, got padding={conv.padding!r}, "
                                     f"padding_mode={conv.padding_mode!r}")
-    w, st, pd, dl, gr = conv.weight.detach(), conv.stride, conv.padding, conv.dilation, conv.groups
+    w, st, pd, dl, gr = conv.weight.detach().to(dtype or conv.weight.dtype), conv.stride, conv.padding, conv.dilation, conv.groups
     conv_f, convT_f = _CONV_F[nd]
     A = lambda v: conv_f(v, w, None, st, pd, dl, gr)
     out = A(torch.zeros(1, *input_shape, dtype=w.dtype, device=w.device)).shape[1:]
@@ -186,26 +189,38 @@ def conv_operator(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, # the convolution (it
     At = lambda u: convT_f(u, w, None, st, pd, op, gr, dl)
     return A, At, tuple(out)
 
-# %% ../nbs/06_compression.ipynb #0c4e3e94
+# %% ../nbs/06_compression.ipynb #3e9d5c05
+def _conv_gram(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, # the convolution (its bias is ignored)
+               input_shape: Sequence[int], # (C, L), (C, H, W) or (C, D, H, W) of one input
+              ) -> LinearOperator:
+    "AᵀA of the convolution in float64, as a scipy LinearOperator on flattened inputs."
+    A, At, _ = conv_operator(conv, input_shape, torch.float64)
+    dev, n = conv.weight.device, math.prod(input_shape)
+    def mv(v):
+        t = torch.as_tensor(np.asarray(v, dtype=np.float64).reshape(1, *input_shape), device=dev)
+        return At(A(t)).reshape(-1).cpu().numpy()
+    return LinearOperator((n, n), matvec=mv, rmatvec=mv, dtype=np.float64)
+
+
+# %% ../nbs/06_compression.ipynb #aae5c039
 def conv_spectral_norm(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, # the convolution
                        input_shape: Sequence[int], # (C, L), (C, H, W) or (C, D, H, W) of one input
-                       iters: int = 10000, # maximum number of power iterations (a warning if reached)
-                       tol: float = 1e-13, # relative change at which to stop
+                       tol: float = 1e-12, # relative accuracy of λ_max(AᵀA) (ARPACK's tol)
+                       maxiter: int | None = None, # most Lanczos restarts (None: ARPACK's 10·n)
                        seed: int = 0, # seed of the start vector
                       ) -> float:
-    "‖A‖₂ of the convolution as a linear map on images of `input_shape`, by power iteration on AᵀA."
-    A, At, _ = conv_operator(conv, input_shape)
-    w = conv.weight
-    v = torch.randn(1, *input_shape, generator=torch.Generator(device=w.device).manual_seed(seed), dtype=w.dtype, device=w.device)
-    v, s = v / v.norm(), 0.0
-    for _ in range(iters):
-        u = A(v); s_new = u.norm().item()
-        g = At(u); v = g / g.norm().clamp_min(1e-300)
-        if abs(s_new - s) <= tol * s_new: s = s_new; break
-        s, ds = s_new, abs(s_new - s) / s_new
-    else: warnings.warn(f"conv_spectral_norm: no convergence in {iters} power iterations (last relative change {ds:.1e} > "
-                        f"tol={tol}): the top singular values nearly coincide; raise iters", stacklevel=2)
-    return s
+    "‖A‖₂ of the convolution on inputs of `input_shape`: √λ_max(AᵀA) by Lanczos (ARPACK), in float64."
+    G = _conv_gram(conv, input_shape); n = G.shape[0]
+    if not torch.isfinite(conv.weight).all():
+        raise ValueError("conv_spectral_norm: the convolution's weight contains NaN or inf; fix the weights first")
+    if n == 1: return math.sqrt(G.matvec(np.ones(1))[0])   # AᵀA is the number ‖A e_1‖²
+    v0 = np.random.default_rng(seed).standard_normal(n)
+    try: lam = eigsh(G, k=1, which='LA', tol=tol, maxiter=maxiter, v0=v0, return_eigenvectors=False)[0]
+    except ArpackNoConvergence:
+        raise RuntimeError(f"conv_spectral_norm: Lanczos on AᵀA did not reach tol={tol} within maxiter={maxiter} "
+                           f"restarts on inputs of shape {tuple(input_shape)}; raise maxiter (or tol)") from None
+    return math.sqrt(max(lam, 0.0))
+
 
 # %% ../nbs/06_compression.ipynb #1fa31f74
 def singular_values(J: Tensor, # batch of Jacobians (B, k, D)
@@ -611,7 +626,7 @@ def operator_norm(self: LinearAdapter, layer, input_shape) -> float:
 # %% ../nbs/06_compression.ipynb #79d36767
 @patch
 def operator_norm(self: ConvAdapter, layer, input_shape) -> float:
-    "Power iteration on AᵀA for the convolution on inputs of `input_shape` (Conv1d/2d/3d)."
+    "Lanczos on AᵀA (`conv_spectral_norm`) for the convolution on inputs of `input_shape` (Conv1d/2d/3d)."
     return conv_spectral_norm(layer, input_shape)
 
 # %% ../nbs/06_compression.ipynb #cdb7174b
