@@ -13,7 +13,7 @@ from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch import Tensor
 from torch.func import vmap, jacrev, jacfwd, jvp, vjp, functional_call
 from fastcore.basics import patch
-from .core import (vmap_over_samples, fcall, takes_model, UnsupportedLayerError, ConvAdapter, EmbeddingAdapter,
+from .core import (capture, vmap_over_samples, fcall, takes_model, UnsupportedLayerError, ConvAdapter, EmbeddingAdapter,
                               LayerAdapter, LayerSplit, LinearAdapter, layer_adapter, supported_layers, check_eval, check_loss, empirical_risk, exact_attention, get_layer, param_name,
                               iter_batches, linear_layers, model_device_dtype, per_sample_losses, perturbed_risks,
                               reduce_max, reduce_sums, sample_mean)
@@ -95,16 +95,11 @@ def layer_inputs(model: nn.Module, # the network, in eval mode
     "Inputs a_{l−1} of the linear layers on a batch, by layer name (each layer must run exactly once)."
     check_eval(model)
     names, mods = _resolve_layers(model, layers)
-    got = {n: [] for n in names}
-    hs = [m.register_forward_pre_hook(lambda mod, inp, n=n: got[n].append(inp[0].detach())) for n, m in zip(names, mods)]
-    try:
-        with torch.no_grad(): model(x)
-    finally:
-        for h in hs: h.remove()
+    with torch.no_grad(): calls, _ = capture(model, dict(zip(names, mods)), x)   # core's one capture
     for n in names:
-        if len(got[n]) != 1: raise ValueError(f"layer {n!r} ran {len(got[n])} times in one forward pass; "
-                                              "its input a_(l-1) is only defined for a layer used exactly once")
-    return {n: got[n][0] for n in names}
+        if len(calls[n]) != 1: raise ValueError(f"layer {n!r} ran {len(calls[n])} times in one forward pass; "
+                                                "its input a_(l-1) is only defined for a layer used exactly once")
+    return {n: calls[n][0][0][0].detach() for n in names}   # calls: [(inputs, output)]; the first input
 
 # %% ../nbs/06_compression.ipynb #f84d0283
 def _shifted(model, mods, x, shifts):
