@@ -585,19 +585,17 @@ def layer_output_jacobians(model: nn.Module, # the network, in eval mode
                            x: Tensor, # batch of inputs
                            layers: Sequence | None = None, # linear layers (modules or names); default all
                           ) -> dict[str, Tensor]:
-    "Per-sample ∂f/∂z_l (B, k, numel z_l) for every linear layer's output z_l, by a zero shift added in a forward hook."
+    "Per-sample ∂f/∂z_l (B, k, numel z_l) for every linear layer's output z_l, by a zero shift added to z_l (core.capture's edit)."
     names, mods = _resolve_layers(model, layers)
-    shapes = {}
-    hs = [m.register_forward_hook(lambda mod, inp, out, n=n: shapes.update({n: out.shape[1:]})) for n, m in zip(names, mods)]
-    try:
-        with torch.no_grad(): model(x[:1])
-    finally:
-        for h in hs: h.remove()
+    watch = dict(zip(names, mods))
+    with torch.no_grad(): calls, _ = capture(model, watch, x[:1])    # core's one capture
+    for n in names:
+        if not calls[n]: raise ValueError(f"layer {n!r} did not run in the model's forward pass; "
+                                          "∂f/∂z is only defined for a layer the model calls")
+    shapes = {n: calls[n][-1][1].shape[1:] for n in names}
     def f(xi, *es):
-        hs = [m.register_forward_hook(lambda mod, inp, out, e=e: out + e.unsqueeze(0)) for m, e in zip(mods, es)]
-        try: return model(xi.unsqueeze(0)).reshape(-1)
-        finally:
-            for h in hs: h.remove()
+        shift = dict(zip(names, es))
+        return capture(model, watch, xi.unsqueeze(0), lambda n, inp, out: out + shift[n].unsqueeze(0))[1].reshape(-1)
     zeros = [torch.zeros((len(x), *shapes[n]), dtype=x.dtype, device=x.device) for n in names]
     Js = vmap(jacrev(f, argnums=tuple(range(1, len(names) + 1))))(x, *zeros)
     return {n: J.reshape(len(x), J.shape[1], -1) for n, J in zip(names, Js)}
