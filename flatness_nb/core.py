@@ -654,23 +654,34 @@ def check_forward(model: nn.Module, # the network, in eval mode
     return a
 
 # %% ../nbs/00_core.ipynb #0702f1c9
+def _param_uses(model):
+    "Every name each parameter of `model` is registered under, by id (a tied tensor has several)."
+    uses = {}
+    for n, q in model.named_parameters(remove_duplicate=False): uses.setdefault(id(q), []).append(n)
+    return uses
+
+def _tie_fault(module, uses, attrs=None):
+    "The one tying check: 'parametrized', or (attr, its names) for the first parameter registered twice, or None."
+    if torch.nn.utils.parametrize.is_parametrized(module): return 'parametrized'
+    ps = module._parameters if attrs is None else {a: getattr(module, a, None) for a in attrs}
+    return next(((a, uses[id(p)]) for a, p in ps.items() if p is not None and len(uses.get(id(p), ())) > 1), None)
+
 def check_untied(model: nn.Module, # the network
                  name: str, # the layer's dotted name
                  layer: nn.Module, # the layer
                 ):
     "Raise if the layer's weight or bias is also registered elsewhere in the model (weight tying)."
-    if torch.nn.utils.parametrize.is_parametrized(layer):
+    fault = _tie_fault(layer, _param_uses(model), ('weight', 'bias'))
+    if fault == 'parametrized':
         raise ValueError(f"layer {name!r} is parametrized (torch.nn.utils.parametrize, e.g. weight_norm or spectral_norm): its weight "
                          "is computed from other parameters inside the forward pass; remove the parametrization first "
                          "(parametrize.remove_parametrizations(layer, 'weight')) to measure the weight it yields")
-    for attr in ('weight', 'bias'):
-        p = getattr(layer, attr, None)
-        uses = [n for n, q in model.named_parameters(remove_duplicate=False) if p is not None and q is p]
-        if len(uses) > 1:
-            raise ValueError(f"layer {name!r} shares its {attr} with {[u for u in uses if u != param_name(name, attr)]} (weight "
-                             "tying): the loss depends on that tensor through more than one use, so f = g(wφ(x)+b) does not hold; "
-                             "untie it (assign an nn.Parameter copy) to measure the layer alone, or use hutchinson_trace or "
-                             f"dense_hessian with params=[{uses[0]!r}] for the shared tensor")
+    if fault:
+        attr, uses = fault
+        raise ValueError(f"layer {name!r} shares its {attr} with {[u for u in uses if u != param_name(name, attr)]} (weight "
+                         "tying): the loss depends on that tensor through more than one use, so f = g(wφ(x)+b) does not hold; "
+                         "untie it (assign an nn.Parameter copy) to measure the layer alone, or use hutchinson_trace or "
+                         f"dense_hessian with params=[{uses[0]!r}] for the shared tensor")
 
 # %% ../nbs/00_core.ipynb #169eb4a3
 def capture(model: nn.Module, # the network
@@ -786,6 +797,14 @@ def head(self: LayerSplit,
     "g: z ↦ model output on `x` with the layer's output replaced by z (transformable by `torch.func`)."
     def g(z): return self._run(x, lambda inp, out: z.clone())   # a copy: in-place ops downstream never write into z
     return g
+
+# %% ../nbs/00_core.ipynb #d5q0a1e2
+class _DetachedSquare(torch.autograd.Function):
+    "x², with a backward autograd cannot differentiate (d²/dx² reads as 0): the trap the engine's checks refuse."
+    @staticmethod
+    def forward(ctx, x): ctx.save_for_backward(x); return x * x
+    @staticmethod
+    def backward(ctx, g): (x,) = ctx.saved_tensors; return 2 * g * x.detach()
 
 # %% ../nbs/00_core.ipynb #b4290b66
 def custom_functions(t: Tensor, # a tensor with a graph (a loss, a model output)

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad, jvp, vjp, vmap
-from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, call, capture, fcall, takes_model, _check_output, _functional_linears, all_finite, check_labels, check_second_order, exact_attention,
+from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, _param_uses, _tie_fault, call, capture, fcall, takes_model, _check_output, _functional_linears, all_finite, check_labels, check_second_order, exact_attention,
                               find_adapter, first_loss_check, linear_layers, model_device_dtype, param_name, sample_loss, sample_mean)
 
 # %% auto #0
@@ -308,16 +308,14 @@ def _own(name, mod): return [param_name(name, k) for k, p in mod._parameters.ite
 
 def _candidates(model, layers):
     "Registered layers and other modules holding parameters, split from those no module call can own (with the reason)."
-    lin, oth, rest, fun = {}, {}, {}, _functional_linears(model)
-    counts = {}
-    for _, p in model.named_parameters(remove_duplicate=False): counts[id(p)] = counts.get(id(p), 0) + 1
+    lin, oth, rest, fun, uses = {}, {}, {}, _functional_linears(model), _param_uses(model)
     for n, m in model.named_modules():
         own = _own(n, m)
         if not own or (layers is not None and n not in layers): continue
-        ad, why = find_adapter(m), None
+        ad, why, tie = find_adapter(m), None, _tie_fault(m, uses)   # the one tying check (core.check_untied's)
         if n in fun: why = f"applied functionally by its nn.MultiheadAttention: no hook sees {n!r} run"
-        elif torch.nn.utils.parametrize.is_parametrized(m): why = "parametrized: its weight is computed inside the forward pass"
-        elif any(counts[id(p)] > 1 for p in m._parameters.values() if p is not None): why = "shared with another module (weight tying)"
+        elif tie == 'parametrized': why = "parametrized: its weight is computed inside the forward pass"
+        elif tie: why = "shared with another module (weight tying)"
         elif ad is not None and ad.refusal(m): why = ad.refusal(m)
         elif ad is None and len(list(m.children())): why = f"held by a {type(m).__name__} outside any submodule call the hooks see"
         if why: rest.update({p: why for p in own})
