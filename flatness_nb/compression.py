@@ -185,37 +185,38 @@ def conv_operator(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, # the convolution (it
     return A, At, tuple(out)
 
 # %% ../nbs/06_compression.ipynb #3e9d5c05
-def _conv_gram(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, # the convolution (its bias is ignored)
-               input_shape: Sequence[int], # (C, L), (C, H, W) or (C, D, H, W) of one input
+def _conv_gram(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, # the convolution (bias ignored)
+               input_shape: Sequence[int], # (C, L), (C, H, W) or (C, D, H, W): one input
               ) -> LinearOperator:
     "AᵀA of the convolution in float64, as a scipy LinearOperator on flattened inputs."
     A, At, _ = conv_operator(conv, input_shape, torch.float64)
     dev, n = conv.weight.device, math.prod(input_shape)
     def mv(v):
-        t = torch.as_tensor(np.asarray(v, dtype=np.float64).reshape(1, *input_shape), device=dev)
-        return At(A(t)).reshape(-1).cpu().numpy()
+        v = np.asarray(v, dtype=np.float64).reshape(1, *input_shape)
+        return At(A(torch.as_tensor(v, device=dev))).reshape(-1).cpu().numpy()
     return LinearOperator((n, n), matvec=mv, rmatvec=mv, dtype=np.float64)
-
 
 # %% ../nbs/06_compression.ipynb #aae5c039
 def conv_spectral_norm(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, # the convolution
-                       input_shape: Sequence[int], # (C, L), (C, H, W) or (C, D, H, W) of one input
-                       tol: float = 1e-12, # relative accuracy of λ_max(AᵀA) (ARPACK's tol)
-                       maxiter: int | None = None, # most Lanczos restarts (None: ARPACK's 10·n)
+                       input_shape: Sequence[int], # (C, L), (C, H, W) or (C, D, H, W)
+                       tol: float = 1e-12, # relative accuracy of λ_max(AᵀA) (ARPACK)
+                       maxiter: int | None = None, # most restarts (None: ARPACK's 10·n)
                        seed: int = 0, # seed of the start vector
                       ) -> float:
-    "‖A‖₂ of the convolution on inputs of `input_shape`: √λ_max(AᵀA) by Lanczos (ARPACK), in float64."
+    "‖A‖₂ of the convolution on inputs of `input_shape`: √λ_max(AᵀA) by Lanczos, float64."
     G = _conv_gram(conv, input_shape); n = G.shape[0]
     if not torch.isfinite(conv.weight).all():
-        raise ValueError("conv_spectral_norm: the convolution's weight contains NaN or inf; fix the weights first")
+        raise ValueError("conv_spectral_norm: the convolution's weight contains NaN or inf; "
+                         "fix the weights first")
     if n == 1: return math.sqrt(G.matvec(np.ones(1))[0])   # AᵀA is the number ‖A e_1‖²
     v0 = np.random.default_rng(seed).standard_normal(n)
-    try: lam = eigsh(G, k=1, which='LA', tol=tol, maxiter=maxiter, v0=v0, return_eigenvectors=False)[0]
+    try: lam = eigsh(G, k=1, which='LA', tol=tol, maxiter=maxiter, v0=v0,
+                     return_eigenvectors=False)[0]
     except ArpackNoConvergence:
-        raise RuntimeError(f"conv_spectral_norm: Lanczos on AᵀA did not reach tol={tol} within maxiter={maxiter} "
-                           f"restarts on inputs of shape {tuple(input_shape)}; raise maxiter (or tol)") from None
+        raise RuntimeError(f"conv_spectral_norm: Lanczos on AᵀA did not reach tol={tol} within "
+                           f"maxiter={maxiter} restarts on inputs of shape {tuple(input_shape)}; "
+                           "raise maxiter (or tol)") from None
     return math.sqrt(max(lam, 0.0))
-
 
 # %% ../nbs/06_compression.ipynb #1fa31f74
 def singular_values(J: Tensor, # batch of Jacobians (B, k, D)
@@ -595,7 +596,8 @@ def layer_output_jacobians(model: nn.Module, # the network, in eval mode
     shapes = {n: calls[n][-1][1].shape[1:] for n in names}
     def f(xi, *es):
         shift = dict(zip(names, es))
-        return capture(model, watch, xi.unsqueeze(0), lambda n, inp, out: out + shift[n].unsqueeze(0))[1].reshape(-1)
+        edit = lambda n, inp, out: out + shift[n].unsqueeze(0)
+        return capture(model, watch, xi.unsqueeze(0), edit)[1].reshape(-1)
     zeros = [torch.zeros((len(x), *shapes[n]), dtype=x.dtype, device=x.device) for n in names]
     Js = vmap(jacrev(f, argnums=tuple(range(1, len(names) + 1))))(x, *zeros)
     return {n: J.reshape(len(x), J.shape[1], -1) for n, J in zip(names, Js)}
