@@ -140,10 +140,18 @@ def _rel_diff(a: float, b: float) -> float:
     d = abs(a - b) / max(abs(b), 1e-300)
     return math.inf if math.isnan(d) else d
 
+# %% ../nbs/10_distributed.ipynb #d1s7lvr0
+def _lvr_applies(model):
+    "True when the LVR bounds apply: each layer's adapter has no outer_step_refusal."
+    from flatness_nb.core import find_adapter, linear_layers
+    import flatness_nb.compression   # noqa: F401 (defines outer_step_refusal)
+    mods = linear_layers(model).values()
+    return not any(find_adapter(m).outer_step_refusal(m) for m in mods)
+
 # %% ../nbs/10_distributed.ipynb #36ce972e
 def _more_measures(model, data):
     "The measures of `measures`, `robustness` and `compression` that reduce across processes."
-    from flatness_nb.core import LinearAdapter, find_adapter, linear_layers
+    from flatness_nb.core import linear_layers
     from flatness_nb.measures import fisher_rao_norm, pac_bayes_flatness
     from flatness_nb.robustness import feature_robustness_mc, haar_orthogonal
     from flatness_nb.compression import (adaptive_sharpness_mc, compression_measures, iimls, lvr_bounds, normalized_mls,
@@ -158,7 +166,7 @@ def _more_measures(model, data):
     out.update(_floats(adaptive_sharpness_mc(model, data, F.cross_entropy, rho=0.1, draws=8), 'adaptive_mc'))
     out.update(_floats(compression_measures(model, data), 'compression'))
     Y = _one_hot(data, 3)
-    if all(isinstance(find_adapter(m), LinearAdapter) for m in linear_layers(model).values()):
+    if _lvr_applies(model):
         out.update(_floats(lvr_bounds(model, Y), 'lvr'))   # includes sharpness_split; maxima and a minimum inside
     else: out.update(_floats(sharpness_split(model, Y, min_probes=32, max_probes=32, probes_per_pass=16), 'split'))
     return out
