@@ -618,7 +618,11 @@ def takes_model(f: Callable, # a measure whose argument `model` is the network
             a['model'] = m = _half_copy(m, a)
             with mha_modules(m):
                 if isinstance(a.get('params'), (list, tuple)): a['params'] = [_packed_name(m, n) for n in a['params']]
-                return f(*b.args, **b.kwargs)
+                if not isinstance(a.get('vecs'), dict): return f(*b.args, **b.kwargs)
+                back = {_packed_name(m, n): n for n in a['vecs']}        # directions by the model's own names, and back
+                a['vecs'] = {_packed_name(m, n): v for n, v in a['vecs'].items()}
+                r = f(*b.args, **b.kwargs)
+                return {back.get(k, k): v for k, v in r.items()} if isinstance(r, dict) else r
         return f(*b.args, **b.kwargs)
     return g
 
@@ -724,6 +728,7 @@ class LayerSplit:
         check_untied(model, self.name, self.layer)
         self.adapter = layer_adapter(self.layer)
         self._checked = forward_checked  # else check_forward runs on the first captured batch
+        self._single_checked = False     # check_single_use runs on the first captured batch, always
 
     @property
     def weight(self) -> Tensor:
@@ -751,25 +756,29 @@ def _run(self: LayerSplit, x, hook):
 def check_single_use(sp, # a LayerSplit
                      x: Tensor, # a few inputs (the property is structural)
                     ):
-    "Raise unless ∂f/∂w comes from the layer's own call alone (a forward that also uses w functionally breaks f = g(wφ+b))."
-    W, name, got = sp.layer.weight, param_name(sp.name), {}
-    def keep(inp, out): got['z'] = out; return out.clone()
-    frozen = not W.requires_grad
+    "Raise unless ∂f/∂w and ∂f/∂b come from the layer's own call alone, its input held fixed (f = g(wφ+b) must hold)."
+    ps = {k: p for k, p in sp.layer.named_parameters(recurse=False)}   # weight, and bias when there is one
+    got, frozen = {}, [p for p in ps.values() if not p.requires_grad]
+    def keep(inp, out): got['phi'], got['z'] = inp, out; return out.clone()
     try:                                     # one forward; autograd's gradient of ⟨c, f⟩ against the one through z alone
-        W.requires_grad_(True)               # a frozen weight is checked too
+        for p in frozen: p.requires_grad_(True)          # a frozen parameter is checked too
         with torch.enable_grad():
             out = sp._run(x, keep)
             c = torch.randn(out.shape, generator=torch.Generator(device=out.device).manual_seed(4321), dtype=out.dtype, device=out.device)
-            g_all, g_z = torch.autograd.grad((out * c).sum(), [W, got['z']], retain_graph=True, allow_unused=True)
-            g_own = torch.autograd.grad(got['z'], W, g_z)[0] if g_z is not None else torch.zeros_like(W)
+            *g_all, g_z = torch.autograd.grad((out * c).sum(), [*ps.values(), got['z']], retain_graph=True, allow_unused=True)
+            z_own = type(sp.layer).forward(sp.layer, got['phi'].detach())   # the own call on a fixed input, no hooks
+            g_own = (torch.autograd.grad(z_own, list(ps.values()), g_z, allow_unused=True) if g_z is not None
+                     else [None] * len(ps))
     finally:
-        if frozen: W.requires_grad_(False)
-    g_all = torch.zeros_like(W) if g_all is None else g_all
-    tol = 10 * torch.finfo(W.dtype).eps ** 0.5 * max(g_all.norm().item(), g_own.norm().item(), 1e-30)
-    if (g_all - g_own).norm().item() > tol:
-        raise ValueError(f"the model uses the weight of layer {sp.name!r} outside the layer's own call (e.g. F.linear(h, "
-                         "layer.weight) in forward, a tied head), so f = g(wφ(x)+b) does not hold; measure it with hutchinson_trace "
-                         f"or dense_hessian with params=[{name!r}], or use a separate parameter")
+        for p in frozen: p.requires_grad_(False)
+    for (k, p), ga, go in zip(ps.items(), g_all, g_own):
+        ga, go = (torch.zeros_like(p) if g is None else g for g in (ga, go))
+        tol = 10 * torch.finfo(p.dtype).eps ** 0.5 * max(ga.norm().item(), go.norm().item(), 1e-30)
+        if (ga - go).norm().item() > tol:
+            raise ValueError(f"the model uses the {k} of layer {sp.name!r} outside the layer's own call (e.g. F.linear(h, "
+                             "layer.weight) in forward, a tied head, the weight also feeding the layer's input), so f = g(wφ(x)+b) "
+                             f"does not hold; measure it with hutchinson_trace or dense_hessian with params=[{param_name(sp.name, k)!r}], "
+                             "or use a separate parameter")
 
 # %% ../nbs/00_core.ipynb #aa390d5b
 @patch
@@ -777,8 +786,8 @@ def capture(self: LayerSplit,
             x: Tensor, # a batch of inputs
            ) -> tuple[Tensor, Tensor, Tensor]:
     "Features φ(x), layer output z and model output for a batch; the output *is* z when the model returns z untouched."
-    first = not self._checked
-    if first: check_forward(self.model, x[:CHECK_SAMPLES]); self._checked = True
+    if not self._checked: check_forward(self.model, x[:CHECK_SAMPLES]); self._checked = True
+    first = not self._single_checked
     got = {}
     def hook(inp, out):                  # the rest of the network gets a copy: in-place ops after the layer leave φ, z intact
         got.update(phi=inp.clone(), z=out, zc=out.clone()); got['v'] = got['zc']._version
@@ -786,7 +795,7 @@ def capture(self: LayerSplit,
     out = self._run(x, hook)
     if not all_finite(out): raise ValueError(f"model output contains NaN or inf on a batch of {len(x)} samples")
     if out is got['zc'] and out._version == got['v']: out = got['z']   # the model returns the layer's output, unmodified
-    if first: check_single_use(self, x[:ROUTE_SAMPLES])   # structural: a few samples tell
+    if first: check_single_use(self, x[:ROUTE_SAMPLES]); self._single_checked = True   # structural: a few samples tell
     return got['phi'], got['z'], out
 
 # %% ../nbs/00_core.ipynb #769414b0

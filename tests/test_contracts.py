@@ -225,3 +225,17 @@ def test_numpy_data_and_empty_params_refused():
     with pytest.raises(TypeError, match="not tensors; convert with torch.as_tensor"): empirical_risk(_mlp(), (X.numpy(), y.numpy()))
     for f in (lambda_max, hutchinson_trace, dense_hessian):
         with pytest.raises(ValueError, match="no parameter names given"): f(_mlp(), (X, y), F.cross_entropy, [])
+
+def test_layer_curvature_refuses_parameters_used_outside_the_call():
+    "The weight feeding the layer's own input, or the bias added again: once silent wrong numbers (0.0089 vs 0.026)."
+    class Before(nn.Module):
+        def __init__(s): super().__init__(); s.fc, s.out = nn.Linear(3, 3), nn.Linear(3, 2)
+        def forward(s, x): return s.out(torch.relu(s.fc(F.linear(x, s.fc.weight))))
+    class BiasReuse(nn.Module):
+        def __init__(s): super().__init__(); s.fc, s.out = nn.Linear(3, 3), nn.Linear(3, 2)
+        def forward(s, x): return s.out(torch.relu(s.fc(x)) + s.fc.bias)
+    g = torch.Generator().manual_seed(0)
+    data = (torch.randn(8, 3, generator=g), torch.randint(0, 2, (8,), generator=g))
+    for M, what in ((Before, 'weight'), (BiasReuse, 'bias')):
+        with pytest.raises(ValueError, match=f"uses the {what} of layer 'fc' outside"):
+            layer_curvature(M().eval(), 'fc', data)
