@@ -129,35 +129,64 @@ def layer_input_jacobians(model: nn.Module, # the network, in eval mode
     return ({n: J.reshape(B, J.shape[1], -1) for n, J in zip(names, Js)},
             {n: acts[n].reshape(B, -1) for n in names})
 
+# %% ../nbs/06_compression.ipynb #b1d7c2e4
+def _torch_operator(apply: Callable, # symmetric linear map on tensors of `shape`
+                    shape: Sequence[int], # shape of the map's input (and output)
+                    dtype: torch.dtype, # dtype the map computes in
+                    device: torch.device | str, # device the map computes on
+                   ) -> LinearOperator:
+    "`apply` as a float64 scipy LinearOperator on flattened numpy vectors."
+    n = math.prod(shape)
+    def mv(v):
+        v = np.asarray(v, dtype=np.float64).reshape(shape)
+        t = torch.as_tensor(v, device=device).to(dtype)
+        return apply(t).detach().reshape(-1).to(torch.float64).cpu().numpy()
+    return LinearOperator((n, n), matvec=mv, rmatvec=mv, dtype=np.float64)
+
+def _lanczos_max(G: LinearOperator, # symmetric positive semi-definite, float64
+                 tol: float, # relative accuracy of λ_max (ARPACK)
+                 maxiter: int | None, # most restarts (None: ARPACK's 10·n)
+                 seed: int, # seed of the start vector
+                 what: str, # the caller and its case, for the error message
+                 knob: str = 'maxiter', # the caller's name for `maxiter`
+                ) -> float:
+    "λ_max(G) by Lanczos (ARPACK eigsh), seeded; raises if it does not converge."
+    n = G.shape[0]
+    if n == 1: return G.matvec(np.ones(1))[0]   # a 1×1 operator is its one entry
+    v0 = np.random.default_rng(seed).standard_normal(n)
+    try: lam = eigsh(G, k=1, which='LA', tol=tol, maxiter=maxiter, v0=v0,
+                     return_eigenvectors=False)[0]
+    except ArpackNoConvergence:
+        raise RuntimeError(f"{what}: Lanczos did not reach tol={tol} within {knob}="
+                           f"{maxiter} restarts; raise {knob} (or tol)") from None
+    return max(lam, 0.0)
+
 # %% ../nbs/06_compression.ipynb #938c3ce3
 @takes_model
 def jacobian_spectral_norms(model: nn.Module, # the network, in eval mode
                             x: Tensor, # batch of inputs
-                            iters: int = 500, # maximum number of power iterations
-                            tol: float = 1e-12, # stop when every sample's estimate changes by less than this (relative)
-                            seed: int = 0, # seed of the start vectors
+                            iters: int | None = None, # most Lanczos restarts per sample
+                            tol: float = 1e-12, # relative accuracy of σ_1² (ARPACK)
+                            seed: int = 0, # seed of the start vector
                            ) -> Tensor:
-    "σ_1(J(x_i)) per sample, by batched power iteration on JᵀJ with JVPs and VJPs (no dense Jacobian)."
+    "σ_1(J(x_i)) per sample: Lanczos on J Jᵀ or JᵀJ (the smaller) by JVPs and VJPs."
     check_eval(model); check_input_derivable(x, 'Jacobian spectral norms')
-    B = len(x)
-    def fwd(X):
-        with exact_attention(): return model(X).reshape(B, -1)   # forward AD through attention
-    _, vjp_fn = vjp(fwd, x)
-    jvp_fn = lambda v: jvp(fwd, (x,), (v,))[1]
-    gen = torch.Generator(device=x.device).manual_seed(seed)
-    v = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
-    nrm = lambda t: t.reshape(B, -1).norm(dim=1).clamp_min(1e-300)
-    v = v / nrm(v).reshape(B, *[1] * (x.dim() - 1))
-    s = torch.zeros(B, dtype=x.dtype, device=x.device)
-    for _ in range(iters):
-        u = jvp_fn(v)
-        s_new = u.norm(dim=1)
-        w = vjp_fn(u)[0]
-        v = w / nrm(w).reshape(B, *[1] * (x.dim() - 1))
-        done = ((s_new - s).abs() <= tol * s_new.clamp_min(1e-300)).all()
-        s = s_new
-        if done: break
-    return s
+    def fin(t): check_finite_output(t, 'Jacobian'); return t   # NaN in J: refused
+    s = []
+    for i, xi in enumerate(x):
+        def f(t):   # forward AD through attention needs its composite kernels
+            with exact_attention(): return model(t.unsqueeze(0)).reshape(-1)
+        out, vjp_fn = vjp(f, xi)
+        J = lambda v: jvp(f, (xi,), (v,))[1]
+        if out.numel() <= xi.numel():   # J Jᵀ on the k outputs
+            JJt = lambda u: fin(J(vjp_fn(u)[0]))
+            G = _torch_operator(JJt, out.shape, out.dtype, x.device)
+        else:                           # JᵀJ on the D inputs
+            JtJ = lambda v: fin(vjp_fn(J(v))[0])
+            G = _torch_operator(JtJ, xi.shape, xi.dtype, x.device)
+        what = f"jacobian_spectral_norms, sample {i}"
+        s.append(math.sqrt(_lanczos_max(G, tol, iters, seed, what, 'iters')))
+    return torch.tensor(s, dtype=x.dtype, device=x.device)
 
 # %% ../nbs/06_compression.ipynb #6125af48
 _CONV_F = {1: (F.conv1d, F.conv_transpose1d), 2: (F.conv2d, F.conv_transpose2d), 3: (F.conv3d, F.conv_transpose3d)}
@@ -190,11 +219,8 @@ def _conv_gram(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, # the convolution (bias 
               ) -> LinearOperator:
     "AᵀA of the convolution in float64, as a scipy LinearOperator on flattened inputs."
     A, At, _ = conv_operator(conv, input_shape, torch.float64)
-    dev, n = conv.weight.device, math.prod(input_shape)
-    def mv(v):
-        v = np.asarray(v, dtype=np.float64).reshape(1, *input_shape)
-        return At(A(torch.as_tensor(v, device=dev))).reshape(-1).cpu().numpy()
-    return LinearOperator((n, n), matvec=mv, rmatvec=mv, dtype=np.float64)
+    return _torch_operator(lambda v: At(A(v)), (1, *input_shape), torch.float64,
+                           conv.weight.device)
 
 # %% ../nbs/06_compression.ipynb #aae5c039
 def conv_spectral_norm(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, # the convolution
@@ -203,20 +229,13 @@ def conv_spectral_norm(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, # the convolutio
                        maxiter: int | None = None, # most restarts (None: ARPACK's 10·n)
                        seed: int = 0, # seed of the start vector
                       ) -> float:
-    "‖A‖₂ of the convolution on inputs of `input_shape`: √λ_max(AᵀA) by Lanczos, float64."
-    G = _conv_gram(conv, input_shape); n = G.shape[0]
+    "‖A‖₂ of the convolution on inputs of `input_shape`: √λ_max(AᵀA), Lanczos, float64."
+    G = _conv_gram(conv, input_shape)
     if not torch.isfinite(conv.weight).all():
-        raise ValueError("conv_spectral_norm: the convolution's weight contains NaN or inf; "
-                         "fix the weights first")
-    if n == 1: return math.sqrt(G.matvec(np.ones(1))[0])   # AᵀA is the number ‖A e_1‖²
-    v0 = np.random.default_rng(seed).standard_normal(n)
-    try: lam = eigsh(G, k=1, which='LA', tol=tol, maxiter=maxiter, v0=v0,
-                     return_eigenvectors=False)[0]
-    except ArpackNoConvergence:
-        raise RuntimeError(f"conv_spectral_norm: Lanczos on AᵀA did not reach tol={tol} within "
-                           f"maxiter={maxiter} restarts on inputs of shape {tuple(input_shape)}; "
-                           "raise maxiter (or tol)") from None
-    return math.sqrt(max(lam, 0.0))
+        raise ValueError("conv_spectral_norm: the convolution's weight contains NaN or "
+                         "inf; fix the weights first")
+    what = f"conv_spectral_norm, AᵀA on inputs of shape {tuple(input_shape)}"
+    return math.sqrt(_lanczos_max(G, tol, maxiter, seed, what))
 
 # %% ../nbs/06_compression.ipynb #1fa31f74
 def singular_values(J: Tensor, # batch of Jacobians (B, k, D)
@@ -568,11 +587,11 @@ def iimls_bound(model: nn.Module, # a network whose first linear layer is an nn.
 @takes_model
 def normalized_mls(model: nn.Module, # the network, in eval mode
                    data, # (X, y) tensors or an iterable of (x, y) batches (labels are ignored)
-                   iters: int = 500, # maximum power iterations per batch
-                   tol: float = 1e-10, # relative convergence tolerance of the power iteration
+                   iters: int | None = None, # most Lanczos restarts per sample
+                   tol: float = 1e-12, # relative accuracy of each σ_1² (ARPACK)
                    batch_size: int = 512, # batch size used to split (X, y) tensors
                   ) -> float:
-    "(1/n) Σ ‖x_i‖ ‖J(x_i)‖₂ with ‖J‖₂ by power iteration on JᵀJ (JVP/VJP, no dense Jacobian)."
+    "(1/n) Σ ‖x_i‖ ‖J(x_i)‖₂ with ‖J‖₂ by Lanczos on JVPs and VJPs (no dense Jacobian)."
     check_eval(model)   # train-mode BatchNorm/dropout and NaN/inf weights refused
     def xJ(x, _):
         check_finite_output(model(x))
