@@ -21,9 +21,9 @@ __all__ = ['LAYER_ADAPTERS', 'EXPLICIT_ONLY', 'HALF_AS', 'CHECK_SAMPLES', 'ROUTE
            'linear_layers', 'get_layer', 'all_finite', 'check_eval', 'model_device_dtype', 'Inputs',
            'check_positive_int', 'iter_batches', 'count_samples', 'exact_attention', 'model_output', 'call', 'fcall',
            'vmap_over_samples', 'SelectOutput', 'strip_prefix', 'mha_modules', 'takes_model', 'check_forward',
-           'check_untied', 'capture', 'LayerSplit', 'check_single_use', 'custom_functions', 'check_second_order',
-           'unfold_patches', 'reduce_sums', 'reduce_max', 'check_single_process', 'token_scope', 'sample_mean',
-           'Estimate', 'flatten_params', 'is_token_loss', 'token_count', 'check_labels', 'sample_loss',
+           'check_untied', 'capture', 'LayerSplit', 'single_use_faults', 'check_single_use', 'custom_functions',
+           'check_second_order', 'unfold_patches', 'reduce_sums', 'reduce_max', 'check_single_process', 'token_scope',
+           'sample_mean', 'Estimate', 'flatten_params', 'is_token_loss', 'token_count', 'check_labels', 'sample_loss',
            'per_sample_losses', 'check_loss', 'first_loss_check', 'empirical_risk', 'perturbed_risks', 'is_operator',
            'operator_info', 'as_matvec']
 
@@ -693,6 +693,9 @@ def capture(model: nn.Module, # the network
             x, # a batch of inputs: a tensor or `Inputs`
             edit: Callable | None = None, # edit(name, inputs, output) → the output the rest of the network sees (None: as is)
             before: Sequence[tuple[nn.Module, Callable]] = (), # (module, forward hook) pairs that run before the watchers
+            edit_input: Callable | None = None, # edit_input(name, inputs) → the inputs tuple the module gets (None: as is)
+            params: dict | None = None, # run with these parameter values (`fcall`); None: the model's own
+            exact: bool = True, # composite attention kernels (`exact_attention`); False: the model's own
            ) -> tuple[dict[str, list], object]:
     "One forward pass with hooks on `modules`: each module's calls as (inputs, output) in order, and the model's output."
     calls = {n: [] for n in modules}
@@ -703,8 +706,11 @@ def capture(model: nn.Module, # the network
         return h
     hs = [m.register_forward_hook(h) for m, h in before]   # registered first, so they run first
     hs += [m.register_forward_hook(hook(n)) for n, m in modules.items()]
+    if edit_input is not None:                             # the forward hooks then see the edited inputs
+        hs += [m.register_forward_pre_hook(lambda mod, i, n=n: edit_input(n, i)) for n, m in modules.items()]
     try:
-        with exact_attention(): out = call(model, x)
+        with exact_attention() if exact else contextlib.nullcontext():
+            out = call(model, x) if params is None else fcall(model, params, x)
     finally:
         for h in hs: h.remove()
     return calls, out
@@ -752,33 +758,55 @@ def _run(self: LayerSplit, x, hook):
     _check_output(out)
     return out
 
-# %% ../nbs/00_core.ipynb #16214bc0
+# %% ../nbs/00_core.ipynb #a2dd6208
+def single_use_faults(model: nn.Module, # the network
+                      modules: dict[str, nn.Module], # modules that each run once, by name
+                      x, # a few inputs (the property is structural): a tensor or `Inputs`
+                      gen: torch.Generator | int, # draws the random output weights c (an int: a seed)
+                     ) -> dict[str, list[str]]:
+    "Modules whose own parameters (names listed) reach f outside the module's own call, its input held fixed."
+    ps = {(n, k): p for n, m in modules.items() for k, p in m.named_parameters(recurse=False)}
+    if not ps: return {}
+    frozen = [p for p in ps.values() if not p.requires_grad]
+    try:                                     # one forward; autograd's gradient of ⟨c, f⟩ against the one through z alone
+        for p in frozen: p.requires_grad_(True)          # a frozen parameter is checked too
+        with torch.enable_grad():
+            calls, out = capture(model, modules, x, lambda n, i, o: o.clone())   # downstream gets a copy of z
+            runs = {n: len(c) for n, c in calls.items() if len(c) != 1}
+            if runs: raise ValueError(f"single_use_faults needs each module to run once; runs per module: {runs}")
+            if isinstance(gen, int): gen = torch.Generator(device=out.device).manual_seed(gen)
+            c = torch.randn(out.shape, generator=gen, dtype=out.dtype, device=out.device)
+            if not out.requires_grad: return {}          # no parameter reaches the output at all
+            zs = {n: calls[n][0][1] for n, _ in ps if calls[n][0][1].requires_grad}
+            g = torch.autograd.grad((out * c).sum(), [*ps.values(), *zs.values()], allow_unused=True)
+            g_all, g_z, g_own = dict(zip(ps, g)), dict(zip(zs, g[len(ps):])), {}
+            for n in dict.fromkeys(n for n, _ in ps):      # the own call on a fixed input, no hooks
+                m, own = modules[n], {k: p for (n_, k), p in ps.items() if n_ == n}
+                if g_z.get(n) is None: g_own.update({(n, k): None for k in own}); continue
+                z_own = type(m).forward(m, calls[n][0][0][0].detach())
+                gs = torch.autograd.grad(z_own, list(own.values()), g_z[n], allow_unused=True)
+                g_own.update({(n, k): v for k, v in zip(own, gs)})
+    finally:
+        for p in frozen: p.requires_grad_(False)
+    faults = {}
+    for key, p in ps.items():
+        ga, go = (torch.zeros_like(p) if v is None else v for v in (g_all[key], g_own[key]))
+        tol = 10 * torch.finfo(p.dtype).eps ** 0.5 * max(ga.norm().item(), go.norm().item(), 1e-30)
+        if (ga - go).norm().item() > tol: faults.setdefault(key[0], []).append(key[1])
+    return faults
+
+
+# %% ../nbs/00_core.ipynb #b404b5d4
 def check_single_use(sp, # a LayerSplit
                      x: Tensor, # a few inputs (the property is structural)
                     ):
     "Raise unless ∂f/∂w and ∂f/∂b come from the layer's own call alone, its input held fixed (f = g(wφ+b) must hold)."
-    ps = {k: p for k, p in sp.layer.named_parameters(recurse=False)}   # weight, and bias when there is one
-    got, frozen = {}, [p for p in ps.values() if not p.requires_grad]
-    def keep(inp, out): got['phi'], got['z'] = inp, out; return out.clone()
-    try:                                     # one forward; autograd's gradient of ⟨c, f⟩ against the one through z alone
-        for p in frozen: p.requires_grad_(True)          # a frozen parameter is checked too
-        with torch.enable_grad():
-            out = sp._run(x, keep)
-            c = torch.randn(out.shape, generator=torch.Generator(device=out.device).manual_seed(4321), dtype=out.dtype, device=out.device)
-            *g_all, g_z = torch.autograd.grad((out * c).sum(), [*ps.values(), got['z']], retain_graph=True, allow_unused=True)
-            z_own = type(sp.layer).forward(sp.layer, got['phi'].detach())   # the own call on a fixed input, no hooks
-            g_own = (torch.autograd.grad(z_own, list(ps.values()), g_z, allow_unused=True) if g_z is not None
-                     else [None] * len(ps))
-    finally:
-        for p in frozen: p.requires_grad_(False)
-    for (k, p), ga, go in zip(ps.items(), g_all, g_own):
-        ga, go = (torch.zeros_like(p) if g is None else g for g in (ga, go))
-        tol = 10 * torch.finfo(p.dtype).eps ** 0.5 * max(ga.norm().item(), go.norm().item(), 1e-30)
-        if (ga - go).norm().item() > tol:
-            raise ValueError(f"the model uses the {k} of layer {sp.name!r} outside the layer's own call (e.g. F.linear(h, "
-                             "layer.weight) in forward, a tied head, the weight also feeding the layer's input), so f = g(wφ(x)+b) "
-                             f"does not hold; measure it with hutchinson_trace or dense_hessian with params=[{param_name(sp.name, k)!r}], "
-                             "or use a separate parameter")
+    for k in single_use_faults(sp.model, {sp.name: sp.layer}, x, 4321).get(sp.name, [])[:1]:
+        raise ValueError(f"the model uses the {k} of layer {sp.name!r} outside the layer's own call (e.g. F.linear(h, "
+                         "layer.weight) in forward, a tied head, the weight also feeding the layer's input), so f = g(wφ(x)+b) "
+                         f"does not hold; measure it with hutchinson_trace or dense_hessian with params=[{param_name(sp.name, k)!r}], "
+                         "or use a separate parameter")
+
 
 # %% ../nbs/00_core.ipynb #aa390d5b
 @patch

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, vmap
-from .core import (all_finite, check_eval, check_positive_int,
+from .core import (all_finite, capture, check_eval, check_positive_int,
                               first_loss_check, flatten_params, model_device_dtype, per_sample_losses,
                               sample_mean)
 from .testing import generator
@@ -169,17 +169,12 @@ def forward_bytes(model: nn.Module, # the network
                   x: Tensor, # one batch of inputs
                  ) -> int:
     "Bytes of every leaf module's output in one forward pass of x (a point's share)."
-    tot = [0]
-    def hook(m, i, o):
-        outs = o if isinstance(o, (tuple, list)) else [o]
-        tot[0] += sum(t.numel() * t.element_size() for t in outs if torch.is_tensor(t))
-    leaves = [m for m in model.modules() if not list(m.children())]
-    hs = [m.register_forward_hook(hook) for m in leaves]
-    try:
-        with torch.no_grad(): model(x)
-    finally:
-        for h in hs: h.remove()
-    return max(tot[0], x.numel() * x.element_size())
+    leaves = {n: m for n, m in model.named_modules() if not list(m.children())}
+    with torch.no_grad(): calls = capture(model, leaves, x, exact=False)[0]   # core's one capture
+    outs = [t for cs in calls.values() for _, o in cs
+            for t in (o if isinstance(o, (tuple, list)) else [o]) if torch.is_tensor(t)]
+    return max(sum(t.numel() * t.element_size() for t in outs), x.numel() * x.element_size())
+
 
 # %% ../nbs/16_landscape.ipynb #ef4bd4b7
 def grid_chunk(model: nn.Module, # the network
@@ -202,19 +197,11 @@ def input_layers(model: nn.Module, # the network
                 ) -> list[str]:
     "Affine layers run once per forward on an input that no parameter changes."
     mods = {n: m for n, m in model.named_modules() if type(m) in AFFINE_TYPES}
-    calls, free = {}, {}
-    def hook(n):
-        def h(m, i):
-            calls[n] = calls.get(n, 0) + 1
-            free[n] = torch.is_tensor(i[0]) and not i[0].requires_grad
-        return h
-    hs = [m.register_forward_pre_hook(hook(n)) for n, m in mods.items()]
     p = {n: v.detach().clone().requires_grad_() for n, v in model.named_parameters()}
-    try:
-        with torch.enable_grad(): functional_call(model, p, (x[:1],))
-    finally:
-        for h in hs: h.remove()
-    return [n for n in mods if calls.get(n) == 1 and free[n]]
+    with torch.enable_grad(): calls = capture(model, mods, x[:1], params=p, exact=False)[0]
+    free = lambda i: torch.is_tensor(i[0]) and not i[0].requires_grad   # i: the inputs
+    return [n for n, c in calls.items() if len(c) == 1 and free(c[0][0])]
+
 
 # %% ../nbs/16_landscape.ipynb #0c62857b
 class _Stop(Exception): pass
@@ -222,17 +209,13 @@ class _Stop(Exception): pass
 def _inputs(model, x, names):
     "The inputs of the named layers, from a forward pass of x stopped once all seen."
     got, mods = {}, dict(model.named_modules())
-    def hook(n):
-        def h(m, i):
-            got[n] = i[0]
-            if len(got) == len(names): raise _Stop
-        return h
-    hs = [mods[n].register_forward_pre_hook(hook(n)) for n in names]
-    try: model(x)
+    def keep(n, i, o):
+        got[n] = i[0]
+        if len(got) == len(names): raise _Stop    # the rest of the network is not needed
+    try: capture(model, {n: mods[n] for n in names}, x, keep, exact=False)
     except _Stop: pass
-    finally:
-        for h in hs: h.remove()
     return got
+
 
 # %% ../nbs/16_landscape.ipynb #eb0a7869
 def first_layer_terms(model: nn.Module, # the network

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad, jvp, vjp, vmap
-from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, _param_uses, _tie_fault, call, capture, fcall, takes_model, _check_output, _functional_linears, all_finite, check_labels, check_second_order, exact_attention,
+from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, _param_uses, _tie_fault, call, capture, single_use_faults, takes_model, _check_output, _functional_linears, all_finite, check_labels, check_second_order, exact_attention,
                               find_adapter, first_loss_check, linear_layers, model_device_dtype, param_name, sample_loss, sample_mean)
 
 # %% auto #0
@@ -363,27 +363,6 @@ def _offset_curvature(model, mods, x, gen, what="the sweep's piecewise-linearity
         for p, r_ in flags: p.requires_grad_(r_)
     return 0.0 if r is None else r.item()
 
-# %% ../nbs/01a_sweep.ipynb #48c6a74a
-def _hook_gradient(model, plan, x, gen):
-    "Autograd's gradient of ⟨c, f(x)⟩ (random c) and the same gradient assembled from the hooks, per covered parameter."
-    if not plan.modules: return {}
-    rec, out = _record(model, plan.modules, x)
-    c = _randn(out.shape, gen, out)
-    ps = dict(model.named_parameters()); names = plan.covered
-    with torch.enable_grad(), exact_attention():      # frozen parameters count too: differentiate copies
-        q = {n: ps[n].detach().clone().requires_grad_() for n in names}
-        g = torch.autograd.grad((fcall(model, q, x) * c).sum(), list(q.values()), allow_unused=True)
-    full = dict(zip(names, g))
-    dz, mine = _cotangents(out, [rec[n][0][1] for n in rec], c.reshape(len(c), -1, 1)), {}
-    for (n, calls), d in zip(rec.items(), dz):
-        mod, a = plan.modules[n], calls[0][0]
-        with torch.enable_grad():
-            th = {k: p.detach().requires_grad_() for k, p in mod.named_parameters(recurse=False)}
-            o = functional_call(mod, th, (a,))
-            g = torch.autograd.grad(o, list(th.values()), d[0], allow_unused=True)
-        mine.update({param_name(n, k): v for k, v in zip(th, g)})
-    return {n: (full[n], mine.get(n)) for n in names}
-
 # %% ../nbs/01a_sweep.ipynb #b810e7ba
 def _drop(plan, names, why):
     "Move whole modules out of the plan, their parameters into `rest` with the reason."
@@ -415,13 +394,10 @@ def _check_smooth(model, plan, x, gen, what="the sweep's piecewise-linearity che
 # %% ../nbs/01a_sweep.ipynb #e871c655
 def _check_single_use(model, plan, x, gen):
     "Drop modules whose parameter gradient is not the one their own call gives (a tensor also used elsewhere)."
-    bad = set()
-    for p, (f, m) in _hook_gradient(model, plan, x, gen).items():
-        f = torch.zeros_like(m) if f is None else f
-        tol = 10 * torch.finfo(f.dtype).eps ** 0.5 * max(f.norm().item(), m.norm().item(), 1e-30)
-        if (f - m).norm().item() > tol: bad.add(p.rpartition('.')[0])
-    _drop(plan, sorted(bad), "used outside its module's call (e.g. F.linear(h, layer.weight) in forward), so the "
-                             "hooks do not see all of its gradient")
+    _drop(plan, sorted(single_use_faults(model, plan.modules, x, gen)),   # core's one single-use check
+          "used outside its module's call (e.g. F.linear(h, layer.weight) in forward), so the hooks do not see "
+          "all of its gradient")
+
 
 # %% ../nbs/01a_sweep.ipynb #80b83359
 def _check_custom_functions(model, plan, x):

@@ -200,6 +200,15 @@ class _Tok(nn.Module):
     def __init__(self, **kw): super().__init__(); self.emb = nn.Embedding(6, 3, **kw); self.fc = nn.Linear(12, 3)
     def forward(self, x): return self.fc(torch.tanh(self.emb(x)).flatten(1))
 
+# %% ../nbs/00b_testing.ipynb #89c3134a
+from .core import _DetachedSquare        # core imports nothing from testing: no cycle
+
+class _SqNet(nn.Module):
+    "fc2(sq(fc1 x)) with sq = x² through a custom autograd.Function (the trap the engine refuses)."
+    def __init__(self): super().__init__(); self.fc1, self.fc2 = nn.Linear(4, 5), nn.Linear(5, 3)
+    def forward(self, x): return self.fc2(_DetachedSquare.apply(self.fc1(x)))
+
+
 # %% ../nbs/00b_testing.ipynb #b39e7edf
 def randomise(model: nn.Module, # model to change in place (moved to float64, eval mode)
               seed: int = 0, # seed of the draws

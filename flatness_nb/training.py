@@ -12,7 +12,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call
 from fastcore.basics import patch
-from .core import LayerSplit, find_adapter, get_layer
+from .core import LayerSplit, capture, find_adapter, get_layer
 from .testing import generator, SmallCNN as _ToyCNN
 from .hessian import detect_route, lambda_max, network_hessian_trace
 from .flatness import relative_flatness
@@ -50,32 +50,28 @@ def capture_forward(
     x: Tensor,  # a batch of inputs
 ) -> tuple[Tensor, list[tuple[Tensor, Tensor, bool]]]:
     "Model output and, per layer, (φ, z, whether the model returns z), on the graph."
-    got = [None] * len(mods)
+    zc = {}
 
-    def make(i):
-        def h(mod, inp, out):
-            if got[i] is not None:
-                raise ValueError(
-                    f"layer {type(mod).__name__} ran twice in one forward pass: "
-                    "a reused layer has no single feature map φ"
-                )
-            zc = (
-                out.clone()
-            )  # downstream sees a copy: in-place ops after the layer leave z intact
-            got[i] = (inp[0], out, zc, zc._version)
-            return zc
+    def copy(n, inp, out):  # downstream sees a copy: in-place ops leave z intact
+        zc[n] = (out.clone(),)
+        zc[n] += (zc[n][0]._version,)
+        return zc[n][0]
 
-        return h
-
-    hs = [m.register_forward_hook(make(i)) for i, m in enumerate(mods)]
-    try:
-        out = model(x)
-    finally:
-        for h in hs:
-            h.remove()
-    if any(g is None for g in got):
+    watch = {str(i): m for i, m in enumerate(mods)}  # core's one capture
+    calls, out = capture(model, watch, x, copy, exact=False)  # the model's own kernels
+    for k, m in watch.items():
+        if len(calls[k]) > 1:
+            raise ValueError(
+                f"layer {type(m).__name__} ran twice in one forward pass: "
+                "a reused layer has no single feature map φ"
+            )
+    if any(not c for c in calls.values()):
         raise ValueError("a penalised layer was not called in the forward pass")
-    return out, [(phi, z, out is zc and zc._version == v) for phi, z, zc, v in got]
+    return out, [
+        (c[0][0][0], c[0][1], out is zc[k][0] and zc[k][0]._version == zc[k][1])
+        for k, c in calls.items()
+    ]
+
 
 # %% ../nbs/17_training.ipynb #bcaf3c74
 def _is_ce(loss_fn, y):
@@ -277,13 +273,8 @@ def dense_penalty(
             H = torch.func.hessian(L)(w).reshape(d, w[0].numel(), d, w[0].numel())
             W = w.reshape(d, -1)
             if normalized:
-                got = []
-                h = mod.register_forward_hook(lambda m, i, o: got.append(i[0]))
-                try:
-                    functional_call(model, params, (x,))
-                finally:
-                    h.remove()
-                v = feature_spread_batch(got[0])
+                got = capture(model, {name: mod}, x, params=params, exact=False)[0]
+                v = feature_spread_batch(got[name][0][0][0])  # the first call's input
                 tot = tot + torch.einsum("ab,atbt,t->", (W * v**2) @ W.T, H, 1 / v**2)
             else:
                 tot = tot + torch.einsum("ab,atbt->", W @ W.T, H)
