@@ -161,6 +161,28 @@ def _lanczos_max(G: LinearOperator, # symmetric positive semi-definite, float64
                            f"{maxiter} restarts; raise {knob} (or tol)") from None
     return max(lam, 0.0)
 
+# %% ../nbs/06_compression.ipynb #f0a6d4b2
+def _gram_norms(model: nn.Module, # the network, in eval mode
+                x: Tensor, # batch of inputs (B, ...)
+               ) -> Tensor:
+    "σ_1 per sample from the n×n Gram J Jᵀ or JᵀJ, n = min(k, D) batched JVP/VJP pairs."
+    B = len(x)
+    def fwd(X):   # forward AD through attention needs its composite kernels
+        with exact_attention(): return model(X).reshape(B, -1)
+    out, vjp_fn = vjp(fwd, x)
+    J = lambda v: jvp(fwd, (x,), (v,))[1]
+    if out.shape[1] <= x[0].numel():   # J Jᵀ e_j on the k outputs
+        n, like, prod = out.shape[1], out, lambda E: J(vjp_fn(E)[0])
+    else:                              # JᵀJ e_j on the D inputs
+        n, like, prod = x[0].numel(), x, lambda E: vjp_fn(J(E))[0].reshape(B, -1)
+    cols = []
+    for j in range(n):
+        E = torch.zeros(B, n, dtype=like.dtype, device=x.device); E[:, j] = 1
+        cols.append(prod(E.reshape(like.shape)).detach())
+    G = torch.stack(cols, 2).to(torch.float64); check_finite_output(G, 'Jacobian')
+    lam = torch.linalg.eigvalsh((G + G.mT) / 2)[:, -1]
+    return lam.clamp_min(0).sqrt().to(x.dtype)
+
 # %% ../nbs/06_compression.ipynb #938c3ce3
 @takes_model
 def jacobian_spectral_norms(model: nn.Module, # the network, in eval mode
@@ -168,9 +190,12 @@ def jacobian_spectral_norms(model: nn.Module, # the network, in eval mode
                             iters: int | None = None, # most Lanczos restarts per sample
                             tol: float = 1e-12, # relative accuracy of σ_1² (ARPACK)
                             seed: int = 0, # seed of the start vector
+                            dense_max: int = 64, # exact Gram when min(k, D) <= this
                            ) -> Tensor:
-    "σ_1(J(x_i)) per sample: Lanczos on J Jᵀ or JᵀJ (the smaller) by JVPs and VJPs."
+    "σ_1(J(x_i)) per sample: exact small Gram, else Lanczos on J Jᵀ or JᵀJ (JVP/VJP)."
     check_eval(model); check_input_derivable(x, 'Jacobian spectral norms')
+    with torch.no_grad(): k = model(x[:1]).numel()
+    if min(k, x[0].numel()) <= dense_max: return _gram_norms(model, x)
     def fin(t): check_finite_output(t, 'Jacobian'); return t   # NaN in J: refused
     s = []
     for i, xi in enumerate(x):
