@@ -103,11 +103,9 @@ def layer_inputs(model: nn.Module, # the network, in eval mode
 
 # %% ../nbs/06_compression.ipynb #f84d0283
 def _shifted(model, mods, x, shifts):
-    "Model output with each layer's input a replaced by a + shift."
-    hs = [m.register_forward_pre_hook(lambda mod, inp, e=e: (inp[0] + e,) + tuple(inp[1:])) for m, e in zip(mods, shifts)]
-    try: return model(x)
-    finally:
-        for h in hs: h.remove()
+    "Model output with each layer's input a replaced by a + shift (one `capture`, the model's own attention kernels)."
+    shift = lambda n, inp: (inp[0] + shifts[int(n)],) + tuple(inp[1:])
+    return capture(model, {str(i): m for i, m in enumerate(mods)}, x, edit_input=shift, exact=False)[1]
 
 # %% ../nbs/06_compression.ipynb #643f7f06
 @takes_model
