@@ -19,7 +19,7 @@ from .zoo import LeNet5, ResNet18, SmallViT  # LeNet5: the model lives in the zo
 __all__ = ['PEERS', 'BENCH_MODELS', 'METHODS', 'LAYER_METHODS', 'NETWORK_METHODS', 'ESTIMATES', 'REPEAT_BELOW', 'SyntheticImages',
            'forward_backward', 'dense_column_time', 'peak_memory_mb', 'process_scaling', 'format_report',
            'run_benchmark', 'peer_status', 'bench_setup', 'Unsupported', 'run_row', 'bench_plan', 'format_model',
-           'run_model', 'main', 'split_at_equal_time']
+           'run_model', 'main', 'split_at_equal_time', 'digits_images', 'train_vit']
 
 # %% ../nbs/11_benchmark.ipynb #0badc8a2
 class SyntheticImages(torch.utils.data.Dataset):
@@ -614,10 +614,11 @@ def _equal_time_error(rows, t):
 
 # %% ../nbs/11_benchmark.ipynb #83b95009
 def _split_or_peer(model, data, loss_fn, meth, k, names, seed):
-    "(Tr(H) estimate, Tr(G) or None): the split with k probes or a peer with k matvecs."
-    if meth != 'split':
+    "(Tr(H) estimate, Tr(G) or None): a split ('split+cv': with β̂) or a peer; budget k"
+    if meth not in ('split', 'split+cv'):
         return _peer_trace(model, data, names, meth, k, seed, loss_fn), None
-    s = split_trace(model, data, loss_fn, names, seed=seed, min_probes=k, max_probes=k)
+    s = split_trace(model, data, loss_fn, names, seed=seed, min_probes=k, max_probes=k,
+                    control='optimal' if meth == 'split+cv' else None)
     return s.total.value, s.gauss_newton.value
 
 # %% ../nbs/11_benchmark.ipynb #21785c26
@@ -630,6 +631,7 @@ def split_at_equal_time(
     seeds: int = 8, # repetitions of each (method, budget)
     reference: dict | None = None, # label -> exact Tr(H); None: the dense Hessian's
     loss_fn: Callable = nn.CrossEntropyLoss(), # the loss
+    splits: tuple = ('split',), # ours: 'split', 'split+cv' (control='optimal', k ≥ 3)
 ) -> list[dict]:
     "Per block, method and budget: median time and RMSE (split, Hutchinson, Hutch++)."
     try: import curvlinops
@@ -638,7 +640,9 @@ def split_at_equal_time(
                           "pip install curvlinops-for-pytorch") from None
     from flatness_nb.core import exact_attention
     from flatness_nb.hessian import dense_hessian
-    runs = [('split', k) for k in probes]
+    if not splits or set(splits) - {'split', 'split+cv'}:
+        raise ValueError(f"splits must name 'split' and/or 'split+cv', got {splits!r}")
+    runs = [(s, k) for s in splits for k in probes]
     runs += [(p, m) for m in matvecs for p in ('hutchinson', 'hutch++')]
     one = partial(_split_or_peer, model, data, loss_fn)
     rows = []
@@ -647,7 +651,7 @@ def split_at_equal_time(
             ref = (reference or {}).get(label)
             if ref is None:
                 ref = dense_hessian(model, data, loss_fn, names).trace().item()
-            for meth, _ in (runs[0], runs[len(probes)], runs[-1]):
+            for meth in (*splits, 'hutchinson', 'hutch++'):
                 one(meth, 3, names, 0)
             got, gn = {r: ([], []) for r in runs}, None     # above: warm-up, untimed
             for seed in range(seeds):     # interleaved: load changes hit every method
@@ -661,10 +665,43 @@ def split_at_equal_time(
                                  gn=gn, time_s=sorted(ts)[len(ts) // 2], rmse=e,
                                  rel_rmse=e / abs(ref)))
     for r in rows:                   # the best peer's RMSE at the split's time
-        if r['method'] != 'split': continue
+        if r['method'] not in splits: continue
         same = lambda p: [q for q in rows
                           if q['block'] == r['block'] and q['method'] == p]
         r['peer_rmse'] = min(_equal_time_error(same(p), r['time_s'])
                              for p in ('hutchinson', 'hutch++'))
         r['gain'] = r['peer_rmse'] / r['rmse'] if r['rmse'] > 0 else math.inf
     return rows
+
+# %% ../nbs/11_benchmark.ipynb #b62528fc
+def digits_images(n: int | None = None, # images (None: all 1797)
+                  seed: int = 0, # seed of the shuffle
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    "scikit-learn's digits, standardised, upsampled to 3×32×32 (the zoo ViT), shuffled."
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    X = torch.tensor(d.images, dtype=torch.float32, device='cpu') / 16
+    X = ((X - X.mean()) / X.std()).repeat_interleave(4, 1).repeat_interleave(4, 2)
+    X = X[:, None].expand(-1, 3, -1, -1).contiguous()
+    perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))[:n]
+    return X[perm], torch.tensor(d.target, device='cpu')[perm]
+
+# %% ../nbs/11_benchmark.ipynb #ca1346a8
+def train_vit(X: torch.Tensor, # images, (n, 3, 32, 32)
+              y: torch.Tensor, # labels, (n,)
+              epochs: int = 60, # passes over (X, y)
+              seed: int = 0, # seed of the initialisation and of the batches' order
+              lr: float = 2e-3, # Adam's step
+              batch_size: int = 64, # samples per step
+              **vit, # SmallViT's arguments
+             ) -> SmallViT:
+    "A SmallViT trained with Adam in float32 from a seed; returned float64, eval mode."
+    torch.manual_seed(seed); m = SmallViT(**vit).float()
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(m.parameters(), lr=lr)
+    X = X.float()
+    for _ in range(epochs):
+        m.train(); order = torch.randperm(len(X), generator=g)
+        for b in order.split(batch_size):
+            opt.zero_grad(); F.cross_entropy(m(X[b]), y[b]).backward(); opt.step()
+    return m.double().eval()
