@@ -9,7 +9,7 @@ from functools import partial
 from typing import Callable
 import torch, torch.nn as nn, torch.nn.functional as F
 from .core import SelectOutput, iter_batches, model_device_dtype, param_name
-from .testing import device_name   # the FLATNESS_DEVICE switch
+from .testing import device_name, generator   # the FLATNESS_DEVICE switch; seeded draws
 from .hessian import hvp, layer_curvature, layer_hessian_trace, network_hessian_trace
 from .flatness import relative_flatness
 from .estimators import hutchpp_trace, split_trace
@@ -683,7 +683,7 @@ def digits_images(n: int | None = None, # images (None: all 1797)
     X = torch.tensor(d.images, dtype=torch.float32, device='cpu') / 16
     X = ((X - X.mean()) / X.std()).repeat_interleave(4, 1).repeat_interleave(4, 2)
     X = X[:, None].expand(-1, 3, -1, -1).contiguous()
-    perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))[:n]
+    perm = torch.randperm(len(X), generator=generator(seed, 'cpu'), device='cpu')[:n]
     return X[perm], torch.tensor(d.target, device='cpu')[perm]
 
 # %% ../nbs/11_benchmark.ipynb #ca1346a8
@@ -697,11 +697,11 @@ def train_vit(X: torch.Tensor, # images, (n, 3, 32, 32)
              ) -> SmallViT:
     "A SmallViT trained with Adam in float32 from a seed; returned float64, eval mode."
     torch.manual_seed(seed); m = SmallViT(**vit).float()
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed, X.device)   # the batch order is drawn where X lives
     opt = torch.optim.Adam(m.parameters(), lr=lr)
     X = X.float()
     for _ in range(epochs):
-        m.train(); order = torch.randperm(len(X), generator=g)
+        m.train(); order = torch.randperm(len(X), generator=g, device=X.device)
         for b in order.split(batch_size):
             opt.zero_grad(); F.cross_entropy(m(X[b]), y[b]).backward(); opt.step()
     return m.double().eval()

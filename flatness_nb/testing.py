@@ -214,7 +214,7 @@ def randomise(model: nn.Module, # model to change in place (moved to float64, ev
               seed: int = 0, # seed of the draws
              ) -> nn.Module:
     "Eval mode, float64; random BatchNorm running statistics, norm affine parameters and biases (all non-trivial)."
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed)
     rnd = lambda t, s=1.0: s * torch.randn(t.shape, generator=g, dtype=torch.float64)
     model = model.to(torch.float64).eval()
     with torch.no_grad():
