@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, jacrev, functional_call
-from .core import (vmap_over_samples, Estimate, call, fcall, takes_model, first_loss_check, check_eval, check_second_order, exact_attention, flatten_params, iter_batches,
+from .core import (check_positive_int, vmap_over_samples, Estimate, call, fcall, takes_model, first_loss_check, check_eval, check_second_order, exact_attention, flatten_params, iter_batches,
                               model_device_dtype, per_sample_losses, sample_mean)
 from .hessian import hutchinson, hvp, output_loss_hessian, _check_dirs, _hvp_chunk, _named_params, _probe, HVP_CHUNK
 from .sweep import make_sweep_plan, network_curvature
@@ -337,7 +337,7 @@ def _controlled_residual(model, data, loss_fn, names, trG, control, seed, batch_
                          probes_per_pass=8, min_probes=16, max_probes=512, rtol=0.02):
     "The residual Tr(H − G) over `names` with the control b = vᵀGv (exact mean trG): (Estimate, β), hutchinson's stopping rule."
     for nm, v in dict(probes_per_pass=probes_per_pass, min_probes=min_probes, max_probes=max_probes).items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{nm} must be a positive integer, got {v!r}")
+        check_positive_int(nm, v)
     sample, R = _rb_sampler(model, data, loss_fn, names, seed, batch_size, blockwise), torch.zeros(2, 0, dtype=torch.float64)
     while R.shape[1] < max_probes:
         R = torch.cat([R, sample(min(probes_per_pass, max_probes - R.shape[1]))], 1)
