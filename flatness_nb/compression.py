@@ -397,15 +397,15 @@ def outer_step_refusal(self: LayerAdapter, layer) -> str | None:
     "Why ∇_W f is not one outer product (∂f/∂z) aᵀ per sample for this layer (the LVR bounds' step), or None."
     return f"an {type(layer).__name__}, whose weight gradient is not one outer product (∂f/∂z) aᵀ"
 
-@patch
-def outer_step_refusal(self: LinearAdapter, layer): return None
+@patch(nm='outer_step_refusal')
+def _outer_step_refusal_linear_adapter(self: LinearAdapter, layer): return None
 
-@patch
-def outer_step_refusal(self: ConvAdapter, layer):
+@patch(nm='outer_step_refusal')
+def _outer_step_refusal_conv_adapter(self: ConvAdapter, layer):
     return f"a convolution ({type(layer).__name__}), whose weight gradient sums (∂f/∂z_p) patch_p(a)ᵀ over output positions p"
 
-@patch
-def outer_step_refusal(self: EmbeddingAdapter, layer):
+@patch(nm='outer_step_refusal')
+def _outer_step_refusal_embedding_adapter(self: EmbeddingAdapter, layer):
     return "an nn.Embedding, whose input a is token ids: ∂f/∂a does not exist"
 
 # %% ../nbs/06_compression.ipynb #e5942aef
@@ -655,20 +655,20 @@ def operator_norm(self: LayerAdapter,
                                 f"{type(self).__name__} does not define operator_norm (patch one on it)")
 
 # %% ../nbs/06_compression.ipynb #6bf137a3
-@patch
-def operator_norm(self: LinearAdapter, layer, input_shape) -> float:
+@patch(nm='operator_norm')
+def _operator_norm_linear_adapter(self: LinearAdapter, layer, input_shape) -> float:
     "σ_max(W): the map acts on each token alike, so the input shape does not matter."
     return torch.linalg.matrix_norm(layer.weight.detach(), ord=2).item()
 
 # %% ../nbs/06_compression.ipynb #79d36767
-@patch
-def operator_norm(self: ConvAdapter, layer, input_shape) -> float:
+@patch(nm='operator_norm')
+def _operator_norm_conv_adapter(self: ConvAdapter, layer, input_shape) -> float:
     "Lanczos on AᵀA (`conv_spectral_norm`) for the convolution on inputs of `input_shape` (Conv1d/2d/3d)."
     return conv_spectral_norm(layer, input_shape)
 
 # %% ../nbs/06_compression.ipynb #cdb7174b
-@patch
-def operator_norm(self: EmbeddingAdapter, layer, input_shape) -> float:
+@patch(nm='operator_norm')
+def _operator_norm_embedding_adapter(self: EmbeddingAdapter, layer, input_shape) -> float:
     "σ_max(W): the lookup is φ ↦ Wᵀφ on one-hot rows φ, each token alike."
     if layer.max_norm is not None: raise UnsupportedLayerError(f"{self.refusal(layer)}; it has no operator norm")
     return torch.linalg.matrix_norm(layer.weight.detach(), ord=2).item()
@@ -686,14 +686,14 @@ def authors_c(self: LayerAdapter, layer, out_numel: int, frobenius: bool) -> flo
     "c_l of sharpdim's get_nmls; refused for a layer type that code has no constant for."
     raise UnsupportedLayerError(f"sharpdim's get_nmls has no constant c_l for {type(layer).__name__}")
 
-@patch
-def authors_c(self: LinearAdapter, layer, out_numel, frobenius):
+@patch(nm='authors_c')
+def _authors_c_linear_adapter(self: LinearAdapter, layer, out_numel, frobenius):
     "‖W‖_F² (in a model that is not an MLP) or ‖W‖₂² (in an MLP)."
     w = layer.weight.detach()
     return (w ** 2).sum().item() if frobenius else torch.linalg.matrix_norm(w, ord=2).item() ** 2
 
-@patch
-def authors_c(self: ConvAdapter, layer, out_numel, frobenius):
+@patch(nm='authors_c')
+def _authors_c_conv_adapter(self: ConvAdapter, layer, out_numel, frobenius):
     "‖K‖_F² × the number of output positions: ‖·‖_F² of the unrolled convolution when no padding truncates it."
     return (layer.weight.detach() ** 2).sum().item() * (out_numel // layer.out_channels)
 

@@ -154,8 +154,8 @@ def perturb_features(self: LayerAdapter, layer, inp: Tensor, A: Tensor) -> Tenso
     P = self.tokens(layer, inp).mT
     return P + A @ P
 
-@patch
-def perturb_features(self: LinearAdapter, layer, inp: Tensor, A: Tensor) -> Tensor:
+@patch(nm='perturb_features')
+def _perturb_features_linear_adapter(self: LinearAdapter, layer, inp: Tensor, A: Tensor) -> Tensor:
     "(I + A)φ on the input's last axis, the input's shape (…, m)."
     return inp + inp @ A.T
 
@@ -165,13 +165,13 @@ def feature_rows(self: LayerAdapter, layer, phi: Tensor) -> Tensor:
     "The layer input as rows of observations of its features: one row per sample."
     return phi.reshape(len(phi), -1)
 
-@patch
-def feature_rows(self: LinearAdapter, layer, phi: Tensor) -> Tensor:
+@patch(nm='feature_rows')
+def _feature_rows_linear_adapter(self: LinearAdapter, layer, phi: Tensor) -> Tensor:
     "A dense layer's input: every token is one more observation of the same m features."
     return phi.reshape(-1, phi.shape[-1])
 
-@patch
-def feature_rows(self: EmbeddingAdapter, layer, phi: Tensor) -> Tensor:
+@patch(nm='feature_rows')
+def _feature_rows_embedding_adapter(self: EmbeddingAdapter, layer, phi: Tensor) -> Tensor:
     "Refused: an embedding's input is token indices, which have no mean or spread."
     raise UnsupportedLayerError("an nn.Embedding's input is token indices, which have no mean or spread as features; "
                                 "measure the spread at the layer that reads the embedding's output")
@@ -809,8 +809,8 @@ def check_single_use(sp, # a LayerSplit
 
 
 # %% ../nbs/00_core.ipynb #aa390d5b
-@patch
-def capture(self: LayerSplit,
+@patch(nm='capture')
+def _capture_layer_split(self: LayerSplit,
             x: Tensor, # a batch of inputs
            ) -> tuple[Tensor, Tensor, Tensor]:
     "Features φ(x), layer output z and model output for a batch; the output *is* z when the model returns z untouched."
