@@ -440,6 +440,17 @@ def _lvr_layer_batch(s: dict, # running sums of lvr_bounds (nmls, mid, Wa), upda
     # den = 0 means a = 0 or ∂f/∂z = 0, and either makes num = 0: the sample satisfies Eq. 5 as 0 ≤ 0
     return torch.where(den > 0, num / den, 0.0).max().item()
 
+# %% ../nbs/06_compression.ipynb #074099e5
+def _one_token(model, names, acts):
+    "Refuse a layer that reads several tokens per sample: its ∇_W f = Σ_t (∂f/∂z_t) a_tᵀ is not one outer product."
+    for nm in names:
+        m = get_layer(model, nm)[1].in_features
+        if acts[nm].shape[1] != m:
+            raise UnsupportedLayerError(
+                f"layer {nm!r} reads {acts[nm].shape[1] // m} tokens of {m} features per sample, so its weight gradient "
+                "Σ_t (∂f/∂z_t) a_tᵀ is not the one outer product the LVR bounds' step (Eq. 5) needs; flatten before the "
+                "layer, or use nmls_bounds and compression_measures, which do not need it")
+
 # %% ../nbs/06_compression.ipynb #lvrh1aa
 @dataclass
 class LVRBounds:
@@ -506,6 +517,7 @@ def lvr_bounds(model: nn.Module, # a network of nn.Linear layers (any activation
                                  "need a_0 = x (put any fixed preprocessing into the data)")
             g = param_grad_sqnorms(model, x)
             if r is None:
+                _one_token(model, names, acts)
                 r = rank or min(J.shape[1:])
                 rl = {nm: rank or min(Jl[nm].shape[1:]) for nm in names}
             JF2 = J.pow(2).sum((1, 2)); x2 = x.reshape(len(x), -1).pow(2).sum(1)
