@@ -9,8 +9,8 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, vmap
-from .core import (all_finite, capture, check_eval, check_positive_int,
-                              first_loss_check, flatten_params, model_device_dtype, per_sample_losses,
+from .core import (all_finite, call, capture, check_eval, check_positive_int,
+                              first_loss_check, flatten_params, fcall, model_device_dtype, per_sample_losses,
                               sample_mean)
 from .testing import generator
 from operator import attrgetter
@@ -200,7 +200,12 @@ def input_layers(model: nn.Module, # the network
     p = {n: v.detach().clone().requires_grad_() for n, v in model.named_parameters()}
     with torch.enable_grad(): calls = capture(model, mods, x[:1], params=p, exact=False)[0]
     free = lambda i: torch.is_tensor(i[0]) and not i[0].requires_grad   # i: the inputs
-    return [n for n, c in calls.items() if len(c) == 1 and free(c[0][0])]
+    ps = dict(model.named_parameters())
+    def own(n):   # weight and bias are the parameters under the layer's own names (not tied,
+        pre = f'{n}.' if n else ''                      # not computed by a parametrization)
+        return all(v is None or ps.get(pre + k) is v
+                   for k, v in (('weight', mods[n].weight), ('bias', mods[n].bias)))
+    return [n for n, c in calls.items() if len(c) == 1 and free(c[0][0]) and own(n)]
 
 
 # %% ../nbs/16_landscape.ipynb #0c62857b
@@ -247,7 +252,7 @@ def _point_fn(model, p0, D, loss_fn, acc):
     def f(c, x, y, terms):
         p = {**p0, **{n: p0[n] + torch.tensordot(c, d, 1) for n, d in D.items()}}
         for n, (b, z) in terms.items(): mods[n].forward = replaced(c, b, z)
-        try: out = functional_call(model, p, (x,))
+        try: out = fcall(model, p, x)   # a dict's 'logits' too
         finally:
             for n in terms: del mods[n].forward
         if acc[0]: correct = (out.argmax(-1) == y).sum()
@@ -300,7 +305,7 @@ def landscape(model: nn.Module, # the network, in eval mode
     acc, size, lin = [False], [chunk], []
     def first(x, y):
         first_loss_check(model, loss_fn)(x, y)
-        with torch.no_grad(): out = model(x[:1])
+        with torch.no_grad(): out = call(model, x[:1])
         acc[0] = not y.is_floating_point() and out.dim() == 2 and out.shape[1] > 1
         if size[0] is None: size[0] = grid_chunk(model, x, len(C), memory_mb, dev)
         if first_layer: lin.extend(input_layers(model, x))

@@ -1,0 +1,80 @@
+"Adversarial checks of the measures against independent float64 computations written here (H14's hunt)."
+import functools
+import pytest, torch, torch.nn as nn, torch.nn.functional as F
+from torch.func import functional_call, hessian
+from flatness_nb.flatness import relative_flatness
+from flatness_nb.landscape import landscape, random_directions
+
+DT = torch.float64
+
+
+def by_hand(model, X, Y, d, c, lossf=F.cross_entropy):
+    "E_emp(θ + c d) by functional_call."
+    p0 = {n: v.detach() for n, v in model.named_parameters()}
+    with torch.no_grad():
+        out = functional_call(model, {n: p0[n] + c * d[n] for n in p0}, (X,))
+        return lossf(out['logits'] if isinstance(out, dict) else out, Y).item()
+
+
+def kappa_by_hand(model, lname, X, Y, lossf):
+    "κ^φ_Tr = Σ_{s,s'} <w_s, w_s'> Tr H_{s,s'} from the dense Hessian of the mean loss in W."
+    p0 = {n: v.detach() for n, v in model.named_parameters()}
+    wn = lname + '.weight'
+    def L(w):
+        out = functional_call(model, {**p0, wn: w}, (X,))
+        return lossf(out['logits'] if isinstance(out, dict) else out, Y)
+    tr = torch.einsum('aibi->ab', hessian(L)(p0[wn]))
+    return (p0[wn] @ p0[wn].T * tr).sum().item()
+
+
+class TiedFirst(nn.Module):
+    "The input layer's weight is tied to a later layer's (registered first under 'c.weight')."
+    def __init__(self):
+        super().__init__(); self.c, self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 3)
+        self.a.weight = self.c.weight
+    def forward(self, x): return self.b(torch.tanh(self.c(torch.tanh(self.a(x)))))
+
+
+class DictOut(nn.Module):
+    def __init__(self, m): super().__init__(); self.m = m
+    def forward(self, x): return {'logits': self.m(x), 'h': x}
+
+
+def _xy(n=20, d=4, k=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, dtype=DT), torch.randint(0, k, (n,), generator=g)
+
+
+def mlp(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).to(DT).eval()
+
+
+# ---- findings (each failed before its fix) ----
+
+def test_landscape_tied_first_layer():
+    "F1: the first-layer shortcut held a tied input weight fixed (0.012 off at c=-0.5)."
+    torch.manual_seed(0); m = TiedFirst().to(DT).eval(); X, Y = _xy()
+    d = random_directions(m, 1, seed=1)[0]
+    got = landscape(m, (X, Y), [d], [-0.5, 0., 0.7], batch_size=7).loss
+    want = torch.tensor([by_hand(m, X, Y, d, c) for c in (-0.5, 0., 0.7)], dtype=DT)
+    assert (got - want).abs().max() < 1e-12, (got, want)
+
+
+def test_landscape_weight_norm_first_layer():
+    "Sweep (passed before too: a parametrized layer is a subclass, not an AFFINE_TYPE): weight norm."
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.Linear(4, 5)), nn.Tanh(),
+                      nn.Linear(5, 3)).to(DT).eval()
+    X, Y = _xy(); d = random_directions(m, 1, seed=1)[0]
+    got = landscape(m, (X, Y), [d], [-0.5, 0.7], batch_size=7).loss
+    want = torch.tensor([by_hand(m, X, Y, d, c) for c in (-0.5, 0.7)], dtype=DT)
+    assert (got - want).abs().max() < 1e-12, (got, want)
+
+
+def test_landscape_dict_logits_model():
+    "F2: a model returning {'logits': ...} raised AttributeError in landscape; now its numbers."
+    m = DictOut(mlp()); X, Y = _xy(); d = random_directions(m, 1, seed=1)[0]
+    got = landscape(m, (X, Y), [d], [-0.5, 0., 0.7], batch_size=7).loss
+    want = torch.tensor([by_hand(m, X, Y, d, c) for c in (-0.5, 0., 0.7)], dtype=DT)
+    assert (got - want).abs().max() < 1e-12, (got, want)
