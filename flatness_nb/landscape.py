@@ -11,7 +11,7 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 from .core import (all_finite, call, capture, check_eval, check_positive_int,
                               first_loss_check, flatten_params, fcall, model_device_dtype, per_sample_losses,
-                              sample_mean)
+                              sample_mean, _half_copy)
 from .testing import generator
 from operator import attrgetter
 
@@ -295,6 +295,7 @@ def landscape(model: nn.Module, # the network, in eval mode
               first_layer: bool = True, # first affine layers once per batch (exact)
              ) -> Landscape:
     "E_emp(θ* + Σ_k c_k d_k) at every point c of a 1-D or 2-D grid (one data pass)."
+    model = _half_copy(model, {})   # float16/bfloat16: a float32 copy, as every measure
     d = check_directions(model, dirs)
     coords, C = grid_points(grid, len(d))
     check_positive_int('chunk', chunk, allow_none=True)

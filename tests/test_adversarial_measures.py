@@ -78,3 +78,19 @@ def test_landscape_dict_logits_model():
     got = landscape(m, (X, Y), [d], [-0.5, 0., 0.7], batch_size=7).loss
     want = torch.tensor([by_hand(m, X, Y, d, c) for c in (-0.5, 0., 0.7)], dtype=DT)
     assert (got - want).abs().max() < 1e-12, (got, want)
+
+
+def test_landscape_half_model_float32_copy():
+    "F3: a float16 model's landscape was computed and returned in float16 (centre 1e-3 off E_emp), no warning."
+    import copy, warnings
+    from flatness_nb.core import empirical_risk
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).eval().half()
+    g = torch.Generator().manual_seed(0)
+    X, Y = torch.randn(600, 4, generator=g).half(), torch.randint(0, 3, (600,), generator=g)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        got = landscape(m, (X, Y), random_directions(m, 1, seed=1), [0.], batch_size=128).loss
+        want = empirical_risk(m, (X, Y))
+    assert got.dtype == torch.float32 and abs(got.item() - want) < 1e-6, (got, want)
+    assert any('float32 copy' in str(x.message) for x in w)
