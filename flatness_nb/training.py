@@ -12,7 +12,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call
 from fastcore.basics import patch
-from .core import LayerSplit, capture, find_adapter, get_layer
+from .core import LayerSplit, _loss_option, capture, find_adapter, get_layer
 from .testing import generator, SmallCNN as _ToyCNN
 from .hessian import detect_route, lambda_max, network_hessian_trace
 from .flatness import relative_flatness
@@ -204,6 +204,13 @@ def loss_and_penalty(
 ) -> tuple[Tensor, Tensor]:
     "Batch loss and Σ_layers κ^φ_Tr from one forward pass, differentiable."
     x, y = batch
+    if (_loss_option(loss_fn, "weight") is not None
+            and _loss_option(loss_fn, "reduction", "mean") == "mean"):
+        raise ValueError(
+            "loss_fn has class weights with reduction='mean': its batch loss is "
+            "Σ w_y ℓ / Σ w_y, and κ here would be of the unweighted mean; drop the "
+            "weights, or pass reduction='sum' (κ is then of (1/B) Σ w_y ℓ)"
+        )
     lays = _resolve(model, layers)
     if normalized and any(not isinstance(m, nn.Linear) for _, m in lays):
         raise ValueError(

@@ -94,3 +94,25 @@ def test_landscape_half_model_float32_copy():
         want = empirical_risk(m, (X, Y))
     assert got.dtype == torch.float32 and abs(got.item() - want) < 1e-6, (got, want)
     assert any('float32 copy' in str(x.message) for x in w)
+
+
+def kappa_dense(model, lname, X, Y, lossf):
+    "κ of a (possibly non-mean) batch loss lossf in one layer's weight, dense."
+    p0 = {n: v.detach() for n, v in model.named_parameters()}
+    wn = lname + '.weight'; W = p0[wn]
+    H = hessian(lambda w: lossf(functional_call(model, {**p0, wn: w}, (X,)), Y))(W)
+    return (W @ W.T * torch.einsum('aibi->ab', H)).sum().item()
+
+
+def test_penalty_class_weights_mean_refused():
+    "F4: flatness_penalty with CrossEntropyLoss(weight=w) returned the unweighted κ (0.339 vs 0.345)."
+    from flatness_nb.training import flatness_penalty
+    m = mlp(1); X, Y = _xy(12, seed=3)
+    w = torch.tensor([0.6, 1.3, 0.9], dtype=DT)
+    lf = nn.CrossEntropyLoss(weight=w)
+    with pytest.raises(ValueError, match="class weights with reduction='mean'"):
+        flatness_penalty(m, '2', (X, Y), lf)
+    # the way out named by the message: reduction='sum' is κ of (1/B) Σ w_y ℓ
+    got = flatness_penalty(m, '2', (X, Y), nn.CrossEntropyLoss(weight=w, reduction='sum')).item()
+    want = kappa_dense(m, '2', X, Y, lambda o, y: F.cross_entropy(o, y, weight=w, reduction='sum') / len(y))
+    assert abs(got - want) < 1e-12 * abs(want)
