@@ -116,3 +116,87 @@ def test_penalty_class_weights_mean_refused():
     got = flatness_penalty(m, '2', (X, Y), nn.CrossEntropyLoss(weight=w, reduction='sum')).item()
     want = kappa_dense(m, '2', X, Y, lambda o, y: F.cross_entropy(o, y, weight=w, reduction='sum') / len(y))
     assert abs(got - want) < 1e-12 * abs(want)
+
+
+# ---- a compact sweep of cases that passed (each against a computation written here) ----
+
+_W = torch.tensor([0.6, 1.3, 0.9], dtype=DT)
+LOSSES = {   # name: (library loss, the same E_emp by hand, targets)
+    'ce': (F.cross_entropy, F.cross_entropy, 'y'),
+    'ce_smooth': (nn.CrossEntropyLoss(label_smoothing=0.2), lambda o, y: F.cross_entropy(o, y, label_smoothing=0.2), 'y'),
+    'ce_sum': (nn.CrossEntropyLoss(reduction='sum'), lambda o, y: F.cross_entropy(o, y, reduction='sum') / len(y), 'y'),
+    'ce_w_sum': (functools.partial(F.cross_entropy, weight=_W, reduction='sum'),
+                 lambda o, y: F.cross_entropy(o, y, weight=_W, reduction='sum') / len(y), 'y'),
+    'mse': (F.mse_loss, F.mse_loss, 'f'),
+    'mse_sum': (nn.MSELoss(reduction='sum'), lambda o, y: F.mse_loss(o, y, reduction='sum') / len(y), 'f'),
+    'huber': (nn.HuberLoss(delta=0.3), lambda o, y: F.huber_loss(o, y, delta=0.3), 'f'),
+    'bce': (F.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, 'b'),
+}
+
+
+def _targets(kind, n=20):
+    g = torch.Generator().manual_seed(5)
+    if kind == 'y': return torch.randint(0, 3, (n,), generator=g)
+    t = torch.randn(n, 3, generator=g, dtype=DT)
+    return t if kind == 'f' else (t > 0).to(DT)
+
+
+@pytest.mark.parametrize('loss', list(LOSSES))
+def test_sweep_kappa_and_landscape_centre(loss):
+    lf, hand, kind = LOSSES[loss]
+    m = mlp(2); X, _ = _xy(); Y = _targets(kind)
+    k = relative_flatness(m, '2', (X, Y), lf, batch_size=7)
+    want = kappa_by_hand(m, '2', X, Y, hand)
+    assert abs(k - want) <= 1e-12 * abs(want)
+    d = random_directions(m, 1, seed=1)[0]
+    got = landscape(m, (X, Y), [d], [0., 0.5], lf, batch_size=7).loss
+    assert abs(got[0].item() - by_hand(m, X, Y, d, 0., hand)) < 1e-13
+    assert abs(got[1].item() - by_hand(m, X, Y, d, 0.5, hand)) < 1e-13
+
+
+@pytest.mark.parametrize('method', ['base', 'sam', 'asam', 'flat', 'sam+flat'])
+def test_sweep_trainer_step_by_hand(method):
+    "One FlatTrainer step (SGD; a frozen bias; LayerNorm) equals a step written with torch.func."
+    from torch.func import grad
+    from flatness_nb.training import FlatTrainer
+    X, Y = _xy(10, seed=4)
+    def make():
+        torch.manual_seed(1)
+        m = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.LayerNorm(6), nn.Linear(6, 3)).to(DT)
+        m[0].bias.requires_grad_(False); return m
+    lr, rho, eta, lam = 0.1, 0.05, 0.01, 0.3 if 'flat' in method else 0.
+    m, ref = make(), make()
+    FlatTrainer(m, torch.optim.SGD([q for q in m.parameters() if q.requires_grad], lr=lr), method,
+                rho=rho, eta=eta, lam=lam, layers='3').step((X, Y))
+    p0 = {n: v.detach() for n, v in ref.named_parameters()}
+    tn = [n for n, v in ref.named_parameters() if v.requires_grad]
+    L = lambda p: F.cross_entropy(functional_call(ref, p, (X,)), Y)
+    g = grad(L)(p0)
+    if 'sam' in method:
+        T = {n: p0[n].abs() + eta if method == 'asam' and n.endswith('weight') else 1. for n in tn}
+        nrm = torch.sqrt(sum(((T[n] * g[n]) ** 2).sum() for n in tn))
+        g = grad(L)({n: p0[n] + (rho * T[n] ** 2 * g[n] / nrm if n in tn else 0) for n in p0})
+    def kap(p):
+        W = p['3.weight']
+        H = hessian(lambda w: F.cross_entropy(functional_call(ref, {**p, '3.weight': w}, (X,)), Y))(W)
+        return (W @ W.T * torch.einsum('aibi->ab', H)).sum()
+    gk = grad(kap)(p0) if lam else {n: 0. for n in p0}
+    for n, v in m.named_parameters():
+        want = p0[n] - lr * (g[n] + lam * gk[n]) if n in tn else p0[n]
+        assert (v.detach() - want).abs().max() < 1e-13, (method, n)
+
+
+@pytest.mark.parametrize('conv,shape', [
+    (lambda: nn.Conv1d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2), (4, 9)),
+    (lambda: nn.Conv2d(2, 4, (2, 3), stride=(3, 1), padding=(1, 0)), (2, 7, 6)),
+    (lambda: nn.Conv3d(2, 3, 2, stride=2, padding=1), (2, 4, 5, 3)),
+])
+def test_sweep_conv_operator_norm_dense(conv, shape):
+    from torch.func import jacrev
+    from flatness_nb.compression import layer_operator_norm
+    torch.manual_seed(0); c = conv().to(DT); nd = len(shape) - 1
+    f = lambda v: getattr(F, f'conv{nd}d')(v.reshape(1, *shape), c.weight, None, c.stride, c.padding,
+                                          c.dilation, c.groups).reshape(-1)
+    J = jacrev(f)(torch.zeros(torch.Size(shape).numel(), dtype=DT))
+    want = torch.linalg.matrix_norm(J, 2).item()
+    assert abs(layer_operator_norm(c, shape) - want) < 1e-10 * want
