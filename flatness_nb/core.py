@@ -926,9 +926,9 @@ def sample_mean(model: nn.Module, # the network, in eval mode
             s = batch_sum(x, y)
         tot = s if tot is None else _add(tot, s); n += token_count(loss_fn, y) if tok else len(y)
     keys = list(tot) if isinstance(tot, dict) else None
-    *vals, n = reduce_sums(*(tot.values() if keys else [tot]), n)
+    *vals, n = reduce_sums(*(tot.values() if keys is not None else [tot]), n)   # {} stays {} (nothing covered)
     if n == 0: raise ValueError("every label is ignore_index: the data hold no token to average over")
-    out = {k: v / n for k, v in zip(keys, vals)} if keys else vals[0] / n
+    out = {k: v / n for k, v in zip(keys, vals)} if keys is not None else vals[0] / n
     return (out, n) if with_n else out
 
 # %% ../nbs/00_core.ipynb #394a2048

@@ -224,8 +224,9 @@ def _bn_grads(mod, a, dz):
     shape = (1, -1) + (1,) * (a.dim() - 2)
     xh = (a - mod.running_mean.reshape(shape)) / (mod.running_var.reshape(shape) + mod.eps).sqrt()
     red = tuple(range(3, dz.dim())); g = {}
-    if mod.weight is not None: g['weight'] = (dz * xh).sum(red)
-    if mod.bias is not None: g['bias'] = dz.sum(red)
+    pos = lambda t: t.sum(red) if red else t           # (B, C) input: no positions; t.sum(()) would sum every axis
+    if mod.weight is not None: g['weight'] = pos(dz * xh)
+    if mod.bias is not None: g['bias'] = pos(dz)
     return g
 
 # %% ../nbs/01a_sweep.ipynb #a31e3cf6
@@ -478,6 +479,18 @@ def _batch_sums(plan, inputs, sig, want, max_elements, caches=None, groups=1):
             else: res.update({(q, param_name(n, k)): v for (q, k), v in module_sums(mod, a, d, sig, own).items()})
     return res
 
+# %% ../nbs/01a_sweep.ipynb #h13bsmooth
+def _check_batch_smooth(model, plan, x, seed=1234):
+    "Refuse a batch on which a smooth operation follows a covered module (Hardswish, ELU: curved on part of their range only)."
+    if plan.curvature != 'hessian' or not plan.modules: return
+    gen, what = torch.Generator(device=x.device).manual_seed(seed), f"the sweep's check on a batch of {len(x)} samples"
+    if _offset_curvature(model, plan.modules, x, gen, what) == 0: return
+    bad = [n for n, m in plan.modules.items() if _offset_curvature(model, {n: m}, x, gen, what) != 0] or list(plan.modules)
+    raise ValueError(f"a smooth operation follows modules {bad} on a batch of {len(x)} samples (e.g. Hardswish or ELU in "
+                     f"their curved range), though not on the {ROUTE_SAMPLES} samples of the first batch the plan checked: "
+                     "their Hessian blocks have a curvature term the sweep does not compute; use layer_curvature(route="
+                     "'full'), hutchinson_trace, or curvature='gauss_newton'")
+
 # %% ../nbs/01a_sweep.ipynb #15ac2560
 def sweep_batch(model: nn.Module, # the network, in eval mode
                 plan: SweepPlan, # from `make_sweep_plan`
@@ -494,8 +507,10 @@ def sweep_batch(model: nn.Module, # the network, in eval mode
                                "the forward pass branches on the data, so the plan made on the first batch does not hold; "
                                "measure those parameters with hutchinson_trace")
     if not all_finite(out): raise ValueError(f"model output contains NaN or inf on a batch of {len(x)} samples")
+    _check_batch_smooth(model, plan, x)
     S, sig = loss_hessian_factor(loss_fn, out.detach(), y)
     names = list(rec); zs = [rec[n][0][1] for n in names]; res = {}
+    if not names: return res                            # nothing covered ran (all tied, called twice, …): no sums
     with torch.no_grad(): feats = {n: _features(plan, n, rec[n][0][0]) for n in names}   # once per batch, not per column group
     groups, caches = _column_groups(S.shape[2], zs, max_elements), {}   # caches: Gram matrices shared by the groups
     for c0, c1 in groups:
