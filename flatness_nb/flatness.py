@@ -171,11 +171,14 @@ def feature_moments(model: nn.Module, # the network, in eval mode
     def batch(x, _):
         phi = sp.capture(x)[0]
         # an nn.Linear sees its features on the last axis; any axes between (tokens) are more observations of them
-        phi = sp.adapter.feature_rows(sp.layer, phi)
+        dt.append(phi.dtype)   # sums in float64: E[φ²] − μ² cancels when |μ| ≫ spread
+        phi = sp.adapter.feature_rows(sp.layer, phi).to(torch.float64)
         return dict(s1=phi.sum(0), s2=(phi ** 2).sum(0), t=len(phi))
+    dt = []
     with torch.no_grad(): m, n = sample_mean(model, data, batch, batch_size, with_n=True)
     N, mu = round(m['t'] * n), m['s1'] / m['t']          # N observations: samples × tokens
-    return mu, (m['s2'] / m['t'] - mu ** 2).clamp_min(0) * N / max(N - 1, 1)
+    var = (m['s2'] / m['t'] - mu ** 2).clamp_min(0) * N / max(N - 1, 1)
+    return mu.to(dt[0]), var.to(dt[0])
 
 # %% ../nbs/02_relative_flatness.ipynb #4aee7634
 @takes_model

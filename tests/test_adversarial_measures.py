@@ -200,3 +200,15 @@ def test_sweep_conv_operator_norm_dense(conv, shape):
     J = jacrev(f)(torch.zeros(torch.Size(shape).numel(), dtype=DT))
     want = torch.linalg.matrix_norm(J, 2).item()
     assert abs(layer_operator_norm(c, shape) - want) < 1e-10 * want
+
+
+def test_feature_spread_float32_far_from_zero():
+    "F6: float32 features of mean 300 and spread 0.01-0.03: E[φ²] − μ² cancelled (std [0, 0.088, 0])."
+    from flatness_nb.flatness import feature_spread
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).float().eval()
+    with torch.no_grad(): m[0].weight.mul_(0.05); m[0].bias.fill_(300.)
+    X = torch.randn(4000, 4, generator=torch.Generator().manual_seed(0))
+    sd = feature_spread(m, '2', (X, torch.zeros(4000, dtype=torch.long)))
+    true = torch.relu(m[0](X)).detach().double().std(0)
+    assert sd.dtype == torch.float32 and ((sd.double() - true).abs() / true).max() < 1e-3, (sd, true)
