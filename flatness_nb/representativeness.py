@@ -30,7 +30,7 @@ def true_risk(model: nn.Module, # the network, in eval mode
     "Monte-Carlo risk E(f): mean per-sample loss on fresh data, with standard error sd/√N."
     check_single_process('true_risk')
     def batch(x, y):
-        l = per_sample_losses(loss_fn, call(model, x), y)
+        l = per_sample_losses(loss_fn, call(model, x), y).to(torch.float64)   # E[ℓ²] − E[ℓ]²: no cancellation
         return dict(s=l.sum().item(), s2=(l ** 2).sum().item())
     with torch.no_grad(): m, n = sample_mean(model, data, batch, batch_size, lambda x, y: check_loss(loss_fn, call(model, x), y), with_n=True)
     if n < 2: raise ValueError(f"true_risk needs at least 2 fresh samples for a standard error, got {n}")

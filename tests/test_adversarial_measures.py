@@ -212,3 +212,15 @@ def test_feature_spread_float32_far_from_zero():
     sd = feature_spread(m, '2', (X, torch.zeros(4000, dtype=torch.long)))
     true = torch.relu(m[0](X)).detach().double().std(0)
     assert sd.dtype == torch.float32 and ((sd.double() - true).abs() / true).max() < 1e-3, (sd, true)
+
+
+def test_true_risk_stderr_float32_nearly_constant_losses():
+    "F7: float32 losses 8.0007 ± 9e-5: the standard error cancelled (7.5e-06 for a true 6.3e-07)."
+    import math
+    from flatness_nb.representativeness import true_risk
+    torch.manual_seed(0); m = nn.Linear(4, 3).float().eval()
+    with torch.no_grad(): m.weight.mul_(1e-4); m.bias.copy_(torch.tensor([8., 0., 0.]))
+    X = torch.randn(20000, 4, generator=torch.Generator().manual_seed(0)); Y = torch.ones(20000, dtype=torch.long)
+    l = F.cross_entropy(m(X), Y, reduction='none').detach().double()
+    r = true_risk(m, (X, Y))
+    assert abs(r.stderr / (l.std() / math.sqrt(len(l))).item() - 1) < 1e-3, r
