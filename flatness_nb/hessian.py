@@ -519,8 +519,13 @@ def lanczos_max(matvec: Callable[[Tensor], Tensor], # symmetric linear map on fl
         Tm = torch.diag(torch.tensor(a, dtype=torch.float64))
         if b: Tm += torch.diag(torch.tensor(b, dtype=torch.float64), 1) + torch.diag(torch.tensor(b, dtype=torch.float64), -1)
         th, S = torch.linalg.eigh(Tm)
-        if beta * abs(S[-1, -1].item()) <= tol * max(abs(th[-1].item()), 1e-30) or beta < 1e-300: break
+        res = beta * abs(S[-1, -1].item())             # |θ − λ| ≤ res for an eigenvalue λ of the operator
+        if res <= tol * max(abs(th[-1].item()), 1e-30) or beta < 1e-300: break
         b.append(beta); q = w / beta
+    else:                                               # no break: the top Ritz value may still sit below λ_max
+        if iters < N: warnings.warn(f"Lanczos stopped at iters={iters} steps short of tol={tol:g} (residual {res:.2e} "
+                                    f"on the Ritz value {th[-1].item():.6g}, a lower bound on λ_max that may be low): "
+                                    "raise iters", RuntimeWarning)
     return th[-1].item()
 
 # %% ../nbs/01_hessian.ipynb #7f71c48c
