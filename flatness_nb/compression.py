@@ -267,13 +267,15 @@ def singular_values(J: Tensor, # batch of Jacobians (B, k, D)
     return torch.linalg.svdvals(J.mT if J.shape[1] < J.shape[2] else J)
 
 # %% ../nbs/06_compression.ipynb #e1296950
-def _logvol_s(s, rank, rtol):
-    "log LVR and rank from singular values (B, q)."
+def _logvol_s(s, rank, rtol, dim=None):
+    "log LVR and rank from singular values (B, q) of (k, D) Jacobians, dim = max(k, D)."
     q = s.shape[1]
     if rank is not None:
         if not 1 <= rank <= q: raise ValueError(f"rank must be between 1 and min(k, D) = {q}, got {rank}")
         r = torch.full((len(s),), rank, dtype=torch.long, device=s.device)
-    else: r = (s > rtol * s[:, :1]).sum(1)
+    else:   # below dim·eps·σ_1 a singular value is rounding (float32: eps = 1.2e-7 > 1e-8)
+        tol = max(rtol, (dim or q) * torch.finfo(s.dtype).eps)
+        r = (s > tol * s[:, :1]).sum(1)
     keep = torch.arange(q, device=s.device)[None, :] < r[:, None]
     return torch.where(keep, s.log(), torch.zeros_like(s)).sum(1), r
 
@@ -289,7 +291,7 @@ def log_volumes(J: Tensor, # batch of Jacobians (B, k, D)
                 rtol: float = 1e-8, # numerical rank: count σ_j > rtol·σ_1
                ) -> tuple[Tensor, Tensor]:
     "Per-sample log LVR = Σ_{j≤r} log σ_j and the rank r used, both of shape (B,)."
-    return _logvol_s(singular_values(J), rank, rtol)
+    return _logvol_s(singular_values(J), rank, rtol, max(J.shape[1:]))
 
 # %% ../nbs/06_compression.ipynb #1c263e9f
 def participation_ratio(J: Tensor, # batch of Jacobians (B, k, D)
@@ -324,11 +326,11 @@ def compression_measures(model: nn.Module, # the network, in eval mode
         Jl, _ = layer_input_jacobians(model, x)
         for Jn in (J, *Jl.values()): check_finite_output(Jn, 'Jacobian')
         sv = singular_values(J)
-        lv, r = _logvol_s(sv, rank, rtol)
+        lv, r = _logvol_s(sv, rank, rtol, max(J.shape[1:]))
         s = dict(mls=sv[:, 0].sum().item(), nmls=0.0, lvr=lv.sum().item(), nvr=0.0, pr=_pr_s(sv).sum().item(), rank=r.sum().item())
         for Jn in Jl.values():
             sn = singular_values(Jn)
-            s['nmls'] += sn[:, 0].sum().item(); s['nvr'] += _logvol_s(sn, rank, rtol)[0].sum().item()
+            s['nmls'] += sn[:, 0].sum().item(); s['nvr'] += _logvol_s(sn, rank, rtol, max(Jn.shape[1:]))[0].sum().item()
         return s
     first = lambda x, y: check_input_derivable(x)
     with torch.no_grad(): m, n = sample_mean(model, data, batch, batch_size, first, with_n=True)
@@ -440,7 +442,7 @@ def _lvr_layer_batch(s: dict, # running sums of lvr_bounds (nmls, mid, Wa), upda
     # den = 0 means a = 0 or ∂f/∂z = 0, and either makes num = 0: the sample satisfies Eq. 5 as 0 ≤ 0
     return torch.where(den > 0, num / den, 0.0).max().item()
 
-# %% ../nbs/06_compression.ipynb #074099e5
+# %% ../nbs/06_compression.ipynb #efc3e489
 def _one_token(model, names, acts):
     "Refuse a layer that reads several tokens per sample: its ∇_W f = Σ_t (∂f/∂z_t) a_tᵀ is not one outer product."
     for nm in names:
@@ -777,7 +779,7 @@ def benchmark_compression(n: int = 2000, # number of samples
     X = torch.randn(n, dims[0], generator=g, dtype=dtype, device='cpu').to(lin.weight.device)
     def measures(J):
         sv = singular_values(J)
-        return torch.stack([sv[:, 0].mean(), _logvol_s(sv, None, rtol)[0].mean(), _pr_s(sv).mean()])
+        return torch.stack([sv[:, 0].mean(), _logvol_s(sv, None, rtol, max(J.shape[1:]))[0].mean(), _pr_s(sv).mean()])
     def vectorised(X): return measures(input_jacobians(model, X, 'rev'))
     def looped(X):
         acc = torch.zeros(3, dtype=dtype)

@@ -224,3 +224,16 @@ def test_true_risk_stderr_float32_nearly_constant_losses():
     l = F.cross_entropy(m(X), Y, reduction='none').detach().double()
     r = true_risk(m, (X, Y))
     assert abs(r.stderr / (l.std() / math.sqrt(len(l))).item() - 1) < 1e-3, r
+
+
+def test_log_volume_rank_float32_bottleneck():
+    "F8: a float32 net with a width-3 bottleneck: rounding-level σ counted (rank 7.66, LVR -86.5 vs 3, -3.11)."
+    import copy
+    from flatness_nb.compression import compression_measures
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(10, 3), nn.Tanh(), nn.Linear(3, 10)).float().eval()
+    X = torch.randn(50, 10, generator=torch.Generator().manual_seed(0)); Y = torch.zeros(50, dtype=torch.long)
+    c32 = compression_measures(m, (X, Y))
+    c64 = compression_measures(copy.deepcopy(m).double(), (X.double(), Y))
+    assert c32.rank == c64.rank == 3.0, (c32, c64)
+    assert abs(c32.lvr - c64.lvr) < 1e-4 and abs(c32.nvr - c64.nvr) < 1e-4, (c32, c64)
