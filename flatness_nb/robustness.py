@@ -214,6 +214,18 @@ def random_projection(n: int, # number of matrices
     return Q @ Q.transpose(1, 2)
 
 # %% ../nbs/03_feature_robustness.ipynb #2b4f7f6c
+def _gamma_ratio_inv(u, a, T):
+    "t ∈ [0, T] with P(a, t) = u·P(a, T) where P(a, T) underflows: bisection on log P(a, Ts)/P(a, T)."
+    M = lambda x: _sps.hyp1f1(1, a + 1, x)   # P(a, x) = x^a e^{-x} M(1, a+1, x) / Γ(a+1)
+    logF = lambda s: a * np.log(s) - T * (s - 1) + np.log(M(T * s)) - np.log(M(T))
+    with np.errstate(divide='ignore'): lu = np.log(u)
+    lo, hi = np.zeros_like(u), np.ones_like(u)
+    with np.errstate(divide='ignore'):
+        for _ in range(64):   # float64 bisection on s = t/T to the last bits
+            mid = (lo + hi) / 2; up = logF(mid) < lu
+            lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+    return T * (lo + hi) / 2
+
 def prop2_radii(n: int, # number of radii
                 m: int, # feature dimension
                 delta: float, # support [0, δ)
@@ -226,7 +238,8 @@ def prop2_radii(n: int, # number of radii
     delta, sigma = _check_delta(delta), _check_sigma(sigma)
     u = torch.rand(n, generator=generator, dtype=torch.float64, device=device).cpu().numpy()
     a, T = m / 2, 1 / (2 * sigma ** 2)
-    t = _sps.gammaincinv(a, u * _sps.gammainc(a, T))
+    PT = _sps.gammainc(a, T)   # below 1e-250 (m ≳ 300 at σ = 0.5) it underflows: log-space
+    t = _sps.gammaincinv(a, u * PT) if PT > 1e-250 else _gamma_ratio_inv(u, a, T)
     r = torch.as_tensor(delta * sigma * np.sqrt(2 * t), dtype=dtype or torch.get_default_dtype(), device=device)
     below = torch.nextafter(torch.tensor(delta, dtype=r.dtype), torch.tensor(0.0, dtype=r.dtype)).item()
     return r.clamp(max=below)

@@ -237,3 +237,17 @@ def test_log_volume_rank_float32_bottleneck():
     c64 = compression_measures(copy.deepcopy(m).double(), (X.double(), Y))
     assert c32.rank == c64.rank == 3.0, (c32, c64)
     assert abs(c32.lvr - c64.lvr) < 1e-4 and abs(c32.nvr - c64.nvr) < 1e-4, (c32, c64)
+
+
+def test_prop2_radii_many_features():
+    "F9: m ≥ ~400 features at σ = 0.5: P(m/2, T) underflowed and every radius was 0 (true E[r] ≈ 0.0999 for δ = 0.1)."
+    mpmath = pytest.importorskip("mpmath")
+    from flatness_nb.robustness import prop2_radii
+    d, s, m = 0.1, 0.5, 1000
+    r = prop2_radii(3000, m, d, s, generator=torch.Generator().manual_seed(0), dtype=DT)
+    f = lambda x: x ** (m - 1) * mpmath.e ** (-x ** 2 / (2 * d * d * s * s))
+    Z = mpmath.quad(f, [0, d])
+    Er = float(mpmath.quad(lambda x: x * f(x), [0, d]) / Z)
+    Er2 = float(mpmath.quad(lambda x: x * x * f(x), [0, d]) / Z)
+    se = (Er2 - Er ** 2) ** 0.5 / 3000 ** 0.5
+    assert abs(r.mean().item() - Er) < 5 * se, (r.mean().item(), Er, se)
