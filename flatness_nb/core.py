@@ -664,9 +664,14 @@ def _param_uses(model):
     for n, q in model.named_parameters(remove_duplicate=False): uses.setdefault(id(q), []).append(n)
     return uses
 
+from torch.nn.utils.weight_norm import WeightNorm as _WN
+from torch.nn.utils.spectral_norm import SpectralNorm as _SN
+_OLD_REPARAM = (_WN, _SN)   # torch.nn.utils.weight_norm/spectral_norm: weight recomputed by a pre-hook
+
 def _tie_fault(module, uses, attrs=None):
     "The one tying check: 'parametrized', or (attr, its names) for the first parameter registered twice, or None."
     if torch.nn.utils.parametrize.is_parametrized(module): return 'parametrized'
+    if any(isinstance(h, _OLD_REPARAM) for h in module._forward_pre_hooks.values()): return 'parametrized'   # old-style
     ps = module._parameters if attrs is None else {a: getattr(module, a, None) for a in attrs}
     return next(((a, uses[id(p)]) for a, p in ps.items() if p is not None and len(uses.get(id(p), ())) > 1), None)
 

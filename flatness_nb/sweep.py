@@ -416,6 +416,16 @@ def _check_custom_functions(model, plan, x):
 # %% ../nbs/01a_sweep.ipynb #19cceca6
 def _step_called_once(model, plan, c): c['inp'] = _check_called_once(model, plan, c['xs'])
 def _step_custom_functions(model, plan, c): _check_custom_functions(model, plan, c['xr'])
+def _grads_run(mod, a):
+    "True when `_module_grads` runs on this module (torch.func has the batching rules its backward needs; PReLU's fails)."
+    if _is_eval_bn(mod): return True                    # closed form, no vmap
+    try:
+        with torch.no_grad(): o = mod(a[:2])
+        _module_grads(mod, a[:2], torch.zeros(3, *o.shape, dtype=o.dtype, device=o.device)); return True   # 3 ≠ 2
+    except RuntimeError: return False
+def _step_vmappable(model, plan, c):
+    _drop(plan, [n for n in plan.other if not _grads_run(plan.other[n], c['inp'][n])],
+          "torch.func cannot vmap its per-sample gradients (no batching rule for its backward, e.g. nn.PReLU)")
 def _step_linear(model, plan, c):
     _drop(plan, [n for n in plan.other if not _linear_in_params(plan.other[n], c['inp'][n][:ROUTE_SAMPLES], c['gen'])],
           "its module's output is not linear in it, so its Hessian block has a curvature term")
@@ -424,6 +434,7 @@ def _step_single_use(model, plan, c): _check_single_use(model, plan, c['xs'], c[
 
 PLAN_STEPS = (   # (what it checks, the step, Hessian only), in the order they run
     ('runs once, one tensor in and out', _step_called_once, False),     # gives the inputs the linearity step reads
+    ('its per-sample gradients vmap', _step_vmappable, False),           # other modules: torch.func can batch them
     ('no custom autograd.Function after it', _step_custom_functions, True),   # guards the two exact-zero checks
     ('linear in its own parameters', _step_linear, True),
     ('nothing smooth after it', _step_smooth, True),
