@@ -450,6 +450,11 @@ def make_sweep_plan(model: nn.Module, # the network, in eval mode
                    ) -> SweepPlan:
     "Sort every parameter into covered (exact from one sweep) and rest (with the reason), checking on the first batch."
     if curvature not in ('hessian', 'gauss_newton'): raise ValueError(f"curvature must be 'hessian' or 'gauss_newton', got {curvature!r}")
+    if isinstance(layers, str): layers = [layers]      # one name, not its characters
+    if layers is not None:                              # a typo must not give an empty plan and a trace of 0
+        mods = dict(model.named_modules()); ok = [n for n, m in mods.items() if _own(n, m)]
+        bad = [n for n in layers if n not in mods or not _own(n, mods[n])]
+        if bad: raise ValueError(f"layers={bad} are not modules of the model holding parameters of their own; name some of {ok}")
     plan = SweepPlan(*_candidates(model, layers), curvature=curvature)   # adapter refusals, tying, parametrizations
     c = dict(gen=torch.Generator(device=x.device).manual_seed(seed), xs=x[:CHECK_SAMPLES], xr=x[:ROUTE_SAMPLES])
     for _, step, hessian_only in PLAN_STEPS:            # exact-zero curvature checks: structural, so a few samples (xr)

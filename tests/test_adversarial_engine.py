@@ -237,3 +237,11 @@ def test_prelu_left_out():
     assert 'cannot vmap' in nc.rest['1.weight']
     e = network_hessian_trace(m, (X, y))
     assert abs(e.value - sum(v.sum() for v in oracle(m, X, y, F.cross_entropy).values()).item()) < 1e-8 + 5 * e.stderr
+
+def test_unknown_layers_refused():
+    "Finding 8: network_curvature(layers=['nope']) returned trace 0 without a word (an empty plan); a str was read by "
+    "substring. Now a ValueError naming the modules that hold parameters; one name as a str is one name."
+    m = Two().eval(); X, y = torch.randn(6, 4), torch.randint(0, 3, (6,))
+    with pytest.raises(ValueError, match=r"layers=\['nope'\] are not modules"): network_curvature(m, (X, y), layers=['nope'])
+    with pytest.raises(ValueError, match="are not modules"): network_curvature(m, (X, y), layers=['n'])   # no own params
+    assert set(network_curvature(m, (X, y), layers='a').traces) == {'a.weight', 'a.bias'}
