@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from torch.func import vmap, grad, jvp, vjp, functional_call
-from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, call, check_positive_int, fcall, takes_model, is_token_loss, token_scope, check_second_order, first_loss_check, Estimate, LayerSplit, flatten_params, sample_mean, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
+from .core import (CHECK_SAMPLES, ROUTE_SAMPLES, single_use_faults, call, check_positive_int, fcall, takes_model, is_token_loss, token_scope, check_second_order, first_loss_check, Estimate, LayerSplit, flatten_params, sample_mean, UnsupportedLayerError, check_eval, check_forward, check_labels, check_loss,
                               check_layer, exact_attention, get_layer, layer_adapter, iter_batches, param_name,
                               linear_layers, model_device_dtype, per_sample_losses, reduce_sums, sample_loss)
 from .testing import oracle_summaries   # kept importable here: flatness_nb.hessian.oracle_summaries
@@ -486,6 +486,7 @@ def network_hessian_trace(model: nn.Module, # the network, in eval mode
         with torch.no_grad(): tok = is_token_loss(loss_fn, call(model, x0[:CHECK_SAMPLES]), y0[:CHECK_SAMPLES])
     for name in sorted(nc.smooth):                      # layers followed by a smooth operation: the full route
         sp = LayerSplit(model, name)
+        if single_use_faults(model, {name: sp.layer}, x0[:CHECK_SAMPLES], seed): continue   # reused elsewhere: Hutchinson
         with token_scope(tok): plan = make_plan(sp, x0, y0, loss_fn)   # a plan made outside a data pass
         if plan.per != sp.weight.shape[0] and plan.per > max_exact_hvps: continue
         c = layer_curvature(model, name, data, loss_fn, batch_size=batch_size, want=('trace', 'bias'), plan=plan)

@@ -245,3 +245,14 @@ def test_unknown_layers_refused():
     with pytest.raises(ValueError, match=r"layers=\['nope'\] are not modules"): network_curvature(m, (X, y), layers=['nope'])
     with pytest.raises(ValueError, match="are not modules"): network_curvature(m, (X, y), layers=['n'])   # no own params
     assert set(network_curvature(m, (X, y), layers='a').traces) == {'a.weight', 'a.bias'}
+
+def test_smooth_layer_used_elsewhere_goes_to_hutchinson():
+    "Finding 9: network_hessian_trace refused the whole estimate when a smooth-headed layer's weight is also used outside "
+    "its call (the full route's single-use refusal); now that layer goes to Hutchinson, as the sweep already said."
+    class U(nn.Module):
+        def __init__(s): super().__init__(); s.a = nn.Linear(4, 4); s.b = nn.Linear(4, 3)
+        def forward(s, x): return s.b(torch.tanh(s.a(x)) + F.linear(x, s.a.weight))
+    m = U().eval(); X, y = torch.randn(6, 4), torch.randint(0, 3, (6,))
+    e = network_hessian_trace(m, (X, y), max_probes=256)
+    tot = sum(v.sum() for v in oracle(m, X, y, F.cross_entropy).values()).item()
+    assert e.n > 0 and abs(e.value - tot) < 5 * e.stderr
