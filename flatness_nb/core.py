@@ -21,11 +21,11 @@ __all__ = ['LAYER_ADAPTERS', 'EXPLICIT_ONLY', 'HALF_AS', 'CHECK_SAMPLES', 'ROUTE
            'linear_layers', 'get_layer', 'all_finite', 'check_eval', 'model_device_dtype', 'Inputs',
            'check_positive_int', 'iter_batches', 'count_samples', 'exact_attention', 'model_output', 'call', 'fcall',
            'vmap_over_samples', 'SelectOutput', 'strip_prefix', 'mha_modules', 'takes_model', 'check_forward',
-           'check_untied', 'capture', 'LayerSplit', 'single_use_faults', 'check_single_use', 'custom_functions',
-           'check_second_order', 'unfold_patches', 'reduce_sums', 'reduce_max', 'check_single_process', 'token_scope',
-           'sample_mean', 'Estimate', 'flatten_params', 'is_token_loss', 'token_count', 'check_labels', 'sample_loss',
-           'per_sample_losses', 'check_loss', 'first_loss_check', 'empirical_risk', 'perturbed_risks', 'is_operator',
-           'operator_info', 'as_matvec']
+           'check_independent', 'check_untied', 'capture', 'LayerSplit', 'single_use_faults', 'check_single_use',
+           'custom_functions', 'check_second_order', 'unfold_patches', 'reduce_sums', 'reduce_max',
+           'check_single_process', 'token_scope', 'sample_mean', 'Estimate', 'flatten_params', 'is_token_loss',
+           'token_count', 'check_labels', 'sample_loss', 'per_sample_losses', 'check_loss', 'first_loss_check',
+           'empirical_risk', 'perturbed_risks', 'is_operator', 'operator_info', 'as_matvec']
 
 # %% ../nbs/00_core.ipynb #6563e66e
 class UnsupportedLayerError(ValueError):
@@ -655,7 +655,25 @@ def check_forward(model: nn.Module, # the network, in eval mode
         raise ValueError(f"the model gives different outputs on two calls with the same batch (max change "
                          f"{(a - b).abs().max().item():.3g}): something random runs in eval mode (e.g. F.dropout(x, training=True) "
                          "or torch.rand in forward); make the forward pass deterministic before measuring")
+    check_independent(model, x, a)
     return a
+
+def check_independent(model: nn.Module, # the network, in eval mode
+                      x, # a batch of at least two inputs (tensor or `Inputs`)
+                      out: Tensor, # the model's output on the whole batch
+                     ):
+    "Raise unless the first sample's output alone equals its output inside the batch (measures are sums over samples)."
+    if len(out) < 2 or out.dim() == 0: return
+    with torch.no_grad(), exact_attention(): one = call(model, x[:1])
+    if one.shape[1:] != out.shape[1:]: return                      # an output not laid out by sample: nothing to compare
+    eps = torch.finfo(out.dtype).eps if out.is_floating_point() else 0.0
+    scale = torch.nan_to_num(out, 0.0, 0.0, 0.0).abs().max().item()
+    gap = (one[0] - out[0]).abs().max().item()
+    if gap > eps ** 0.5 * max(scale, 1e-30):            # 1.5e-8 (float64), 3.5e-4 (float32) of the scale
+        raise ValueError(f"the first sample's output changes by {gap:.3g} when it runs alone instead of in a batch of "
+                         f"{len(out)}: the model mixes samples in eval mode (a batch statistic in forward, or an "
+                         "nn.MultiheadAttention with batch_first=False fed (batch, tokens, features)), so every measure "
+                         "would depend on the batch size; make each sample's output depend on that sample alone")
 
 # %% ../nbs/00_core.ipynb #0702f1c9
 def _param_uses(model):
