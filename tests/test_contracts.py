@@ -6,6 +6,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from flatness_nb.core import SelectOutput, empirical_risk, exact_attention, iter_batches, linear_layers, param_name
 from flatness_nb.hessian import (dense_hessian, hutchinson_relative_flatness, hutchinson_trace, lambda_max, lanczos_max,
                                  layer_curvature, layer_hessian_trace, layer_lambda_max, network_hessian_trace)
+from oracles import plain_hessian   # torch alone: the independent oracle
 
 torch.set_num_threads(1)
 
@@ -163,24 +164,17 @@ class _MHA(nn.Module):
         h = self.inp(x).reshape(len(x), 2, 4).repeat(1, 1, 2)
         return self.out(self.att(h, h, h, need_weights=False)[0].mean(1))
 
-def _plain_hessian(model, pname, data):
-    "Dense Hessian of the mean cross-entropy w.r.t. one parameter, with torch alone (the module's own forward, no library)."
-    X, y = data; w = dict(model.named_parameters())[pname].detach()
-    with exact_attention():
-        H = torch.func.hessian(lambda v: F.cross_entropy(torch.func.functional_call(model, {pname: v}, (X,)), y))(w)
-    return H.reshape(w.numel(), w.numel())
-
 def test_multihead_attention():
     model, data = _MHA().eval(), _data()
     for layer in ('inp', 'out'):                                 # before the attention (full route through SDPA) and after
         assert _rel(layer_hessian_trace(model, layer, data), _oracle_trace(model, layer, data)) < 1e-9
     assert 'att.out_proj' not in linear_layers(model)           # outside a measure the module applies it functionally ...
-    H = _plain_hessian(model, 'att.out_proj.weight', data)      # ... inside, out_proj runs as a module call: exact
+    H = plain_hessian(model, 'att.out_proj.weight', data)      # ... inside, out_proj runs as a module call: exact
     c = layer_curvature(model, 'att.out_proj', data, want=('kappa', 'bias'))
     W = model.att.out_proj.weight.detach()
     assert _rel(c.trace, H.trace().item()) < 1e-9
     assert _rel(c.relative_flatness, ((W @ W.T) * torch.einsum('atbt->ab', H.reshape(8, 8, 8, 8))).sum().item()) < 1e-9
-    assert (c.bias_hessian - _plain_hessian(model, 'att.out_proj.bias', data)).abs().max() < 1e-12
+    assert (c.bias_hessian - plain_hessian(model, 'att.out_proj.bias', data)).abs().max() < 1e-12
     with pytest.raises(ValueError, match="applies its weight functionally"):    # a config the adapter does not take
         kv = _MHA().eval(); kv.att = nn.MultiheadAttention(8, 2, batch_first=True, add_bias_kv=True).eval()
         layer_hessian_trace(kv, 'att.out_proj', data)

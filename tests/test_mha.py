@@ -4,6 +4,7 @@ from flatness_nb.core import UnsupportedLayerError, exact_attention, linear_laye
 from flatness_nb.hessian import dense_hessian, layer_curvature, layer_dense_hessian, network_hessian_trace
 from flatness_nb.sweep import network_curvature
 from flatness_nb.testing import rel_err
+from oracles import plain_hessian   # torch alone: the independent oracle
 
 TOL = 1e-8
 
@@ -23,13 +24,6 @@ def _data(n=7, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, 5, generator=g), torch.randint(0, 3, (n,), generator=g)
 
-def _plain_hessian(model, pname, data):
-    "Dense Hessian w.r.t. one parameter by torch alone: the module's own forward, outside the library's context."
-    X, y = data; w = dict(model.named_parameters())[pname].detach()
-    with exact_attention():
-        H = torch.func.hessian(lambda v: F.cross_entropy(torch.func.functional_call(model, {pname: v}, (X,)), y))(w)
-    return H.reshape(w.numel(), w.numel())
-
 @pytest.fixture(autouse=True)
 def _f64():
     old = torch.get_default_dtype(); torch.set_default_dtype(torch.float64); torch.manual_seed(0)
@@ -41,13 +35,13 @@ def test_in_proj_layer_curvature_equals_dense(bf):
     model, data = _SelfAttn(bf).double().eval(), _data()
     c = layer_curvature(model, 'att.in_proj', data, want=('trace', 'kappa', 'bias'))
     H = layer_dense_hessian(model, 'att.in_proj', data)                  # the library's oracle, in_proj as a module
-    Hp = _plain_hessian(model, 'att.in_proj_weight', data)               # torch alone, the module's own forward
+    Hp = plain_hessian(model, 'att.in_proj_weight', data)               # torch alone, the module's own forward
     assert rel_err(H, Hp) <= TOL
     assert rel_err(c.trace, Hp.trace().item()) <= TOL
     W = model.att.in_proj_weight.detach(); d, m = W.shape
     kappa = ((W @ W.T) * torch.einsum('atbt->ab', Hp.reshape(d, m, d, m))).sum().item()
     assert rel_err(c.relative_flatness, kappa) <= TOL
-    assert rel_err(c.bias_hessian, _plain_hessian(model, 'att.in_proj_bias', data)) <= TOL
+    assert rel_err(c.bias_hessian, plain_hessian(model, 'att.in_proj_bias', data)) <= TOL
 
 @pytest.mark.parametrize('bf', [True, False])
 def test_network_hessian_trace_covers_in_proj_exactly(bf):
@@ -63,7 +57,7 @@ def test_names_and_state_restored():
     names = [n for n, _ in model.named_parameters()]
     H1 = dense_hessian(model, data, params=['att.in_proj_weight'])      # the attention's own name is accepted ...
     H2 = dense_hessian(model, data, params=['att.in_proj.weight'])      # ... and in_proj's
-    assert torch.equal(H1, H2) and rel_err(H1, _plain_hessian(model, 'att.in_proj_weight', data)) <= TOL
+    assert torch.equal(H1, H2) and rel_err(H1, plain_hessian(model, 'att.in_proj_weight', data)) <= TOL
     assert [n for n, _ in model.named_parameters()] == names and 'att.in_proj' not in linear_layers(model)
     with pytest.raises(ValueError, match="is a layer inside the library's measures"):
         from flatness_nb.core import LayerSplit
@@ -73,7 +67,7 @@ def test_names_and_state_restored():
 def test_no_bias():
     model, data = _SelfAttn(bias=False).double().eval(), _data()
     c = layer_curvature(model, 'att.in_proj', data, want=('trace',))
-    assert rel_err(c.trace, _plain_hessian(model, 'att.in_proj_weight', data).trace().item()) <= TOL
+    assert rel_err(c.trace, plain_hessian(model, 'att.in_proj_weight', data).trace().item()) <= TOL
 
 def test_cross_attention_refused_with_the_way_out():
     model, data = _SelfAttn(cross=True).double().eval(), _data()
@@ -82,14 +76,14 @@ def test_cross_attention_refused_with_the_way_out():
     nc = network_curvature(model, data, curvature='gauss_newton')       # the sweep leaves it to the estimators
     assert 'att.in_proj.weight' in nc.rest and 'att.out_proj.weight' in nc.traces
     H = dense_hessian(model, data, params=['att.in_proj_weight'])       # the dense oracle still sees it (functionally)
-    assert rel_err(H, _plain_hessian(model, 'att.in_proj_weight', data)) <= TOL
+    assert rel_err(H, plain_hessian(model, 'att.in_proj_weight', data)) <= TOL
 
 def test_transformer_encoder_layer_self_attention():
     enc = nn.Sequential(nn.Linear(5, 12), nn.Unflatten(1, (3, 4)),
                         nn.TransformerEncoderLayer(4, 2, 6, dropout=0.0, batch_first=True), nn.Flatten(), nn.Linear(12, 3))
     enc = enc.double().eval(); data = _data()
     c = layer_curvature(enc, '2.self_attn.in_proj', data, want=('trace',))
-    assert rel_err(c.trace, _plain_hessian(enc, '2.self_attn.in_proj_weight', data).trace().item()) <= TOL
+    assert rel_err(c.trace, plain_hessian(enc, '2.self_attn.in_proj_weight', data).trace().item()) <= TOL
 
 def test_names_captured_outside_a_measure_still_act():
     "An operator resolves 'att.in_proj_weight' outside the context and multiplies inside it: the owner's name must still act."
