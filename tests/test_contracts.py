@@ -3,7 +3,7 @@ computation on well-formed input) or one error line that names the problem and t
 import functools, math
 import pytest, torch, torch.nn as nn, torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
-from flatness_nb.core import SelectOutput, empirical_risk, exact_attention, iter_batches, linear_layers, param_name
+from flatness_nb.core import SelectOutput, empirical_risk, iter_batches, linear_layers, param_name
 from flatness_nb.hessian import (dense_hessian, hutchinson_relative_flatness, hutchinson_trace, lambda_max, lanczos_max,
                                  layer_curvature, layer_hessian_trace, layer_lambda_max, network_hessian_trace)
 from oracles import plain_hessian   # torch alone: the independent oracle

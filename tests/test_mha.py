@@ -1,6 +1,6 @@
 "nn.MultiheadAttention's packed input projection `in_proj` as an exact layer, checked against dense float64 Hessians."
 import pytest, torch, torch.nn as nn, torch.nn.functional as F
-from flatness_nb.core import UnsupportedLayerError, exact_attention, linear_layers, mha_modules
+from flatness_nb.core import UnsupportedLayerError, linear_layers, mha_modules
 from flatness_nb.hessian import dense_hessian, layer_curvature, layer_dense_hessian, network_hessian_trace
 from flatness_nb.sweep import network_curvature
 from flatness_nb.testing import rel_err
